@@ -1,0 +1,95 @@
+"""The Equation interface: one object per PDE family, with a pointwise face and a grid face.
+
+Every shipped family is an evolution equation ``u_t = F(u, derivatives; params) + source``. The
+pointwise face :meth:`Equation.forcing` computes ``F`` at points from a :class:`Derivatives` accessor
+(autograd, or forward-mode jets); the grid face :meth:`Equation.rhs` computes ``F`` on a :class:`Grid`
+(spectral on periodic axes, finite differences on bounded ones) for simulators and grid losses.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A coefficient of an equation family: its default (None: required) and its admissible range."""
+
+    default: float | None = None
+    minimum: float | None = None
+    strict: bool = False  # minimum excluded
+    doc: str = ""
+
+    def check(self, value: float) -> str | None:
+        """Return a problem description, or None if ``value`` is admissible."""
+        if not math.isfinite(value):
+            return f"expected a finite number, got {value}"
+        if self.minimum is not None and (value < self.minimum or (self.strict and value == self.minimum)):
+            bound = ">" if self.strict else ">="
+            return f"expected a value {bound} {self.minimum} ({self.doc}), got {value}"
+        return None
+
+
+class Derivatives(Protocol):
+    """What a pointwise residual reads: field values, their derivatives and the coordinates.
+
+    ``d("u", "x", "x")`` is u_xx at every point, shape ``[N]``; ``d("u")`` is u itself.
+    """
+
+    space: tuple[str, ...]
+
+    def __call__(self, field: str, *axes: str) -> Any: ...
+
+    def coord(self, name: str) -> Any: ...
+
+
+class Equation(abc.ABC):
+    """A PDE family ``u_t = F(u) + source``; subclasses are small and final."""
+
+    name: ClassVar[str]
+    fields: ClassVar[tuple[str, ...]] = ("u",)
+    parameters: ClassVar[Mapping[str, Parameter]] = {}
+    dims: ClassVar[tuple[int, ...]] = (1,)  # admissible numbers of space axes
+    linear: ClassVar[bool] = True
+    max_space_order: ClassVar[int] = 2  # highest space-derivative order in F
+
+    @abc.abstractmethod
+    def forcing(self, d: Derivatives, p: Mapping[str, float]) -> Any:
+        """F at points, ``[N, n_fields]`` (one column per field)."""
+
+    @abc.abstractmethod
+    def rhs(self, u: Any, grid: Any, p: Mapping[str, float]) -> Any:
+        """F on a grid: ``u`` is ``[..., channel, *space]`` (torch), returns the same shape."""
+
+    def velocity(self, d: Derivatives, p: Mapping[str, float]) -> Any | None:
+        """Characteristic speed ``f`` of the transport part ``u_t + f u_x``, ``[N]``; None if no transport."""
+        return None
+
+    def residual(self, d: Derivatives, p: Mapping[str, float], source: Any | None = None) -> Any:
+        """``u_t - F - source`` at points, ``[N, n_fields]``."""
+        import torch
+
+        dt = torch.stack([d(f, "t") for f in self.fields], dim=-1)
+        r = dt - self.forcing(d, p)
+        return r if source is None else r - source
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other)
+
+    def __hash__(self) -> int:
+        return hash(type(self))
+
+
+def laplacian_points(d: Derivatives, field: str) -> Any:
+    return sum(d(field, a, a) for a in d.space)
+
+
+def laplacian_grid(u: Any, grid: Any) -> Any:
+    return sum(grid.diff(u, a.name, 2) for a in grid.space)

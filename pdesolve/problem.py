@@ -1,0 +1,242 @@
+"""Problem: the PDE, its domain, its conditions and where its reference comes from.
+
+The one abstraction that every back-end shares. Immutable and self-validating; built from YAML by
+:mod:`pdesolve.config` or directly in Python::
+
+    p = Problem(
+        name="burgers",
+        equation=get_equation("burgers"),
+        params={"nu": 0.01 / math.pi},
+        domain=Domain((Axis("x", -1.0, 1.0),), time=(0.0, 1.0)),
+        initial=InitialCondition.of({"u": "-sin(pi*x)"}, ("x",)),
+        boundary=BoundaryCondition.dirichlet_walls("x", ("t", "x")),
+        reference=Reference("cole_hopf"),
+    )
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .equations import Equation
+from .expr import Expression
+from .grid import Grid, GridAxis
+
+BOUNDARY_KINDS = ("dirichlet", "neumann", "robin")
+SIDES = ("lo", "hi")
+
+
+class ProblemError(ValueError):
+    """A problem whose parts do not fit together; ``path`` names the offending key."""
+
+    def __init__(self, path: str, message: str):
+        super().__init__(f"{path}: {message}")
+        self.path = path
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One space axis of the domain."""
+
+    name: str
+    lo: float
+    hi: float
+    periodic: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.name.isidentifier() or self.name == "t":
+            raise ProblemError(f"domain.{self.name}", "a space axis needs an identifier name other than 't'")
+        if not self.lo < self.hi:
+            raise ProblemError(f"domain.{self.name}", f"expected lo < hi, got [{self.lo}, {self.hi}]")
+
+
+@dataclass(frozen=True)
+class Domain:
+    """A box in space times a time interval (None for steady problems)."""
+
+    space: tuple[Axis, ...]
+    time: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "space", tuple(self.space))
+        names = [a.name for a in self.space]
+        if not names:
+            raise ProblemError("domain", "expected at least one space axis")
+        if len(set(names)) != len(names):
+            raise ProblemError("domain", f"axis names must be unique, got {names}")
+        if self.time is not None:
+            t0, t1 = self.time
+            if not t0 < t1:
+                raise ProblemError("domain.t", f"expected t0 < t1, got [{t0}, {t1}]")
+
+    @property
+    def space_names(self) -> tuple[str, ...]:
+        return tuple(a.name for a in self.space)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Coordinate columns in the order (t, x, y, z)."""
+        return (("t",) if self.time is not None else ()) + self.space_names
+
+    @property
+    def bounds(self) -> dict[str, tuple[float, float]]:
+        out = {"t": tuple(self.time)} if self.time is not None else {}
+        out.update({a.name: (a.lo, a.hi) for a in self.space})
+        return out  # type: ignore[return-value]
+
+    def axis(self, name: str) -> Axis:
+        for a in self.space:
+            if a.name == name:
+                return a
+        raise KeyError(f"no space axis {name!r}; the domain has {list(self.space_names)}")
+
+    def grid(self, shape: Mapping[str, int]) -> Grid:
+        """A uniform grid over the domain with ``shape[axis]`` points per axis."""
+        missing = [n for n in self.names if n not in shape]
+        if missing:
+            raise ProblemError("evaluate.grid", f"no point count for axes {missing}; expected one for each of {list(self.names)}")
+        space = tuple(GridAxis(a.name, a.lo, a.hi, int(shape[a.name]), a.periodic) for a in self.space)
+        time = GridAxis("t", self.time[0], self.time[1], int(shape["t"])) if self.time is not None else None
+        return Grid(space, time)
+
+
+@dataclass(frozen=True)
+class InitialCondition:
+    """``u(x, t0)`` per field, as expressions of the space coordinates."""
+
+    values: Mapping[str, Expression]
+
+    @classmethod
+    def of(cls, values: Mapping[str, str | float], space: Sequence[str], constants: Mapping[str, float] | None = None) -> InitialCondition:
+        return cls({k: Expression.parse(v, space, constants) for k, v in values.items()})
+
+
+@dataclass(frozen=True)
+class BoundaryCondition:
+    """``alpha u + beta du/dn = value`` on one face (``axis``, ``side``) for one field.
+
+    Dirichlet is (1, 0), Neumann (0, 1); ``n`` is the outward normal. ``value`` is an expression of
+    ``t`` and the space coordinates. Periodicity is a property of the :class:`Axis`, not a condition.
+    """
+
+    kind: str
+    axis: str
+    side: str
+    value: Expression
+    field: str = "u"
+    alpha: float = 1.0
+    beta: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in BOUNDARY_KINDS:
+            raise ProblemError("boundary.kind", f"expected one of {list(BOUNDARY_KINDS)} or 'periodic', got {self.kind!r}")
+        if self.side not in SIDES:
+            raise ProblemError("boundary.side", f"expected one of {list(SIDES)} or 'both', got {self.side!r}")
+        expected = {"dirichlet": (1.0, 0.0), "neumann": (0.0, 1.0)}.get(self.kind)
+        if expected and (self.alpha, self.beta) != expected:
+            object.__setattr__(self, "alpha", expected[0])
+            object.__setattr__(self, "beta", expected[1])
+        if self.kind == "robin" and self.alpha == 0 and self.beta == 0:
+            raise ProblemError("boundary.alpha", "a Robin condition needs alpha or beta non-zero")
+
+    @classmethod
+    def dirichlet_walls(cls, axis: str, variables: Sequence[str], value: str | float = 0.0, field: str = "u") -> tuple[BoundaryCondition, ...]:
+        expr = Expression.parse(value, variables)
+        return tuple(cls("dirichlet", axis, side, expr, field) for side in SIDES)
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind}:{self.field}@{self.axis}.{self.side}"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Where the trusted solution comes from: a closed form, a quadrature, a simulator or a file."""
+
+    kind: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A well-posed PDE problem. Checks on construction that its parts fit together."""
+
+    name: str
+    equation: Equation
+    params: Mapping[str, float]
+    domain: Domain
+    initial: InitialCondition | None
+    boundary: tuple[BoundaryCondition, ...] = ()
+    reference: Reference | None = None
+    source: Expression | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "boundary", tuple(self.boundary))
+        object.__setattr__(self, "params", dict(self.params))
+        for err in self.errors():
+            raise err
+
+    def errors(self) -> list[ProblemError]:
+        """Every inconsistency at once (construction raises the first)."""
+        eq, errs = self.equation, []
+        for k in self.params:
+            if k not in eq.parameters:
+                errs.append(ProblemError(f"params.{k}", f"unknown parameter of {eq.name!r}; expected {sorted(eq.parameters)}"))
+        for k, spec in eq.parameters.items():
+            if k not in self.params:
+                if spec.default is None:
+                    errs.append(ProblemError(f"params.{k}", f"missing; {eq.name!r} needs {sorted(eq.parameters)}"))
+                continue
+            msg = spec.check(float(self.params[k]))
+            if msg:
+                errs.append(ProblemError(f"params.{k}", msg))
+        ndim = len(self.domain.space)
+        if ndim not in eq.dims:
+            errs.append(ProblemError("domain", f"{eq.name!r} is defined in {list(eq.dims)} space dimension(s), got {ndim}"))
+        if self.domain.time is not None:
+            if self.initial is None:
+                errs.append(ProblemError("initial", "a time-dependent problem needs an initial condition"))
+            else:
+                missing = set(eq.fields) - set(self.initial.values)
+                extra = set(self.initial.values) - set(eq.fields)
+                if missing:
+                    errs.append(ProblemError("initial", f"missing values for fields {sorted(missing)}"))
+                if extra:
+                    errs.append(ProblemError("initial", f"unknown fields {sorted(extra)}; {eq.name!r} has {list(eq.fields)}"))
+                for f, e in self.initial.values.items():
+                    if "t" in e.free_names() & set(e.variables):
+                        errs.append(ProblemError(f"initial.{f}", "an initial condition cannot depend on t"))
+        faces = set()
+        for i, bc in enumerate(self.boundary):
+            path = f"boundary[{i}]"
+            try:
+                axis = self.domain.axis(bc.axis)
+            except KeyError as e:
+                errs.append(ProblemError(f"{path}.axis", str(e.args[0])))
+                continue
+            if axis.periodic:
+                errs.append(ProblemError(f"{path}.axis", f"axis {bc.axis!r} is periodic; it takes no {bc.kind} condition"))
+            if bc.field not in eq.fields:
+                errs.append(ProblemError(f"{path}.field", f"unknown field {bc.field!r}; {eq.name!r} has {list(eq.fields)}"))
+            if (bc.axis, bc.side, bc.field) in faces:
+                errs.append(ProblemError(path, f"a second condition on {bc.axis}.{bc.side} for {bc.field!r}"))
+            faces.add((bc.axis, bc.side, bc.field))
+        return errs
+
+    @property
+    def coefficients(self) -> dict[str, float]:
+        """Parameters with the family's defaults filled in."""
+        out = {k: float(s.default) for k, s in self.equation.parameters.items() if s.default is not None}
+        out.update({k: float(v) for k, v in self.params.items()})
+        return out
+
+    def initial_numpy(self, grid: Grid) -> Any:
+        """The initial condition on a grid's space points, ``[channel, *space]`` float64."""
+        import numpy as np
+
+        mesh = np.meshgrid(*(a.coords for a in grid.space), indexing="ij")
+        values = dict(zip([a.name for a in grid.space], mesh))
+        return np.stack([self.initial.values[f].numpy(**values) for f in self.equation.fields])  # type: ignore[union-attr]
