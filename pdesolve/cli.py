@@ -1,0 +1,62 @@
+"""The ``pdesolve`` command: sub-commands live in ``pdesolve.commands.*`` and are imported on use."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from .errors import UserError
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "solve": ("pdesolve.commands.solve", "solve a problem file with a back-end and write a run folder"),
+    "validate": ("pdesolve.commands.validate", "check problem files and report every error at once"),
+    "list": ("pdesolve.commands.listing", "list shipped problems, solvers, optimizers and equations"),
+    "evaluate": ("pdesolve.commands.evaluate", "recompute the metrics of a run folder"),
+    "plot": ("pdesolve.commands.plot", "redraw the figures of a run folder"),
+    "simulate": ("pdesolve.commands.simulate", "run the reference simulator and write an HDF5 dataset"),
+    "data": ("pdesolve.commands.data", "inspect datasets (pdesolve data describe FILE)"),
+    "train": ("pdesolve.commands.train", "train a grid solver on a dataset"),
+    "rollout": ("pdesolve.commands.rollout", "roll a trained grid solver out on a test dataset"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pdesolve", description="Physics-informed PDE solvers on one problem abstraction.")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        try:
+            importlib.import_module(module).add_arguments(p)
+        except ModuleNotFoundError as err:
+            if err.name != module:
+                raise
+            p.set_defaults(_missing=module)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    if getattr(args, "_missing", None):
+        print(f"pdesolve {args.command}: not available in this version", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
+    try:
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
