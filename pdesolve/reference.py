@@ -265,3 +265,13 @@ def reference_solution(problem: Problem, grid: Grid) -> np.ndarray:
         raise ReferenceError(f"unknown reference {kind!r}; valid references are {sorted(REFERENCES)}")
     fn: Any = REFERENCES[kind]
     return fn(problem, grid, **dict(problem.reference.options))
+
+
+def simulator(problem: Problem, grid: Grid, **options: Any) -> np.ndarray:
+    """The problem's numerical simulator (:mod:`pdesolve.simulate`), one trajectory from its initial condition."""
+    from .simulate.reference import simulator_reference
+
+    return simulator_reference(problem, grid, **options)
+
+
+REFERENCES["simulator"] = simulator

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from .advection_diffusion import AdvectionDiffusion2D
+from .allen_cahn import AllenCahn
 from .base import Derivatives, Equation, Parameter
+from .diffusion_sorption import DiffusionSorption
 from .families import Burgers, Convection, ConvectionDiffusion, Heat, Reaction, ReactionDiffusion
+from .kdv import KdV
+from .navier_stokes import NavierStokes2D
 
 EQUATIONS: dict[str, type[Equation]] = {
-    cls.name: cls for cls in (Convection, ConvectionDiffusion, Heat, Burgers, Reaction, ReactionDiffusion)
+    cls.name: cls
+    for cls in (Convection, ConvectionDiffusion, Heat, Burgers, Reaction, ReactionDiffusion)
+    + (AllenCahn, KdV, DiffusionSorption, NavierStokes2D, AdvectionDiffusion2D)
 }
 
 

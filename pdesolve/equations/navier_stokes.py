@@ -1,0 +1,64 @@
+"""Incompressible Navier-Stokes in 2D, vorticity form on a periodic box.
+
+``w_t + u . grad w = nu Lap w - drag w + f``, velocity from the stream function: ``Lap psi = -w``,
+``u = psi_y``, ``v = -psi_x``. The optional Kolmogorov forcing is the body force
+``forcing sin(k_f y)`` along x, i.e. ``f = -forcing k_f cos(k_f y)`` with ``k_f = 2 pi forcing_k / L_y``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from .base import Derivatives, Equation, Parameter
+
+
+class NavierStokes2D(Equation):
+    """Vorticity ``w`` of a 2D incompressible flow on a periodic box."""
+
+    name = "navier_stokes"
+    fields = ("w",)
+    dims = (2,)
+    linear = False
+    parameters = {
+        "nu": Parameter(None, 0.0, doc="a viscosity cannot be negative"),
+        "drag": Parameter(0.0, 0.0, doc="a linear drag cannot be negative"),
+        "forcing": Parameter(0.0, doc="Kolmogorov forcing amplitude"),
+        "forcing_k": Parameter(4.0, 0.0, doc="Kolmogorov forcing wave number (periods per box)"),
+    }
+
+    def forcing(self, d: Derivatives, p: Mapping[str, float]) -> Any:
+        raise NotImplementedError(
+            "the vorticity form is non-local (the velocity comes from a Poisson solve); "
+            "pointwise solvers need a velocity-pressure formulation, grid solvers use rhs()"
+        )
+
+    def rhs(self, u: Any, grid: Any, p: Mapping[str, float]) -> Any:
+        import torch
+
+        x, y = (a.name for a in grid.space)
+        psi = stream_function(u, grid)
+        adv = grid.diff(psi, y) * grid.diff(u, x) - grid.diff(psi, x) * grid.diff(u, y)
+        lap = grid.diff(u, x, 2) + grid.diff(u, y, 2)
+        out = -adv + p["nu"] * lap - p.get("drag", 0.0) * u
+        if p.get("forcing", 0.0):
+            ay = grid.axis(y)
+            kf = 2 * math.pi * p.get("forcing_k", 4.0) / ay.length
+            yy = torch.as_tensor(ay.coords, dtype=u.dtype, device=u.device)
+            out = out - p["forcing"] * kf * torch.cos(kf * yy)
+        return out
+
+
+def stream_function(w: Any, grid: Any) -> Any:
+    """``psi`` with ``Lap psi = -w`` and zero mean on the periodic grid (torch, ``[..., x, y]``)."""
+    import torch
+
+    ax, ay = grid.space
+    kx = 2 * math.pi * torch.fft.fftfreq(ax.n, d=ax.spacing, dtype=w.dtype, device=w.device)
+    ky = 2 * math.pi * torch.fft.rfftfreq(ay.n, d=ay.spacing, dtype=w.dtype, device=w.device)
+    k2 = kx[:, None] ** 2 + ky[None, :] ** 2
+    k2[0, 0] = 1.0
+    what = torch.fft.rfft2(w) / k2
+    what[..., 0, 0] = 0
+    return torch.fft.irfft2(what, s=w.shape[-2:])
