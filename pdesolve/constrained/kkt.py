@@ -1,0 +1,83 @@
+"""Batched KKT algebra shared by the linear and nonlinear paths, and the input checks they share.
+
+For min 1/2 w^T H w - g^T w subject to C w = d the optimality (KKT) conditions are the symmetric
+indefinite system
+
+    [ H  C^T ] [ w  ]   [ g ]
+    [ C   0  ] [ nu ] = [ d ]
+
+solved here densely for every sample at once. Its size is N + p (basis functions plus constraints),
+independent of the number m of sampled points: forming H = A^T A costs O(m N^2), the solve O((N+p)^3).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def solve_kkt(H: Tensor, C: Tensor, g: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
+    """Solve the KKT system above for every sample.
+
+    H: [batch, N, N] symmetric; C: [batch, p, N] with full row rank (p may be 0); g: [batch, N];
+    d: [batch, p]. Returns w [batch, N] and the multipliers nu [batch, p]. Differentiable by autograd.
+    """
+    n, p = H.shape[-1], C.shape[-2]
+    if p == 0:
+        return torch.linalg.solve(H, g), g.new_zeros(g.shape[:-1] + (0,))
+    top = torch.cat([H, C.mT], dim=-1)  # [batch, N, N+p]
+    bottom = torch.cat([C, C.new_zeros(C.shape[:-1] + (p,))], dim=-1)  # [batch, p, N+p]
+    K = torch.cat([top, bottom], dim=-2)  # [batch, N+p, N+p]
+    x = torch.linalg.solve(K, torch.cat([g, d], dim=-1))
+    return x[..., :n], x[..., n:]
+
+
+def empty_constraints(like: Tensor, batch: int, n: int) -> tuple[Tensor, Tensor]:
+    """C [batch, 0, N] and d [batch, 0]: 'no constraints' as tensors so every path has one shape."""
+    return like.new_zeros(batch, 0, n), like.new_zeros(batch, 0)
+
+
+def check_system(A: Tensor, b: Tensor, C: Tensor | None, d: Tensor | None, *, what: str = "A") -> None:
+    """Check the shapes of A [batch, m, N], b [batch, m], C [batch, p, N], d [batch, p]."""
+    if A.ndim != 3:
+        raise ValueError(f"{what} must be [batch, m, N], got shape {tuple(A.shape)}")
+    batch, m, n = A.shape
+    if b.shape != (batch, m):
+        raise ValueError(f"b must be [batch, m] = {[batch, m]}, got shape {tuple(b.shape)}")
+    check_constraints(C, d, batch, n)
+
+
+def check_constraints(C: Tensor | None, d: Tensor | None, batch: int, n: int) -> None:
+    """Check C [batch, p, N] and d [batch, p]; both or neither, and p <= N for an exact solve."""
+    if (C is None) != (d is None):
+        given = "C" if C is not None else "d"
+        raise ValueError(f"give both C and d or neither, got only {given}")
+    if C is None or d is None:
+        return
+    if C.ndim != 3 or C.shape[0] != batch or C.shape[2] != n:
+        raise ValueError(f"C must be [batch, p, N] with batch={batch}, N={n}, got shape {tuple(C.shape)}")
+    if d.shape != C.shape[:2]:
+        raise ValueError(f"d must be [batch, p] = {list(C.shape[:2])}, got shape {tuple(d.shape)}")
+
+
+def check_exact(p: int, n: int) -> None:
+    """Exact constraints need at most N independent rows; otherwise the KKT matrix is singular."""
+    if p > n:
+        raise ValueError(
+            f"{p} equality constraints on {n} basis weights cannot all hold exactly (need p <= N); "
+            "use more basis functions, fewer constraint points, or weighted constraint rows (penalty=...)"
+        )
+
+
+def float64(*xs: Tensor | None) -> list[Tensor | None]:
+    """Cast to float64 (the reference precision: normal equations square the condition number)."""
+    return [None if x is None else x.to(torch.float64) for x in xs]
+
+
+def result_dtype(*xs: Tensor | None) -> torch.dtype:
+    """The floating dtype the caller gave (float32 in, float32 out), at least float32."""
+    dtype = torch.float32
+    for x in xs:
+        if x is not None:
+            dtype = torch.promote_types(dtype, x.dtype)
+    return dtype
