@@ -179,6 +179,16 @@ class Problem:
         for err in self.errors():
             raise err
 
+    @classmethod
+    def validated(cls, **fields: Any) -> tuple[Problem | None, list[ProblemError]]:
+        """Build a problem, or return every error at once instead of raising the first."""
+        draft = object.__new__(cls)
+        for key, value in fields.items():
+            object.__setattr__(draft, key, value)
+        object.__setattr__(draft, "boundary", tuple(draft.boundary))
+        errs = draft.errors()
+        return (None, errs) if errs else (cls(**fields), [])
+
     def errors(self) -> list[ProblemError]:
         """Every inconsistency at once (construction raises the first)."""
         eq, errs = self.equation, []

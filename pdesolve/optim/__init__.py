@@ -1,0 +1,29 @@
+"""Training rules by name: ``OPTIMIZERS[name] = (rule class, options model)``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from .backprop import LBFGS, Adam, AdamLBFGS, AdamLBFGSOptions, AdamOptions, AdamW, LBFGSOptions
+from .base import LossFn, Optimizer
+
+OPTIMIZERS: dict[str, tuple[type[Optimizer], type[BaseModel]]] = {
+    "adam": (Adam, AdamOptions),
+    "adamw": (AdamW, AdamOptions),
+    "lbfgs": (LBFGS, LBFGSOptions),
+    "adam_lbfgs": (AdamLBFGS, AdamLBFGSOptions),
+}
+
+
+def make_optimizer(name: str, options: BaseModel | dict[str, Any], total_steps: int) -> Optimizer:
+    """The rule called ``name`` with its options (a dict is validated by the rule's options model)."""
+    if name not in OPTIMIZERS:
+        raise KeyError(f"unknown optimizer {name!r}; valid optimizers are {sorted(OPTIMIZERS)}")
+    cls, model = OPTIMIZERS[name]
+    opts = options if isinstance(options, model) else model.model_validate(options)
+    return cls(opts, total_steps)  # type: ignore[call-arg]
+
+
+__all__ = ["OPTIMIZERS", "LossFn", "Optimizer", "make_optimizer"]

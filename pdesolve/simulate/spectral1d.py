@@ -3,7 +3,7 @@
 Each family splits as ``u_t = L u + N(u)``: ``L`` is the linear constant-coefficient part (diffusion,
 dispersion, advection at a constant speed, linear growth), integrated exactly by ETDRK4's exponentials;
 ``N(u) = d^m/dx^m g(u)`` is the pointwise nonlinearity, evaluated in physical space and de-aliased by the
-2/3 rule. Linear families have ``N = 0`` and are advanced exactly, one step per output interval.
+2/3 rule when it carries a derivative. Linear families have ``N = 0`` and are advanced exactly, one step per output interval.
 """
 
 from __future__ import annotations
@@ -92,11 +92,15 @@ class Spectral1D(Simulator):
             k_odd[-1] = 0  # the Nyquist mode of a real field has no odd derivative
         p = {name: per_batch(v.to(dev), 1) for name, v in params.items() if not name.startswith("boundary.")}
         L = split.L(1j * k_odd, k * k, p)  # [batch or 1, nk]
-        keep = (3 * torch.arange(k.numel(), device=dev) < n) if numerics.dealias else torch.ones_like(k, dtype=torch.bool)
+        # the 2/3 rule for transport nonlinearities; pointwise reactions keep every mode (truncating them only
+        # wastes a third of the resolution: 10x larger errors on Allen-Cahn at 512 points)
+        dealias = numerics.dealias and split.order > 0
+        keep = (3 * torch.arange(k.numel(), device=dev) < n) if dealias else torch.ones_like(k, dtype=torch.bool)
         mult = ((1j * k_odd) ** split.order * keep).to(torch.complex128)
 
-        def N(v: torch.Tensor) -> torch.Tensor:
-            return torch.fft.rfft(split.g(torch.fft.irfft(v, n=n), p)) * mult  # type: ignore[misc]
+        def N(v: torch.Tensor) -> torch.Tensor:  # products of the kept modes only: alias-free for quadratic g
+            u = torch.fft.irfft(v * keep if dealias else v, n=n)
+            return torch.fft.rfft(split.g(u, p)) * mult  # type: ignore[misc]
 
         dt = numerics.dt
         if split.g is not None and dt is None:

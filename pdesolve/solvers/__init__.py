@@ -1,0 +1,19 @@
+"""Back-ends by name. ``SOLVERS[name]`` is a :class:`Solver` subclass with its ``Options`` model."""
+
+from __future__ import annotations
+
+from .base import Solver, SolverMismatch
+from .pinn import PINN
+
+SOLVERS: dict[str, type[Solver]] = {
+    "pinn": PINN,
+}
+
+
+def get_solver(name: str) -> type[Solver]:
+    if name not in SOLVERS:
+        raise KeyError(f"unknown solver {name!r}; valid solvers are {sorted(SOLVERS)}")
+    return SOLVERS[name]
+
+
+__all__ = ["SOLVERS", "Solver", "SolverMismatch", "get_solver"]

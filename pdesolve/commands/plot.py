@@ -1,0 +1,23 @@
+"""``pdesolve plot RUN_DIR``: redraw a run's figures from its solution.h5 and history.csv."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import UserError
+from ..runner import read_history, read_solution, write_figures
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", help="a run folder written by `pdesolve solve`")
+
+
+def run(args: argparse.Namespace) -> int:
+    folder = Path(args.run_dir)
+    if not (folder / "solution.h5").exists():
+        raise UserError(f"{folder}: no solution.h5 (is it a finished run folder?)")
+    solution, ref, diagnostics = read_solution(folder / "solution.h5")
+    for p in write_figures(folder, solution, ref, read_history(folder / "history.csv"), diagnostics):
+        print(p)
+    return 0

@@ -1,0 +1,400 @@
+"""YAML problem files -> typed objects, with every error reported at once.
+
+Configuration stops here: the library below takes a :class:`Problem`, options models and settings,
+never a dict. Each error names the file, the key path and what was expected; an unknown key or name
+comes with a did-you-mean or the list of valid names.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .equations import EQUATIONS, get_equation
+from .errors import UserError
+from .expr import ExpressionError, constant
+from .problem import Axis, BoundaryCondition, Domain, InitialCondition, Problem, ProblemError, Reference
+
+Number = Union[float, str]  # a number or a constant expression such as "0.01/pi"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AxisSpec(_Strict):
+    bounds: tuple[Number, Number]
+    periodic: bool = False
+
+
+class BoundarySpec(_Strict):
+    kind: Literal["dirichlet", "neumann", "robin", "periodic"]
+    axis: str
+    side: Literal["lo", "hi", "both"] = "both"
+    value: Number = 0.0
+    field: str = "u"
+    alpha: float = 1.0
+    beta: float = 0.0
+
+
+class ReferenceSpec(_Strict):
+    kind: str
+    options: dict[str, Any] = {}
+
+
+class EvaluateSpec(_Strict):
+    grid: dict[str, int] = Field(..., description="points per axis of the evaluation grid, e.g. {t: 101, x: 256}")
+
+
+class OptimizerSpec(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str = "adam"
+
+
+class TrainSpec(_Strict):
+    steps: int = Field(5000, ge=0)
+    optimizer: OptimizerSpec = OptimizerSpec()
+    eval_every: int = Field(0, ge=0)
+    checkpoint_every: int = Field(1000, ge=0)
+    log_every: int = Field(10, ge=1)
+
+
+class ProblemFile(_Strict):
+    """The schema of a problem file (``problems/*.yaml``)."""
+
+    name: str
+    description: str = ""
+    equation: str
+    params: dict[str, Number] = {}
+    domain: dict[str, tuple[Number, Number] | AxisSpec]
+    initial: dict[str, Number] | None = None
+    boundary: list[BoundarySpec] = []
+    source: Number | None = None
+    reference: str | ReferenceSpec | None = None
+    evaluate: EvaluateSpec | None = None
+    simulate: dict[str, Any] | None = None
+    solver: str = "pinn"
+    solvers: dict[str, dict[str, Any]] = {}
+    train: TrainSpec = TrainSpec()
+    seed: int = 0
+    device: Literal["cpu", "cuda", "auto"] = "auto"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run needs, typed. ``raw`` is the resolved file content, enough to reproduce it."""
+
+    path: str
+    problem: Problem
+    solver: str
+    solver_options: BaseModel
+    train: TrainSpec
+    optimizer_options: BaseModel
+    eval_grid: dict[str, int]
+    seed: int
+    device: str
+    raw: dict[str, Any]
+    simulate: Any = None
+
+
+class ConfigError(UserError):
+    """One or more errors in a problem file; ``errors`` holds each message."""
+
+    def __init__(self, path: str, errors: Sequence[str]):
+        self.path, self.errors = path, list(errors)
+        lines = "\n".join(f"  - {e}" for e in self.errors)
+        super().__init__(f"{path}: {len(self.errors)} error(s)\n{lines}")
+
+
+# ----------------------------------------------------------------------------- loading
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"{p}: no such file")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(str(p), [f"not valid YAML: {err}"]) from None
+    if not isinstance(data, dict):
+        raise ConfigError(str(p), [f"expected a mapping of keys at the top level, got {type(data).__name__}"])
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str], path: str = "<overrides>") -> dict[str, Any]:
+    """Apply ``key.path=value`` strings (values parsed as YAML) to a copy of ``data``."""
+    import copy
+
+    out = copy.deepcopy(data)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(path, [f"--set {item!r}: expected key.path=value"])
+        key, value = item.split("=", 1)
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            nxt = node.get(part)
+            if nxt is None:
+                nxt = node[part] = {}
+            if not isinstance(nxt, dict):
+                raise ConfigError(path, [f"--set {key}: {part!r} is not a mapping"])
+            node = nxt
+        node[parts[-1]] = yaml.safe_load(value)
+    return out
+
+
+def load_run_config(path: str | Path, overrides: Sequence[str] = (), data: dict[str, Any] | None = None) -> RunConfig:
+    """Read, override and validate a problem file; raises :class:`ConfigError` listing every error."""
+    raw = apply_overrides(data if data is not None else read_yaml(path), overrides, str(path))
+    cfg, errors = _build(raw)
+    if errors:
+        raise ConfigError(str(path), errors)
+    return RunConfig(path=str(path), raw=raw, **cfg)
+
+
+def load_problem(path: str | Path, overrides: Sequence[str] = ()) -> Problem:
+    """The :class:`Problem` of a problem file."""
+    return load_run_config(path, overrides).problem
+
+
+def validate_file(path: str | Path) -> list[str]:
+    """Every error of a problem file (empty list if it is valid)."""
+    try:
+        load_run_config(path)
+    except ConfigError as err:
+        return err.errors
+    except UserError as err:
+        return [str(err)]
+    return []
+
+
+# ----------------------------------------------------------------------------- building
+def _build(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    try:
+        spec = ProblemFile.model_validate(raw)
+    except ValidationError as err:
+        return {}, _pydantic_errors(err, ProblemFile)
+    errors: list[str] = []
+
+    def num(value: Number, where: str) -> float:
+        try:
+            return constant(value)
+        except ExpressionError as e:
+            errors.append(f"{where}: {e}")
+            return float("nan")
+
+    # equation and parameters
+    equation = None
+    if spec.equation not in EQUATIONS:
+        errors.append(f"equation: unknown equation {spec.equation!r}; valid equations are {sorted(EQUATIONS)}" + _did_you_mean(spec.equation, EQUATIONS))
+    else:
+        equation = get_equation(spec.equation)
+    params = {k: num(v, f"params.{k}") for k, v in spec.params.items()}
+
+    # domain
+    space, time = [], None
+    for name, ax in spec.domain.items():
+        bounds, periodic = (ax.bounds, ax.periodic) if isinstance(ax, AxisSpec) else (ax, False)
+        lo, hi = num(bounds[0], f"domain.{name}[0]"), num(bounds[1], f"domain.{name}[1]")
+        if not lo < hi:
+            errors.append(f"domain.{name}: expected lo < hi, got [{lo}, {hi}]")
+            continue
+        if name == "t":
+            if periodic:
+                errors.append("domain.t.periodic: the time axis cannot be periodic")
+            time = (lo, hi)
+        elif not name.isidentifier():
+            errors.append(f"domain.{name}: axis names must be identifiers")
+        else:
+            space.append(Axis(name, lo, hi, periodic))
+    # periodic listed as a boundary condition marks the axis periodic
+    boundary_specs = []
+    for i, b in enumerate(spec.boundary):
+        if b.kind == "periodic":
+            idx = [a.name for a in space].index(b.axis) if b.axis in [a.name for a in space] else None
+            if idx is None:
+                errors.append(f"boundary[{i}].axis: unknown axis {b.axis!r}; the domain has {[a.name for a in space]}")
+            else:
+                space[idx] = Axis(space[idx].name, space[idx].lo, space[idx].hi, True)
+        else:
+            boundary_specs.append((i, b))
+    names = tuple(a.name for a in space)
+    variables = (("t",) if time is not None else ()) + names
+    consts = {k: v for k, v in params.items()}
+
+    def expression(text: Number, where: str, variables: Sequence[str]) -> Any:
+        from .expr import Expression
+
+        try:
+            return Expression.parse(text, variables, consts)
+        except ExpressionError as e:
+            errors.append(f"{where}: {e}")
+            return None
+
+    initial = None
+    if spec.initial is not None:
+        vals = {f: expression(v, f"initial.{f}", names) for f, v in spec.initial.items()}
+        if all(v is not None for v in vals.values()):
+            initial = InitialCondition(vals)
+    boundary = []
+    for i, b in boundary_specs:
+        value = expression(b.value, f"boundary[{i}].value", variables)
+        if value is None:
+            continue
+        sides = ("lo", "hi") if b.side == "both" else (b.side,)
+        for side in sides:
+            try:
+                boundary.append(BoundaryCondition(b.kind, b.axis, side, value, b.field, b.alpha, b.beta))
+            except ProblemError as e:
+                errors.append(f"boundary[{i}].{e.path.split('.')[-1]}: {e.message}")
+    source = expression(spec.source, "source", variables) if spec.source is not None else None
+
+    reference = None
+    if spec.reference is not None:
+        ref = spec.reference if isinstance(spec.reference, ReferenceSpec) else ReferenceSpec(kind=spec.reference)
+        from .reference import REFERENCES
+
+        if ref.kind not in REFERENCES:
+            errors.append(f"reference: unknown reference {ref.kind!r}; valid references are {sorted(REFERENCES)}" + _did_you_mean(ref.kind, REFERENCES))
+        reference = Reference(ref.kind, ref.options)
+
+    problem = None
+    if equation is not None and space and not errors:
+        try:
+            problem, problem_errors = Problem.validated(
+                name=spec.name, equation=equation, params=params, domain=Domain(tuple(space), time), initial=initial,
+                boundary=tuple(boundary), reference=reference, source=source,
+            )
+            errors += [str(e) for e in problem_errors]
+        except ProblemError as e:
+            errors.append(str(e))
+
+    # evaluation grid
+    eval_grid: dict[str, int] = {}
+    if spec.evaluate is not None:
+        eval_grid = dict(spec.evaluate.grid)
+        want = set(variables)
+        if set(eval_grid) != want:
+            errors.append(f"evaluate.grid: expected point counts for exactly {sorted(want)}, got {sorted(eval_grid)}")
+        errors += [f"evaluate.grid.{k}: expected at least 2 points, got {v}" for k, v in eval_grid.items() if v < 2]
+    else:
+        eval_grid = {n: (101 if n == "t" else 128) for n in variables}
+
+    # solver and its options
+    from .solvers import SOLVERS
+
+    solver_options = None
+    if spec.solver not in SOLVERS:
+        errors.append(f"solver: unknown solver {spec.solver!r}; valid solvers are {sorted(SOLVERS)}" + _did_you_mean(spec.solver, SOLVERS))
+    for name, opts in spec.solvers.items():
+        if name not in SOLVERS:
+            errors.append(f"solvers.{name}: unknown solver {name!r}; valid solvers are {sorted(SOLVERS)}" + _did_you_mean(name, SOLVERS))
+            continue
+        model = SOLVERS[name].Options
+        try:
+            validated = model.model_validate(opts or {})
+        except ValidationError as err:
+            errors += _pydantic_errors(err, model, prefix=f"solvers.{name}")
+            continue
+        if name == spec.solver:
+            solver_options = validated
+    if solver_options is None and spec.solver in SOLVERS and spec.solver not in spec.solvers:
+        solver_options = SOLVERS[spec.solver].Options()
+
+    # training rule
+    from .optim import OPTIMIZERS
+
+    opt = spec.train.optimizer
+    optimizer_options = None
+    if opt.name not in OPTIMIZERS:
+        errors.append(f"train.optimizer.name: unknown optimizer {opt.name!r}; valid optimizers are {sorted(OPTIMIZERS)}" + _did_you_mean(opt.name, OPTIMIZERS))
+    else:
+        model = OPTIMIZERS[opt.name][1]
+        try:
+            optimizer_options = model.model_validate(opt.model_extra or {})
+        except ValidationError as err:
+            errors += _pydantic_errors(err, model, prefix="train.optimizer")
+
+    simulate = None
+    if spec.simulate is not None and importlib.util.find_spec("pdesolve.simulate.settings") is not None:
+        from .simulate.settings import SimulateSettings
+
+        try:
+            simulate = SimulateSettings.model_validate(spec.simulate)
+        except ValidationError as err:
+            errors += _pydantic_errors(err, SimulateSettings, prefix="simulate")
+    elif spec.simulate is not None:
+        simulate = spec.simulate
+
+    return dict(problem=problem, solver=spec.solver, solver_options=solver_options, train=spec.train,
+                optimizer_options=optimizer_options, eval_grid=eval_grid, seed=spec.seed, device=spec.device,
+                simulate=simulate), errors
+
+
+# ----------------------------------------------------------------------------- messages
+def _did_you_mean(name: str, valid: Mapping[str, Any] | Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _loc(loc: Sequence[Any], prefix: str = "") -> str:
+    out = prefix
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("tuple[float, float]", "tuple[union[float,str],union[float,str]]") or str(part).startswith(("tuple[", "function-", "AxisSpec", "ReferenceSpec", "float", "str")):
+            continue  # pydantic's union-branch markers are noise for a user
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _fields_at(model: type[BaseModel], loc: Sequence[Any]) -> list[str]:
+    """Known keys of the model reached by following ``loc`` (best effort, for did-you-mean)."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if isinstance(current, type) and issubclass(current, BaseModel) and part in current.model_fields:
+            ann = current.model_fields[part].annotation
+            current = _model_in(ann)
+        else:
+            current = _model_in(current) if not isinstance(current, type) else current
+    return list(current.model_fields) if isinstance(current, type) and issubclass(current, BaseModel) else []
+
+
+def _model_in(ann: Any) -> Any:
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return ann
+    for arg in get_args(ann) if get_origin(ann) is not None else ():
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _pydantic_errors(err: ValidationError, model: type[BaseModel], prefix: str = "") -> list[str]:
+    out, seen = [], set()
+    for e in err.errors():
+        where = _loc(e["loc"], prefix)
+        if e["type"] == "extra_forbidden":
+            key = str(e["loc"][-1])
+            fields = _fields_at(model, e["loc"][:-1])
+            msg = f"{where}: unknown key {key!r}" + (_did_you_mean(key, fields) if fields else "")
+            if fields:
+                msg += f"; valid keys are {sorted(fields)}"
+        elif e["type"] == "missing":
+            msg = f"{where}: missing required key"
+        else:
+            got = e.get("input")
+            msg = f"{where}: {e['msg']} (got {got!r})" if not isinstance(got, (dict, list)) else f"{where}: {e['msg']}"
+        if msg not in seen:
+            seen.add(msg)
+            out.append(msg)
+    return out

@@ -1,0 +1,54 @@
+"""Fully connected networks that run on tensors and on jets (value + derivatives in one pass)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .jet import Jet
+
+# name -> (tensor function, Jet method name)
+ACTIVATIONS = {
+    "tanh": (torch.tanh, "tanh"),
+    "sin": (torch.sin, "sin"),
+    "gelu": (nn.functional.gelu, "gelu"),
+    "silu": (nn.functional.silu, "silu"),
+    "sigmoid": (torch.sigmoid, "sigmoid"),
+}
+
+
+def activation(name: str):
+    if name not in ACTIVATIONS:
+        raise KeyError(f"unknown activation {name!r}; valid activations are {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
+
+
+class MLP(nn.Module):
+    """``depth`` hidden layers of ``width`` units, Glorot-normal weights, zero biases."""
+
+    def __init__(self, in_dim: int, out_dim: int, width: int = 20, depth: int = 3, act: str = "tanh"):
+        super().__init__()
+        sizes = [in_dim] + [width] * depth + [out_dim]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        for layer in self.layers:
+            nn.init.xavier_normal_(layer.weight)
+            nn.init.zeros_(layer.bias)
+        self.act_name = act
+        self._act, self._jet_act = activation(act)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``[N, in_dim] -> [N, out_dim]``."""
+        for layer in self.layers[:-1]:
+            x = self._act(layer(x))
+        return self.layers[-1](x)
+
+    def forward_jet(self, x: Jet) -> Jet:
+        for layer in self.layers[:-1]:
+            x = getattr(x.linear(layer.weight, layer.bias), self._jet_act)()
+        last = self.layers[-1]
+        return x.linear(last.weight, last.bias)
+
+    def blocks(self) -> Sequence[nn.Module]:
+        return list(self.layers)

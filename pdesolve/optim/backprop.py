@@ -1,0 +1,141 @@
+"""Backpropagation rules: Adam, AdamW, L-BFGS and the Adam-then-L-BFGS schedule of PINN practice."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from .base import LossFn, Optimizer, backward_closure
+
+
+class AdamOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    lr: float = Field(1e-3, gt=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup: int = Field(0, ge=0, description="linear warm-up steps")
+    schedule: Literal["constant", "cosine"] = "constant"
+    min_lr: float = Field(0.0, ge=0)
+    steps: int | None = Field(None, gt=0, description="steps of the cosine schedule (default: the run's steps)")
+
+
+class LBFGSOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    lr: float = Field(1.0, gt=0)
+    history_size: int = Field(50, gt=0)
+    line_search: Literal["strong_wolfe", "none"] = "strong_wolfe"
+    max_evals: int = Field(25, gt=1, description="loss evaluations allowed per iteration (line search)")
+    tolerance_grad: float = Field(1e-9, ge=0)
+    tolerance_change: float = Field(1e-12, ge=0)
+
+
+class AdamLBFGSOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    adam_steps: int = Field(..., gt=0, description="Adam steps before switching to L-BFGS")
+    lr: float = Field(1e-3, gt=0)
+    lbfgs: LBFGSOptions = LBFGSOptions()
+
+
+class _TorchRule(Optimizer):
+    """A rule backed by one torch optimizer with an optional warm-up / cosine learning-rate schedule."""
+
+    def __init__(self, options: Any, total_steps: int):
+        self.options = options
+        self.total_steps = total_steps
+        self.opt: torch.optim.Optimizer | None = None
+
+    def _lr(self, step: int) -> float:
+        o = self.options
+        base = o.lr
+        if getattr(o, "warmup", 0) and step < o.warmup:
+            return base * (step + 1) / o.warmup
+        if getattr(o, "schedule", "constant") == "cosine":
+            n = (o.steps or self.total_steps) - getattr(o, "warmup", 0)
+            frac = min(1.0, (step - getattr(o, "warmup", 0)) / max(n, 1))
+            return o.min_lr + 0.5 * (base - o.min_lr) * (1 + math.cos(math.pi * frac))
+        return base
+
+    def step(self, step: int, loss_fn: LossFn) -> dict[str, float]:
+        assert self.opt is not None, "bind() the rule to a model first"
+        lr = self._lr(step)
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        record: dict[str, float] = {}
+        self.opt.step(backward_closure(self.opt, loss_fn, record))
+        record["lr"] = lr
+        return record
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"opt": self.opt.state_dict() if self.opt else None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.opt is not None and state.get("opt") is not None:
+            self.opt.load_state_dict(state["opt"])
+
+
+class Adam(_TorchRule):
+    name = "adam"
+
+    def bind(self, model: nn.Module) -> None:
+        o = self.options
+        self.opt = torch.optim.Adam(model.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+
+
+class AdamW(_TorchRule):
+    name = "adamw"
+
+    def bind(self, model: nn.Module) -> None:
+        o = self.options
+        self.opt = torch.optim.AdamW(model.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+
+
+class LBFGS(_TorchRule):
+    """One L-BFGS iteration per training step (its line search may evaluate the loss a few times)."""
+
+    name = "lbfgs"
+
+    def bind(self, model: nn.Module) -> None:
+        o = self.options
+        self.opt = torch.optim.LBFGS(
+            model.parameters(),
+            lr=o.lr,
+            max_iter=1,
+            # torch caps the line search at max_eval - 1 evaluations; its default (1 for max_iter=1) would
+            # leave no room to shrink a rejected step and stall the run
+            max_eval=o.max_evals,
+            history_size=o.history_size,
+            tolerance_grad=o.tolerance_grad,
+            tolerance_change=o.tolerance_change,
+            line_search_fn=None if o.line_search == "none" else o.line_search,
+        )
+
+
+class AdamLBFGS(Optimizer):
+    """Adam for ``adam_steps`` steps, then L-BFGS for the rest of the run."""
+
+    name = "adam_lbfgs"
+
+    def __init__(self, options: AdamLBFGSOptions, total_steps: int):
+        self.options = options
+        self.adam = Adam(AdamOptions(lr=options.lr), total_steps)
+        self.lbfgs = LBFGS(options.lbfgs, total_steps)
+
+    def bind(self, model: nn.Module) -> None:
+        self.adam.bind(model)
+        self.lbfgs.bind(model)
+
+    def step(self, step: int, loss_fn: LossFn) -> dict[str, float]:
+        if step < self.options.adam_steps:
+            return self.adam.step(step, loss_fn)
+        return self.lbfgs.step(step, loss_fn)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"adam": self.adam.state_dict(), "lbfgs": self.lbfgs.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.adam.load_state_dict(state["adam"])
+        self.lbfgs.load_state_dict(state["lbfgs"])

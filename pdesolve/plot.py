@@ -1,0 +1,119 @@
+"""Figures of a run: prediction / reference / error side by side, the loss curve, the residual map."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .grid import Grid
+from .io import write_with
+
+
+def _figure(ncols: int, width: float = 4.2, height: float = 3.4):
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, ncols, figsize=(width * ncols, height), squeeze=False)
+    return plt, fig, axes[0]
+
+
+def _save(plt: Any, fig: Any, path: Path) -> None:
+    fig.tight_layout()
+    write_with(path, lambda p: fig.savefig(p, dpi=110, format="png"))
+    plt.close(fig)
+
+
+def _panel(ax: Any, grid: Grid, values: np.ndarray, title: str, cmap: str = "RdBu_r", symmetric: bool = True) -> None:
+    """``values`` on a (t, x) grid as an image; in 2D space the last time slice."""
+    if grid.time is not None and grid.ndim == 1:
+        t, x = grid.coords("t"), grid.coords(grid.space[0].name)
+        extent, data, xl, yl = (t[0], t[-1], x[0], x[-1]), values.T, "t", grid.space[0].name
+    else:
+        data = values[-1] if grid.time is not None else values
+        a, b = grid.space[0], grid.space[1]
+        extent, data, xl, yl = (a.coords[0], a.coords[-1], b.coords[0], b.coords[-1]), data.T, a.name, b.name
+    vmax = float(np.max(np.abs(data))) or 1.0
+    kw = {"vmin": -vmax, "vmax": vmax} if symmetric else {}
+    im = ax.imshow(data, origin="lower", aspect="auto", extent=extent, cmap=cmap, **kw)
+    ax.set_xlabel(xl)
+    ax.set_ylabel(yl)
+    ax.set_title(title)
+    ax.figure.colorbar(im, ax=ax)
+
+
+def plot_fields(path: Path, grid: Grid, pred: np.ndarray, ref: np.ndarray | None, field: str = "u") -> None:
+    """Prediction, reference and absolute error of one field (``[time, *space]`` arrays)."""
+    n = 3 if ref is not None else 1
+    plt, fig, axes = _figure(n)
+    _panel(axes[0], grid, pred, f"prediction {field}")
+    if ref is not None:
+        _panel(axes[1], grid, ref, f"reference {field}")
+        _panel(axes[2], grid, np.abs(pred - ref), f"|error| {field}", cmap="magma", symmetric=False)
+    _save(plt, fig, path)
+
+
+def plot_slices(path: Path, grid: Grid, pred: np.ndarray, ref: np.ndarray | None, count: int = 4) -> None:
+    """1D in space: snapshots at a few times, prediction dashed over reference."""
+    if grid.time is None or grid.ndim != 1:
+        return
+    t, x = grid.coords("t"), grid.coords(grid.space[0].name)
+    idx = np.linspace(0, len(t) - 1, count).round().astype(int)
+    plt, fig, axes = _figure(count, width=3.2, height=2.8)
+    for ax, i in zip(axes, idx):
+        if ref is not None:
+            ax.plot(x, ref[i], "k-", lw=2, label="reference")
+        ax.plot(x, pred[i], "r--", lw=1.5, label="prediction")
+        ax.set_title(f"t = {t[i]:.3g}")
+        ax.set_xlabel(grid.space[0].name)
+    axes[0].legend(fontsize=8)
+    _save(plt, fig, path)
+
+
+def plot_history(path: Path, history: Sequence[Mapping[str, float]]) -> None:
+    """Loss terms (log scale) and, where evaluated, the relative L2 error against the step."""
+    if not history:
+        return
+    plt, fig, axes = _figure(2)
+    steps = np.array([h["step"] for h in history])
+    skip = {"step", "time", "lr", "rel_l2", "max_error"}
+    keys = [k for k in history[0] if k not in skip]
+    for k in keys:
+        vals = np.array([h.get(k, np.nan) for h in history])
+        axes[0].semilogy(steps, vals, label=k, lw=1.2 if k == "loss" else 0.8)
+    axes[0].set_xlabel("step")
+    axes[0].set_title("loss")
+    axes[0].legend(fontsize=7)
+    ev = [(h["step"], h["rel_l2"]) for h in history if "rel_l2" in h]
+    if ev:
+        s, e = zip(*ev)
+        axes[1].semilogy(s, e, "o-")
+    axes[1].set_xlabel("step")
+    axes[1].set_title("relative L2 error vs reference")
+    _save(plt, fig, path)
+
+
+def plot_residual(path: Path, grid: Grid, residual: np.ndarray) -> None:
+    """|PDE residual| of the learned solution on the evaluation grid (log colour scale)."""
+    from matplotlib.colors import LogNorm
+
+    plt, fig, axes = _figure(1, width=5)
+    data = residual[0]
+    if grid.time is not None and grid.ndim == 1:
+        t, x = grid.coords("t"), grid.coords(grid.space[0].name)
+        extent, img, xl, yl = (t[0], t[-1], x[0], x[-1]), data.T, "t", grid.space[0].name
+    else:
+        d = data[-1] if grid.time is not None else data
+        a, b = grid.space[0], grid.space[1]
+        extent, img, xl, yl = (a.coords[0], a.coords[-1], b.coords[0], b.coords[-1]), d.T, a.name, b.name
+    img = np.maximum(img, 1e-12)
+    im = axes[0].imshow(img, origin="lower", aspect="auto", extent=extent, cmap="viridis", norm=LogNorm(vmin=max(img.min(), img.max() * 1e-8), vmax=img.max()))
+    axes[0].set_xlabel(xl)
+    axes[0].set_ylabel(yl)
+    axes[0].set_title("|PDE residual|")
+    fig.colorbar(im, ax=axes[0])
+    _save(plt, fig, path)

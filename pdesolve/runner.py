@@ -1,0 +1,258 @@
+"""Solve a configured problem end to end and keep everything in a run folder.
+
+A run folder holds ``config.yaml`` (the resolved settings: rerunning it reproduces the run),
+``checkpoint.pt``, ``history.csv``, ``solution.h5`` (prediction, reference, coordinates),
+``metrics.json`` and PNG figures. Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+import yaml
+
+from . import __version__
+from .config import RunConfig, load_run_config
+from .errors import UserError
+from .grid import Grid
+from .io import write_json, write_text, write_with
+from .metrics import error_metrics
+from .optim import make_optimizer
+from .plot import plot_fields, plot_history, plot_residual, plot_slices
+from .reference import ReferenceError, reference_solution
+from .solution import Solution
+from .solvers import get_solver
+from .solvers.base import Solver, SolverMismatch
+from .train import RunStatus, TrainSettings, seed_everything, train
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Result:
+    """What a solve returns: metrics, the solution on the evaluation grid, the reference, the run folder."""
+
+    metrics: dict[str, Any]
+    solution: Solution
+    reference: np.ndarray | None
+    status: RunStatus
+    run_dir: Path | None
+    history: list[dict[str, float]] = field(default_factory=list)
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+
+    def plot(self, folder: str | Path | None = None) -> list[Path]:
+        """Write the figures (to the run folder by default) and return their paths."""
+        target = Path(folder) if folder is not None else self.run_dir
+        if target is None:
+            raise ValueError("this result has no run folder; pass a folder to plot()")
+        return write_figures(target, self.solution, self.reference, self.history, self.diagnostics)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("device 'cuda' was asked for but torch sees no CUDA device; use --device cpu or auto")
+    if name not in ("cpu", "cuda"):
+        raise UserError(f"unknown device {name!r}; expected cpu, cuda or auto")
+    return torch.device(name)
+
+
+def build_solver(cfg: RunConfig, device: torch.device) -> Solver:
+    cls = get_solver(cfg.solver)
+    try:
+        return cls(cfg.problem, cfg.solver_options, device)  # type: ignore[arg-type]
+    except SolverMismatch as err:
+        raise UserError(f"{cfg.path}: {err}") from None
+
+
+def evaluation_grid(cfg: RunConfig) -> Grid:
+    return cfg.problem.domain.grid(cfg.eval_grid)
+
+
+def reference_on(cfg: RunConfig, grid: Grid) -> np.ndarray | None:
+    """The reference as ``[batch=1, time, channel, *space]``, or None when the problem has none."""
+    if cfg.problem.reference is None:
+        return None
+    try:
+        return reference_solution(cfg.problem, grid)[None]
+    except ReferenceError as err:
+        raise UserError(f"{cfg.path}: reference: {err}") from None
+
+
+def run(cfg: RunConfig, out: str | Path | None = None, *, resume: bool = False, quiet: bool = False, root: str | Path = "runs") -> Result:
+    """Train ``cfg``'s solver on its problem, evaluate against the reference and fill the run folder."""
+    device = resolve_device(cfg.device)
+    seed_everything(cfg.seed)
+    run_dir = Path(out) if out is not None else Path(root) / f"{cfg.problem.name}-{cfg.solver}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if resume and not (run_dir / "checkpoint.pt").exists():
+        raise UserError(f"{run_dir}: no checkpoint.pt to resume from")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.raw, sort_keys=False))
+
+    solver = build_solver(cfg, device)
+    grid = evaluation_grid(cfg)
+    ref = reference_on(cfg, grid)
+
+    def evaluate() -> dict[str, float]:
+        if ref is None:
+            return {}
+        return error_metrics(solver.predict(grid).numpy(), ref)
+
+    task = solver.task(evaluate)
+    steps = cfg.train.steps
+    optimizer = make_optimizer(cfg.train.optimizer.name, cfg.optimizer_options, steps)  # type: ignore[arg-type]
+    settings = TrainSettings(steps=steps, eval_every=cfg.train.eval_every, checkpoint_every=cfg.train.checkpoint_every,
+                             log_every=cfg.train.log_every, quiet=quiet)
+    result = train(task, optimizer, settings, checkpoint=run_dir / "checkpoint.pt", resume=resume)
+    if result.resumed_from is not None:
+        log.info("resumed %s from step %d", run_dir, result.resumed_from)
+    solution = solver.predict(grid)
+    diagnostics = solver.diagnostics(grid)
+    metrics: dict[str, Any] = {
+        "problem": cfg.problem.name,
+        "solver": cfg.solver,
+        "status": result.status.kind,
+        "status_message": result.status.message,
+        "steps": result.status.step,
+        "wall_time_s": round(result.wall_time, 3),
+        "device": str(device),
+        "torch_threads": torch.get_num_threads(),
+        "seed": cfg.seed,
+        "pdesolve_version": __version__,
+    }
+    if ref is not None:
+        metrics.update(error_metrics(solution.numpy(), ref))
+    if "violations" in diagnostics:
+        metrics["violations"] = diagnostics["violations"]
+    write_json(run_dir / "metrics.json", metrics)
+    write_history(run_dir / "history.csv", result.history)
+    write_solution(run_dir / "solution.h5", solution, ref, diagnostics)
+    res = Result(metrics, solution, ref, result.status, run_dir, result.history, diagnostics)
+    res.plot()
+    return res
+
+
+# ----------------------------------------------------------------------------- files
+def write_history(path: Path, history: list[dict[str, float]]) -> None:
+    keys: list[str] = []
+    for row in history:
+        keys += [k for k in row if k not in keys]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys)
+    writer.writeheader()
+    writer.writerows(history)
+    write_text(path, buf.getvalue())
+
+
+def read_history(path: Path) -> list[dict[str, float]]:
+    if not path.exists():
+        return []
+    with open(path) as fh:
+        return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(fh)]
+
+
+def write_solution(path: Path, solution: Solution, ref: np.ndarray | None, diagnostics: dict[str, Any]) -> None:
+    def writer(p: Path) -> None:
+        with h5py.File(p, "w") as f:
+            f.create_dataset("prediction", data=solution.numpy())
+            if ref is not None:
+                f.create_dataset("reference", data=ref)
+            if "residual_map" in diagnostics:
+                f.create_dataset("residual", data=diagnostics["residual_map"])
+            for a in solution.grid.axes:
+                f.create_dataset(f"coords/{a.name}", data=a.coords).attrs["periodic"] = a.periodic
+            f.attrs["fields"] = list(solution.fields)
+            f.attrs["axes"] = list(solution.grid.names)
+            f.attrs["layout"] = "[batch, time, channel, *space]" if solution.grid.time is not None else "[batch, channel, *space]"
+
+    write_with(path, writer)
+
+
+def read_solution(path: Path) -> tuple[Solution, np.ndarray | None, dict[str, Any]]:
+    from .grid import GridAxis
+
+    with h5py.File(path, "r") as f:
+        axes = []
+        for name in f.attrs["axes"]:
+            c = f[f"coords/{name}"][()]
+            periodic = bool(f[f"coords/{name}"].attrs["periodic"])
+            hi = c[-1] + (c[1] - c[0]) if periodic else c[-1]
+            axes.append(GridAxis(name, float(c[0]), float(hi), len(c), periodic))
+        pred = f["prediction"][()]
+        ref = f["reference"][()] if "reference" in f else None
+        diag = {"residual_map": f["residual"][()]} if "residual" in f else {}
+        fields = tuple(f.attrs["fields"])
+    time_axis = next((a for a in axes if a.name == "t"), None)
+    space = tuple(a for a in axes if a.name != "t")
+    return Solution(Grid(space, time_axis), fields, pred), ref, diag
+
+
+def write_figures(folder: Path, solution: Solution, ref: np.ndarray | None, history: list[dict[str, float]],
+                  diagnostics: dict[str, Any]) -> list[Path]:
+    folder = Path(folder)
+    paths = []
+    grid = solution.grid
+    pred = solution.numpy()[0]
+    lead = 1 if grid.time is not None else 0
+    for c, name in enumerate(solution.fields):
+        p = folder / f"fields_{name}.png"
+        plot_fields(p, grid, np.take(pred, c, axis=lead), None if ref is None else np.take(ref[0], c, axis=lead), name)
+        paths.append(p)
+    if grid.time is not None and grid.ndim == 1:
+        p = folder / "slices.png"
+        plot_slices(p, grid, pred[:, 0], None if ref is None else ref[0][:, 0])
+        paths.append(p)
+    if history:
+        p = folder / "history.png"
+        plot_history(p, history)
+        paths.append(p)
+    if "residual_map" in diagnostics:
+        p = folder / "residual.png"
+        plot_residual(p, grid, diagnostics["residual_map"])
+        paths.append(p)
+    return paths
+
+
+def load_run(run_dir: str | Path) -> RunConfig:
+    path = Path(run_dir) / "config.yaml"
+    if not path.exists():
+        raise UserError(f"{run_dir}: not a run folder (no config.yaml)")
+    return load_run_config(path)
+
+
+def evaluate_run(run_dir: str | Path) -> dict[str, Any]:
+    """Recompute a run's prediction from its checkpoint and its metrics against the reference."""
+    run_dir = Path(run_dir)
+    cfg = load_run(run_dir)
+    ckpt = run_dir / "checkpoint.pt"
+    if not ckpt.exists():
+        raise UserError(f"{run_dir}: no checkpoint.pt")
+    device = resolve_device(cfg.device)
+    solver = build_solver(cfg, device)
+    state = torch.load(ckpt, map_location=device, weights_only=False)
+    solver.model.load_state_dict(state["model"])  # type: ignore[attr-defined]
+    grid = evaluation_grid(cfg)
+    ref = reference_on(cfg, grid)
+    solution = solver.predict(grid)
+    metrics_path = run_dir / "metrics.json"
+    import json
+
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+    if ref is not None:
+        metrics.update(error_metrics(solution.numpy(), ref))
+    diagnostics = solver.diagnostics(grid)
+    if "violations" in diagnostics:
+        metrics["violations"] = diagnostics["violations"]
+    write_json(metrics_path, metrics)
+    write_solution(run_dir / "solution.h5", solution, ref, diagnostics)
+    return metrics

@@ -1,0 +1,63 @@
+"""Collocation points in a space-time box: interior, initial slice and boundary faces.
+
+Samplers: ``uniform`` (a tensor-product grid), ``random``, ``lhs`` (Latin hypercube) and ``sobol``
+(scrambled), the last two from ``scipy.stats.qmc``; all seeded by the caller's generator.
+Columns are in the order (t, x, y, z) of :attr:`Domain.names`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.stats import qmc
+
+from .problem import Domain
+
+SAMPLERS = ("uniform", "random", "lhs", "sobol")
+
+
+def unit_samples(n: int, dim: int, sampler: str, rng: np.random.Generator) -> np.ndarray:
+    """``n`` points in the unit cube ``[0, 1]^dim`` as ``[n, dim]`` float64."""
+    if sampler not in SAMPLERS:
+        raise KeyError(f"unknown sampler {sampler!r}; valid samplers are {list(SAMPLERS)}")
+    if n <= 0:
+        return np.zeros((0, dim))
+    if dim == 0:
+        return np.zeros((n, 0))
+    if sampler == "random":
+        return rng.random((n, dim))
+    if sampler == "lhs":
+        return qmc.LatinHypercube(d=dim, seed=rng).random(n)
+    if sampler == "sobol":
+        m = max(1, math.ceil(math.log2(n)))
+        return qmc.Sobol(d=dim, scramble=True, seed=rng).random_base2(m)[:n]
+    per_axis = max(2, math.ceil(n ** (1 / dim)))
+    axes = [(np.arange(per_axis) + 0.5) / per_axis] * dim
+    pts = np.stack([m.ravel() for m in np.meshgrid(*axes, indexing="ij")], axis=1)
+    return pts[np.linspace(0, len(pts) - 1, n).round().astype(int)]
+
+
+def _scale(u: np.ndarray, names: tuple[str, ...], domain: Domain) -> np.ndarray:
+    b = domain.bounds
+    lo = np.array([b[n][0] for n in names])
+    hi = np.array([b[n][1] for n in names])
+    return lo + u * (hi - lo)
+
+
+def interior(domain: Domain, n: int, sampler: str, rng: np.random.Generator) -> np.ndarray:
+    return _scale(unit_samples(n, len(domain.names), sampler, rng), domain.names, domain)
+
+
+def initial(domain: Domain, n: int, sampler: str, rng: np.random.Generator) -> np.ndarray:
+    """Points on ``t = t0`` (columns (t, x, ...))."""
+    space = _scale(unit_samples(n, len(domain.space), sampler, rng), domain.space_names, domain)
+    return np.concatenate([np.full((n, 1), domain.time[0]), space], axis=1)  # type: ignore[index]
+
+
+def face(domain: Domain, axis: str, side: str, n: int, sampler: str, rng: np.random.Generator) -> np.ndarray:
+    """Points on the face ``axis = lo`` or ``axis = hi`` of the space-time box."""
+    pts = interior(domain, n, sampler, rng)
+    lo, hi = domain.bounds[axis]
+    pts[:, domain.names.index(axis)] = lo if side == "lo" else hi
+    return pts
