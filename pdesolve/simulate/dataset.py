@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -208,9 +209,21 @@ def _attr(value: object) -> object:
     return value
 
 
+def _open_for_append(path: Path, patience: float = 30.0) -> h5py.File:
+    """Open for appending, waiting while a reader holds the file's lock (``pdesolve data describe``, a loader)."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            return h5py.File(path, "a")
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def _append(path: Path, u: np.ndarray, params: Mapping[str, np.ndarray], complete: bool) -> None:
     """Append finished trajectories ``u [batch, time, channel, *space]`` and close the file again."""
-    with h5py.File(path, "a") as f:
+    with _open_for_append(path) as f:
         ds = f["u"]
         start = ds.shape[0]  # the trajectory count is u's length: parameters first, u last
         for name, values in params.items():
