@@ -171,7 +171,7 @@ class Grid:
         grids = []
         for offsets in itertools.product(*(range(factors[a.name]) for a in self.axes)):
             off = dict(zip(self.names, offsets))
-            grids.append(self._map_axes(lambda a, f: _stagger_axis(a, f, off[a.name]), factors))
+            grids.append(self._map_axes(lambda a, f, off=off: _stagger_axis(a, f, off[a.name]), factors))
         return grids
 
     def stagger(self, u: Any, factor: int | Mapping[str, int]) -> Any:

@@ -27,11 +27,13 @@ def unit_samples(n: int, dim: int, sampler: str, rng: np.random.Generator) -> np
         return np.zeros((n, 0))
     if sampler == "random":
         return rng.random((n, dim))
+    # the qmc engines get an integer drawn from ``rng``: handing them the generator itself lets scipy
+    # spawn from its seed sequence, which a restored generator state does not reproduce (breaks resume)
     if sampler == "lhs":
-        return qmc.LatinHypercube(d=dim, seed=rng).random(n)
+        return qmc.LatinHypercube(d=dim, seed=int(rng.integers(2**63))).random(n)
     if sampler == "sobol":
         m = max(1, math.ceil(math.log2(n)))
-        return qmc.Sobol(d=dim, scramble=True, seed=rng).random_base2(m)[:n]
+        return qmc.Sobol(d=dim, scramble=True, seed=int(rng.integers(2**63))).random_base2(m)[:n]
     per_axis = max(2, math.ceil(n ** (1 / dim)))
     axes = [(np.arange(per_axis) + 0.5) / per_axis] * dim
     pts = np.stack([m.ravel() for m in np.meshgrid(*axes, indexing="ij")], axis=1)
