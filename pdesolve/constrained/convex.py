@@ -25,6 +25,8 @@ from pdesolve.constrained.errors import ConstraintSetupError
 from pdesolve.constrained.kkt import check_system, float64, result_dtype
 from pdesolve.constrained.status import SolveStatus
 
+_DERIVATIVE_ONLY = ("mode", "n_jobs_backward")  # diffcp settings that only its solve-and-derivative call accepts
+
 
 def bounds_as_inequalities(B: Tensor, lower: float | None = None, upper: float | None = None) -> tuple[Tensor, Tensor]:
     """lower <= B w <= upper at points as G w <= h.
@@ -68,7 +70,9 @@ class ConvexLeastSquares:
     """A cvxpylayers layer for fixed sizes: N weights, p equalities, q inequalities.
 
     Building it canonicalizes the convex program once (slow); calling it solves a batch. ``solver_args``
-    go to the conic solver (diffcp/SCS by default: eps_abs, eps_rel, max_iters, ...).
+    go to diffcp and its conic solver (SCS by default: eps_abs, eps_rel, max_iters, ...). The derivative
+    defaults to diffcp's dense mode: the program has only N x N data, and its gradients are then accurate
+    to about the solver tolerance (the iterative lsqr mode stops near 1e-3).
     """
 
     def __init__(
@@ -102,7 +106,14 @@ class ConvexLeastSquares:
             constraints.append(G @ w <= h)
         problem = cp.Problem(cp.Minimize(cp.sum_squares(R @ w - c)), constraints)
         # one worker each way: the batch is solved sample by sample in this process, no pool to spawn
-        defaults = {"eps_abs": tolerance, "eps_rel": tolerance, "max_iters": 100_000, "n_jobs_forward": 1}
+        defaults = {
+            "eps_abs": tolerance,
+            "eps_rel": tolerance,
+            "max_iters": 100_000,
+            "n_jobs_forward": 1,
+            "n_jobs_backward": 1,
+            "mode": "dense",
+        }
         self.solver_args = {**defaults, **(solver_args or {})}
         self.layer = CvxpyLayer(problem, parameters=params, variables=[w])
 
@@ -136,9 +147,9 @@ class ConvexLeastSquares:
         Q, R = torch.linalg.qr(rows)  # [batch, m(+N), N], [batch, N, N]
         c = torch.einsum("bmn,bm->bn", Q, b)
         args = [R, c] + [x for x in (C, d, G, h) if x is not None]
-        solver_args = dict(self.solver_args)
-        if torch.is_grad_enabled() and any(x.requires_grad for x in args):  # only the differentiating call takes it
-            solver_args.setdefault("n_jobs_backward", 1)
+        solver_args = self.solver_args
+        if not (torch.is_grad_enabled() and any(x.requires_grad for x in args)):  # diffcp solves without derivative
+            solver_args = {k: v for k, v in solver_args.items() if k not in _DERIVATIVE_ONLY}
         (w,) = self.layer(*args, solver_args=solver_args)
         with torch.no_grad():
             residual = torch.einsum("bmn,bn->bm", A, w) - b[:, : A.shape[1]]

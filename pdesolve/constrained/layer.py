@@ -61,7 +61,5 @@ class ConstrainedLeastSquares:
             return solve_linear(A, b, C, d, tikhonov=self.tikhonov, penalty=self.penalty)
         sizes = (A.shape[-1], 0 if C is None else C.shape[1], 0 if G is None else G.shape[1])
         if sizes not in self._convex:  # canonicalizing the convex program is slow; once per size
-            self._convex[sizes] = ConvexLeastSquares(
-                *sizes, tikhonov=self.tikhonov, tolerance=self.tolerance, solver_args=self.solver_args
-            )
+            self._convex[sizes] = ConvexLeastSquares(*sizes, tikhonov=self.tikhonov, tolerance=self.tolerance, solver_args=self.solver_args)
         return self._convex[sizes](A, b, C, d, G, h)

@@ -17,11 +17,12 @@ vanish at the solution). Memory is that of one Hessian and one vector-Jacobian p
 of iterations. ``implicit=False`` differentiates through the iterations instead (memory grows with them),
 for checks and comparisons.
 
-The Jacobian dr/dw comes from torch.func (forward mode by default: N Jacobian-vector products, cost O(m N)
-each, linear in m; reverse mode costs m vector-Jacobian products, O(m^2 N) for a pointwise residual) or
-from a function the caller gives. Either way the residual must be written in torch operations that
-torch.func can differentiate twice (vmap, jvp, vjp), because the backward needs the exact Hessian;
-:func:`check_residual` says so before training when it is not.
+The Jacobian dr/dw of the iterations comes from torch.func (forward mode by default: N Jacobian-vector
+products, cost O(m N) each, linear in m; reverse mode costs m vector-Jacobian products, O(m^2 N) for a
+pointwise residual) or from a function the caller gives. Either way the residual itself must be written in
+torch operations that torch.func can differentiate twice (vmap, jvp, vjp): the backward takes the exact
+Hessian by forward mode over one vector-Jacobian product of the residual. :func:`check_residual` says so
+before training when it is not.
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ def check_residual(
         got = tuple(r.shape) if isinstance(r, Tensor) else type(r).__name__
         raise ConstraintSetupError(f"the residual must return [batch, m] with batch={w0.shape[0]}, got {got}")
     jac = jacobian or forward_jacobian(residual)
-    gradient = _gradient_fn(residual, jacobian, 0.0)
+    gradient = _gradient_fn(residual, 0.0)
     try:
         J = jac(w0, *params)
         _hessian(gradient, w0, params)
@@ -128,8 +129,9 @@ def check_residual(
         raise ConstraintSetupError(
             "the nonlinear residual has no Jacobian path: torch.func could not differentiate it "
             f"(to second order, for the implicit backward): {err}. Write the residual with torch operations "
-            "(no numpy, .item() or in-place updates of its inputs), or pass jacobian=... written in torch, "
-            "or make the residual linear in w and use solve_linear"
+            "(no numpy, .item() or in-place updates of its inputs; a hand-written jacobian= only speeds up the "
+            "iterations, the backward still differentiates the residual), or make the residual linear in w and "
+            "use solve_linear"
         ) from err
     if J.shape != (*r.shape, w0.shape[1]):
         raise ConstraintSetupError(f"the Jacobian must be [batch, m, N] = {[*r.shape, w0.shape[1]]}, got {tuple(J.shape)}")
@@ -191,7 +193,7 @@ class _ImplicitLM(torch.autograd.Function):
     @staticmethod
     def forward(ctx, residual, jacobian, options, w0, C, d, *params):  # type: ignore[override]
         w, nu, converged, iterations = _levenberg_marquardt(residual, jacobian, options, w0, C, d, params)
-        ctx.residual, ctx.jacobian, ctx.tikhonov = residual, jacobian, options.tikhonov
+        ctx.residual, ctx.tikhonov = residual, options.tikhonov
         ctx.save_for_backward(w, nu, C, d, *params)
         ctx.mark_non_differentiable(converged, iterations)
         return w, converged, iterations
@@ -200,7 +202,7 @@ class _ImplicitLM(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_w, _grad_converged, _grad_iterations):  # type: ignore[override]
         w, nu, C, d, *params = ctx.saved_tensors
-        gradient = _gradient_fn(ctx.residual, ctx.jacobian, ctx.tikhonov)
+        gradient = _gradient_fn(ctx.residual, ctx.tikhonov)
         needs = ctx.needs_input_grad[4:]  # C, d, *params
         with torch.enable_grad():
             H = _hessian(gradient, w, params).detach()
@@ -319,14 +321,12 @@ def _unit_tangents(w: Tensor) -> Tensor:
     return torch.eye(n, dtype=w.dtype, device=w.device)[:, None, :].expand(n, *w.shape)
 
 
-def _gradient_fn(residual: Residual, jacobian: Jacobian | None, lam: float) -> Callable[..., Tensor]:
-    """(w, *params) -> grad_w f [batch, N], differentiable in w and params (torch.func and autograd)."""
-    if jacobian is not None:
+def _gradient_fn(residual: Residual, lam: float) -> Callable[..., Tensor]:
+    """(w, *params) -> grad_w f [batch, N], differentiable in w and params (torch.func and autograd).
 
-        def given(w: Tensor, *params: Tensor) -> Tensor:
-            return torch.einsum("bmn,bm->bn", jacobian(w, *params), residual(w, *params)) + lam * w
-
-        return given
+    Always one vector-Jacobian product of the residual, never through a given Jacobian: forward mode over
+    a Jacobian built from m products would cost O(m^2 N^2) memory for the Hessian.
+    """
 
     def automatic(w: Tensor, *params: Tensor) -> Tensor:
         # samples are independent, so the gradient of the batch sum is each sample's gradient
