@@ -263,9 +263,7 @@ def test_implicit_memory_does_not_grow_with_iterations():
 
 def test_jacobian_paths_agree():
     w_star, params, C, d = _burgers(batch=2, m=12, n=5, noise=0.1)
-    assert torch.allclose(
-        forward_jacobian(burgers_residual)(w_star, *params), reverse_jacobian(burgers_residual)(w_star, *params)
-    )
+    assert torch.allclose(forward_jacobian(burgers_residual)(w_star, *params), reverse_jacobian(burgers_residual)(w_star, *params))
 
     def given(w, B, Bx, Bxx, f):  # d(u u_x - nu u_xx)/dw by hand
         u, ux = torch.einsum("bmn,bn->bm", B, w), torch.einsum("bmn,bn->bm", Bx, w)
@@ -296,6 +294,14 @@ def test_nonlinear_penalty_approaches_exact_constraints():
     assert abs(np.polyfit(np.log(rhos), np.log(violations), 1)[0] + 1) < 0.1, violations
 
 
+def test_nonlinear_float32_in_float32_out():
+    w_star, params, C, d = _burgers(batch=2, m=20, n=6, noise=0.0)
+    w64, _ = solve_nonlinear(burgers_residual, torch.zeros_like(w_star), params, C, d)
+    w32, status = solve_nonlinear(burgers_residual, torch.zeros(2, 6), [p.float() for p in params], C.float(), d.float())
+    assert w32.dtype == torch.float32 and status.all_converged
+    assert (w32.double() - w64).abs().max() < 1e-5 * w64.abs().max()
+
+
 def test_status_reports_unconverged_samples():
     w_star, params, C, d = _burgers(batch=3, m=20, n=6, noise=0.0)
     _, status = solve_nonlinear(burgers_residual, torch.zeros_like(w_star), params, C, d, options=LevenbergMarquardt(max_iter=1))
@@ -316,6 +322,8 @@ def test_residual_without_jacobian_path_is_refused():
         solve_nonlinear(numpy_residual, w_star, params, C, d)
     with pytest.raises(ConstraintSetupError, match=r"\[batch, m\]"):
         check_residual(lambda w, *p: w.sum(), w_star, params)
+    with pytest.raises(ConstraintSetupError, match="given jacobian"):
+        check_residual(burgers_residual, w_star, params, jacobian=lambda w, *p: torch.zeros(2, 10, dtype=F64))
     assert check_residual(burgers_residual, w_star, params) == 10
 
 

@@ -107,10 +107,11 @@ def check_residual(
     *,
     jacobian: Jacobian | None = None,
 ) -> int:
-    """Check once, before training, that the residual fits the layer; returns m.
+    """Check that the residual fits the layer; returns m. Cheap: a few residual evaluations.
 
     The residual must map w [batch, N] to [batch, m] and be differentiable by torch.func to second order
-    (the implicit backward needs the exact Hessian). Raises ConstraintSetupError saying what to change.
+    under vmap (the implicit backward needs the exact Hessian); a given Jacobian must be [batch, m, N].
+    Raises ConstraintSetupError saying what to change. solve_nonlinear calls it on every solve.
     """
     w0, *params = float64(w0, *params)
     try:
@@ -120,11 +121,9 @@ def check_residual(
     if not isinstance(r, Tensor) or r.ndim != 2 or r.shape[0] != w0.shape[0]:
         got = tuple(r.shape) if isinstance(r, Tensor) else type(r).__name__
         raise ConstraintSetupError(f"the residual must return [batch, m] with batch={w0.shape[0]}, got {got}")
-    jac = jacobian or forward_jacobian(residual)
     gradient = _gradient_fn(residual, 0.0)
-    try:
-        J = jac(w0, *params)
-        _hessian(gradient, w0, params)
+    try:  # one Hessian-vector product the way the backward takes N of them: vmap over jvp over vjp
+        vmap(lambda t: jvp(lambda v: gradient(v, *params), (w0,), (t,))[1])(torch.ones_like(w0)[None])
     except (RuntimeError, TypeError, ValueError, NotImplementedError) as err:
         raise ConstraintSetupError(
             "the nonlinear residual has no Jacobian path: torch.func could not differentiate it "
@@ -133,8 +132,11 @@ def check_residual(
             "iterations, the backward still differentiates the residual), or make the residual linear in w and "
             "use solve_linear"
         ) from err
-    if J.shape != (*r.shape, w0.shape[1]):
-        raise ConstraintSetupError(f"the Jacobian must be [batch, m, N] = {[*r.shape, w0.shape[1]]}, got {tuple(J.shape)}")
+    if jacobian is not None:
+        J = jacobian(w0, *params)
+        if not isinstance(J, Tensor) or J.shape != (*r.shape, w0.shape[1]):
+            got = tuple(J.shape) if isinstance(J, Tensor) else type(J).__name__
+            raise ConstraintSetupError(f"the given jacobian must return [batch, m, N] = {[*r.shape, w0.shape[1]]}, got {got}")
     return r.shape[1]
 
 
