@@ -64,14 +64,11 @@ class NumpyVorticity:
         return w
 
 
-def timed(fn, repeats: int) -> float:
-    """Median wall time of ``repeats`` calls (seconds)."""
-    out = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return statistics.median(out)
+def timed(fn) -> float:
+    """Wall time of one call (seconds)."""
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
 
 
 def run_case(n: int, batch: int, steps: int, repeats: int, device: str, nu: float) -> dict:
@@ -100,8 +97,12 @@ def run_case(n: int, batch: int, steps: int, repeats: int, device: str, nu: floa
         return w
 
     diff = float(np.abs(np.fft.irfft2(numpy_run(), s=(n, n)) - torch.fft.irfft2(torch_run(), s=(n, n)).cpu().numpy()).max())
-    t_torch = timed(torch_run, repeats)
-    t_numpy = timed(numpy_run, repeats) if dev.type == "cpu" else float("nan")
+    # interleaved, so that both see the same machine load; medians of the repeats
+    times_torch, times_numpy = [], []
+    for _ in range(repeats):
+        times_torch.append(timed(torch_run))
+        times_numpy.append(timed(numpy_run) if dev.type == "cpu" else float("nan"))
+    t_torch, t_numpy = statistics.median(times_torch), statistics.median(times_numpy)
     cells = batch * n * n * steps
     return {
         "n": n,
@@ -122,7 +123,7 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[64, 256])
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 32])
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--nu", type=float, default=1e-3)
     ap.add_argument("--json", default="bench_simulate.json")

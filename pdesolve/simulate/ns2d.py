@@ -148,15 +148,14 @@ class VorticityStepper:
         for s in range(0, w_hat.shape[0], self.chunk):
             part = slice(s, s + self.chunk)
             w, prev = w_hat[part], None
-            for A, G, Z in stages:
+            for stage, (A, G, Z) in enumerate(stages):
                 A, G, Z = (c[part] if c.shape[0] > 1 else c for c in (A, G, Z))
                 n = self.nonlinear(w)
                 if self.f_hat is not None:
                     n += self.f_hat[part] if self.f_hat.shape[0] > 1 else self.f_hat
-                new = torch.mul(w, A)
+                new = torch.mul(w, A, out=out[part] if stage == len(stages) - 1 else None)
                 new.addcmul_(n, G)
                 if prev is not None:
                     new.addcmul_(prev, Z)
                 w, prev = new, n
-            out[part] = w
         return out
