@@ -12,7 +12,7 @@ import importlib.util
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -22,7 +22,7 @@ from .errors import UserError
 from .expr import ExpressionError, constant
 from .problem import Axis, BoundaryCondition, Domain, InitialCondition, Problem, ProblemError, Reference
 
-Number = Union[float, str]  # a number or a constant expression such as "0.01/pi"
+Number = float | str  # a number or a constant expression such as "0.01/pi"
 
 
 class _Strict(BaseModel):
@@ -192,7 +192,7 @@ def _build(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     # equation and parameters
     equation = None
     if spec.equation not in EQUATIONS:
-        errors.append(f"equation: unknown equation {spec.equation!r}; valid equations are {sorted(EQUATIONS)}" + _did_you_mean(spec.equation, EQUATIONS))
+        errors.append(_unknown("equation", "equation", spec.equation, EQUATIONS))
     else:
         equation = get_equation(spec.equation)
     params = {k: num(v, f"params.{k}") for k, v in spec.params.items()}
@@ -261,7 +261,7 @@ def _build(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         from .reference import REFERENCES
 
         if ref.kind not in REFERENCES:
-            errors.append(f"reference: unknown reference {ref.kind!r}; valid references are {sorted(REFERENCES)}" + _did_you_mean(ref.kind, REFERENCES))
+            errors.append(_unknown("reference", "reference", ref.kind, REFERENCES))
         reference = Reference(ref.kind, ref.options)
 
     problem = None
@@ -291,10 +291,10 @@ def _build(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
 
     solver_options = None
     if spec.solver not in SOLVERS:
-        errors.append(f"solver: unknown solver {spec.solver!r}; valid solvers are {sorted(SOLVERS)}" + _did_you_mean(spec.solver, SOLVERS))
+        errors.append(_unknown("solver", "solver", spec.solver, SOLVERS))
     for name, opts in spec.solvers.items():
         if name not in SOLVERS:
-            errors.append(f"solvers.{name}: unknown solver {name!r}; valid solvers are {sorted(SOLVERS)}" + _did_you_mean(name, SOLVERS))
+            errors.append(_unknown(f"solvers.{name}", "solver", name, SOLVERS))
             continue
         model = SOLVERS[name].Options
         try:
@@ -313,7 +313,7 @@ def _build(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     opt = spec.train.optimizer
     optimizer_options = None
     if opt.name not in OPTIMIZERS:
-        errors.append(f"train.optimizer.name: unknown optimizer {opt.name!r}; valid optimizers are {sorted(OPTIMIZERS)}" + _did_you_mean(opt.name, OPTIMIZERS))
+        errors.append(_unknown("train.optimizer.name", "optimizer", opt.name, OPTIMIZERS))
     else:
         model = OPTIMIZERS[opt.name][1]
         try:
@@ -338,9 +338,16 @@ def _build(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
 
 
 # ----------------------------------------------------------------------------- messages
+def _unknown(path: str, what: str, name: str, valid: Mapping[str, Any]) -> str:
+    return f"{path}: unknown {what} {name!r}; valid {what}s are {sorted(valid)}" + _did_you_mean(name, valid)
+
+
 def _did_you_mean(name: str, valid: Mapping[str, Any] | Sequence[str]) -> str:
     close = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+_UNION_MARKERS = ("tuple[", "function-", "AxisSpec", "ReferenceSpec", "float", "str")
 
 
 def _loc(loc: Sequence[Any], prefix: str = "") -> str:
@@ -348,7 +355,7 @@ def _loc(loc: Sequence[Any], prefix: str = "") -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("tuple[float, float]", "tuple[union[float,str],union[float,str]]") or str(part).startswith(("tuple[", "function-", "AxisSpec", "ReferenceSpec", "float", "str")):
+        elif str(part).startswith(_UNION_MARKERS):
             continue  # pydantic's union-branch markers are noise for a user
         else:
             out += ("." if out else "") + str(part)

@@ -111,7 +111,8 @@ def plot_residual(path: Path, grid: Grid, residual: np.ndarray) -> None:
         a, b = grid.space[0], grid.space[1]
         extent, img, xl, yl = (a.coords[0], a.coords[-1], b.coords[0], b.coords[-1]), d.T, a.name, b.name
     img = np.maximum(img, 1e-12)
-    im = axes[0].imshow(img, origin="lower", aspect="auto", extent=extent, cmap="viridis", norm=LogNorm(vmin=max(img.min(), img.max() * 1e-8), vmax=img.max()))
+    norm = LogNorm(vmin=max(img.min(), img.max() * 1e-8), vmax=img.max())
+    im = axes[0].imshow(img, origin="lower", aspect="auto", extent=extent, cmap="viridis", norm=norm)
     axes[0].set_xlabel(xl)
     axes[0].set_ylabel(yl)
     axes[0].set_title("|PDE residual|")

@@ -143,7 +143,9 @@ class BoundaryCondition:
             raise ProblemError("boundary.alpha", "a Robin condition needs alpha or beta non-zero")
 
     @classmethod
-    def dirichlet_walls(cls, axis: str, variables: Sequence[str], value: str | float = 0.0, field: str = "u") -> tuple[BoundaryCondition, ...]:
+    def dirichlet_walls(
+        cls, axis: str, variables: Sequence[str], value: str | float = 0.0, field: str = "u"
+    ) -> tuple[BoundaryCondition, ...]:
         expr = Expression.parse(value, variables)
         return tuple(cls("dirichlet", axis, side, expr, field) for side in SIDES)
 

@@ -49,6 +49,12 @@ def _u0(problem: Problem, field: str = "u") -> Callable[..., np.ndarray]:
     return lambda *xs: expr.numpy(**dict(zip(names, xs)))
 
 
+def _zero_walls(problem: Problem, axis: str) -> bool:
+    """True when both walls of ``axis`` hold u = 0 (Dirichlet)."""
+    walls = [bc for bc in problem.boundary if bc.axis == axis]
+    return len(walls) == 2 and all(bc.kind == "dirichlet" and bc.value.is_constant() and bc.value.value() == 0 for bc in walls)
+
+
 # --------------------------------------------------------------------------- closed forms
 def characteristics(problem: Problem, grid: Grid) -> np.ndarray:
     """``u(x, t) = u0(x - beta t)`` wrapped into the periodic axis."""
@@ -90,13 +96,12 @@ def spectral(problem: Problem, grid: Grid, oversample: int = 8) -> np.ndarray:
     _require(problem.source is None, "'spectral' handles problems without a source term")
     t, _ = _times_and_space(problem, grid)
     kinds = []
-    for ax, gax in zip(problem.domain.space, grid.space):
+    for ax in problem.domain.space:
         if ax.periodic:
             kinds.append("fourier")
             continue
-        walls = [bc for bc in problem.boundary if bc.axis == ax.name]
-        zero = len(walls) == 2 and all(bc.kind == "dirichlet" and bc.value.is_constant() and bc.value.value() == 0 for bc in walls)
-        _require(zero and eq in _EVEN, f"'spectral' needs axis {ax.name!r} periodic, or zero Dirichlet walls with a diffusion-only equation")
+        _require(_zero_walls(problem, ax.name) and eq in _EVEN,
+                 f"'spectral' needs axis {ax.name!r} periodic, or zero Dirichlet walls with a diffusion-only equation")
         kinds.append("sine")
     # fine sampling: periodic -> n*r points (endpoint excluded); bounded -> interior points of (n-1)*r+1
     ratios = [max(oversample, int(math.ceil((512 if grid.ndim == 1 else 64) / max(a.n, 1)))) for a in grid.space]
@@ -199,9 +204,7 @@ def cole_hopf(problem: Problem, grid: Grid) -> np.ndarray:
     if ax.periodic:
         lo, period, ext = ax.lo, ax.hi - ax.lo, u0
     else:
-        walls = [bc for bc in problem.boundary if bc.axis == ax.name]
-        zero = len(walls) == 2 and all(bc.kind == "dirichlet" and bc.value.is_constant() and bc.value.value() == 0 for bc in walls)
-        _require(zero, "'cole_hopf' on a bounded axis needs u = 0 on both walls (odd reflection)")
+        _require(_zero_walls(problem, ax.name), "'cole_hopf' on a bounded axis needs u = 0 on both walls (odd reflection)")
         length = ax.hi - ax.lo
 
         def ext(y: np.ndarray) -> np.ndarray:  # odd about lo, 2L-periodic

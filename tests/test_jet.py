@@ -17,11 +17,11 @@ def test_jet_derivatives_equal_autograd_through_network_features_and_expressions
         net = MLP(feats.size, 2, 16, 3, act).double()
         e = Expression.parse("sin(pi*x)*exp(-t) + y**3/(2+t) + sqrt(1+x*x) + 2**y + tanh(x*y)", ("t", "x", "y"))
 
-        def f_tensor(c):
+        def f_tensor(c, net=net, e=e):
             t, x, y = c.unbind(-1)
             return net(feats(c)) * (t * y).unsqueeze(-1) + e.torch(t=t, x=x, y=y).unsqueeze(-1)
 
-        def f_jet(c):
+        def f_jet(c, net=net, e=e):
             cols = Jet.variables(c, hess=slice(1, 3))
             t, x, y = cols
             g = e.evaluate(JetBackend(), t=t, x=x, y=y)
