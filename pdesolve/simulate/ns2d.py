@@ -44,7 +44,7 @@ class Vorticity2D(Simulator):
         for i, time in enumerate(times):
             span = float(time - t)
             if span > 0:
-                dt = numerics.dt or stepper.cfl_step(w, numerics.cfl)
+                dt = numerics.dt or stepper.cfl_step(w, numerics.cfl, span)
                 ((m, h),) = substeps(np.array([time]), t, min(dt, span))
                 for _ in range(m):
                     w = stepper.step(w, h)
@@ -96,6 +96,7 @@ class VorticityStepper:
         y = torch.as_tensor(ay.coords, device=device)
         f = -p["forcing"] * kf * torch.cos(kf * y) * torch.ones(ax.n, 1, dtype=torch.float64, device=device)
         self.f_hat = torch.fft.rfft2(f) if bool((p["forcing"] != 0).any()) else None
+        self.max_forcing = float(p["forcing"].abs().max())  # the largest body-force acceleration
         self.chunk = chunk or (1 << 30 if device.type != "cpu" else max(1, (1 << 15) // (nx * ny)))
         self._coef: dict[float, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {}
 
@@ -123,10 +124,15 @@ class VorticityStepper:
         z = self._uv(w_hat)
         return z.real, z.imag
 
-    def cfl_step(self, w_hat: torch.Tensor, cfl: float) -> float:
-        """The largest step with ``dt (|u|/hx + |v|/hy) <= cfl`` for the current flow (inf if at rest)."""
+    def cfl_step(self, w_hat: torch.Tensor, cfl: float, span: float = 0.0) -> float:
+        """The largest step with ``dt (|u|/hx + |v|/hy) <= cfl`` (inf if at rest and unforced).
+
+        The speed is the current one plus what the forcing can add over the next ``span`` of time
+        (``|forcing| span``): a flow spun up from rest needs steps before it has any speed.
+        """
         u, v = self.velocity(w_hat)
         rate = float((u.abs() / self.h[0] + v.abs() / self.h[1]).max())
+        rate += self.max_forcing * span * (1 / self.h[0] + 1 / self.h[1])
         return cfl / rate if rate > 0 else math.inf
 
     def coefficients(self, dt: float) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
