@@ -9,6 +9,7 @@ from pdesolve.config import load_run_config, validate_file
 PROBLEMS = sorted((Path(__file__).resolve().parents[1] / "problems").glob("*.yaml"))
 SHIPPED = {
     "burgers", "heat", "heat2d_modes", "convection", "convection_diffusion", "reaction", "reaction_diffusion",
+    "ns2d", "heat2d", "advection_diffusion2d", "allen_cahn", "kdv", "diffusion_sorption", "burgers_shock_periodic",
 }
 
 

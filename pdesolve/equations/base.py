@@ -56,6 +56,7 @@ class Equation(abc.ABC):
     dims: ClassVar[tuple[int, ...]] = (1,)  # admissible numbers of space axes
     linear: ClassVar[bool] = True
     max_space_order: ClassVar[int] = 2  # highest space-derivative order in F
+    pointwise: ClassVar[bool] = True  # False: F exists on grids only (e.g. vorticity with a stream-function solve)
 
     @abc.abstractmethod
     def forcing(self, d: Derivatives, p: Mapping[str, float]) -> Any:

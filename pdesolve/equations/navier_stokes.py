@@ -21,6 +21,7 @@ class NavierStokes2D(Equation):
     fields = ("w",)
     dims = (2,)
     linear = False
+    pointwise = False
     parameters = {
         "nu": Parameter(None, 0.0, doc="a viscosity cannot be negative"),
         "drag": Parameter(0.0, 0.0, doc="a linear drag cannot be negative"),

@@ -212,6 +212,16 @@ class PINN(Solver):
     name = "pinn"
     Options = PINNOptions
 
+    @classmethod
+    def mismatches(cls, problem: Problem) -> list[str]:
+        eq, out = problem.equation, []
+        if not eq.pointwise:
+            out.append(f"the {eq.name!r} equation has no pointwise residual (it is defined on grids only); use a grid solver")
+        if eq.max_space_order > 2:
+            out.append(f"the {eq.name!r} equation needs space derivatives of order {eq.max_space_order}; the PINN's jets carry "
+                       "up to second order")
+        return out
+
     def __init__(self, problem: Problem, options: PINNOptions, device: torch.device, dtype: torch.dtype | None = None):
         dtype = dtype or (torch.float64 if options.dtype == "float64" else torch.float32)
         super().__init__(problem, options, device, dtype)
