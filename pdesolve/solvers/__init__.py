@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from .base import Solver, SolverMismatch
 from .pinn import PINN
+from .sinenet import SineNetSolver
 
 SOLVERS: dict[str, type[Solver]] = {
     "pinn": PINN,
+    "sinenet": SineNetSolver,
 }
 
 

@@ -1,0 +1,301 @@
+"""``solver: sinenet`` — a learned time stepper (SineNet, or the U-Net baseline) trained on simulations.
+
+The network (:mod:`pdesolve.nn.sinenet`) reads the last ``history`` frames of every field and predicts
+the next frame. Training is one-step teacher forcing on pairs drawn from reference trajectories, with
+the relative L2 loss per frame and field (so fields of different size weigh alike), optional Gaussian
+noise on the input frames (robustness to the model's own errors in rollouts), and per-channel
+normalization whose statistics come from the training trajectories and travel with the weights.
+
+Unlike the continuous back-ends this one needs data, so besides :meth:`Solver.task` (which says how to
+train it) it has :meth:`SineNetSolver.data_task`; :mod:`pdesolve.grid_runner` drives it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch import Tensor, nn
+
+from ..errors import UserError
+from ..grid import Grid
+from ..nn.padding import periodic_axes
+from ..nn.sinenet import SineNet, SineNetOptions
+from ..problem import Problem
+from ..rollout import Trajectories, relative_l2_frames, rollout
+from ..solution import Solution
+from .base import Solver, SolverMismatch
+
+DEFAULT_WIDTH = 16
+
+
+class SineNetSettings(BaseModel):
+    """Options of ``solvers.sinenet``.
+
+    Usually set: ``history`` (input frames), ``waves`` (K; 1 with ``disentangled: false`` is the U-Net
+    baseline), ``width`` or ``parameters`` (a parameter budget that picks the width), ``batch_size``.
+    Advanced: ``channel_mults`` (per U-Net level; its length is the number of levels), ``padding``
+    (``grid`` follows each axis' boundary kind, ``zero`` pads with zeros everywhere, an ablation),
+    ``coordinates`` (position channels: needed when the dynamics vary in space, e.g. a fixed background
+    flow, since the network is otherwise translation-equivariant), ``residual`` (predict the change of
+    the last frame), ``noise`` (standard deviation of the input noise,
+    in units of each channel's standard deviation), ``time_stride`` (learn every n-th frame), the
+    train/val/test ``split`` of the trajectories, and the rollouts used for evaluation.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    history: int = Field(2, ge=1, description="input frames")
+    waves: int = Field(4, ge=1, description="U-shaped waves K")
+    width: int | None = Field(None, gt=0, description=f"latent channels (default {DEFAULT_WIDTH}, or from `parameters`)")
+    parameters: int | None = Field(None, gt=0, description="target parameter count; picks the width")
+    channel_mults: tuple[int, ...] = (1, 2, 2, 4)
+    disentangled: bool = True
+    interpolation: Literal["linear", "cubic"] = "linear"
+    norm_groups: int = Field(1, ge=1)
+    padding: Literal["grid", "zero"] = "grid"
+    coordinates: bool = Field(False, description="add position channels (for coefficients that vary in space)")
+    residual: bool = True
+    batch_size: int = Field(16, ge=1)
+    noise: float = Field(0.0, ge=0)
+    time_stride: int = Field(1, ge=1)
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    split_seed: int = 0
+    rollout_steps: int | None = Field(None, ge=1, description="frames per evaluation rollout (default: as far as the data goes)")
+    rollout_starts: int = Field(1, ge=1, description="start times the evaluation rollouts are averaged over")
+    eval_trajectories: int = Field(8, ge=1, description="validation trajectories evaluated during training")
+
+    @model_validator(mode="after")
+    def _check(self) -> SineNetSettings:
+        if self.width is not None and self.parameters is not None:
+            raise ValueError(f"give width or parameters, not both (got width={self.width}, parameters={self.parameters})")
+        if not math.isclose(sum(self.split), 1.0) or min(self.split) < 0:
+            raise ValueError(f"split: expected three non-negative fractions summing to 1, got {list(self.split)}")
+        network_options(self, fields=1, periodic=(True, True))  # architecture errors now, not at train time
+        return self
+
+
+def coordinate_channels(periodic: tuple[bool, ...]) -> int:
+    """Position channels: cos and sin of the angle on each periodic axis, the coordinate on bounded ones."""
+    return sum(2 if p else 1 for p in periodic)
+
+
+def position_features(periodic: tuple[bool, ...], shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> Tensor:
+    """``[coordinate_channels, *shape]``: functions of the position that are resolution-independent."""
+    out = []
+    for axis, (p, n) in enumerate(zip(periodic, shape, strict=True)):
+        if p:
+            angle = 2 * math.pi * torch.arange(n, dtype=torch.float64, device=device) / n
+            parts = [torch.cos(angle), torch.sin(angle)]
+        else:
+            parts = [torch.linspace(-1.0, 1.0, n, dtype=torch.float64, device=device)]
+        view = [1] * len(shape)
+        view[axis] = n
+        out += [q.view(view).expand(shape) for q in parts]
+    return torch.stack(out).to(dtype)
+
+
+def network_options(settings: SineNetSettings, fields: int, periodic: tuple[bool, ...]) -> SineNetOptions:
+    """The network for ``fields`` channels per frame on axes with these boundary kinds.
+
+    With ``coordinates`` every frame carries the position channels too (so the network's frame width is
+    ``fields + coordinate_channels``; the extra outputs are discarded).
+    """
+    if settings.coordinates:
+        fields += coordinate_channels(periodic)
+    if settings.padding == "zero":
+        periodic = (False,) * len(periodic)
+    kw: dict[str, Any] = dict(
+        fields=fields, periodic=periodic, history=settings.history, waves=settings.waves,
+        channel_mults=settings.channel_mults, disentangled=settings.disentangled,
+        interpolation=settings.interpolation, norm_groups=settings.norm_groups,
+    )
+    if settings.parameters is not None:
+        return SineNetOptions.for_parameter_budget(settings.parameters, **kw)
+    return SineNetOptions(width=settings.width or DEFAULT_WIDTH, **kw)
+
+
+class SineNetStepper(nn.Module):
+    """``[batch, history, channel, *space] -> [batch, channel, *space]``, in physical units.
+
+    Buffers (saved with the weights): ``mean`` and ``std`` per channel (the input normalization) and
+    ``frame_dt``, the time between the frames it was trained on (0 before training).
+    """
+
+    def __init__(self, options: SineNetOptions, fields: int, periodic: tuple[bool, ...], residual: bool = True) -> None:
+        super().__init__()
+        self.options, self.residual, self.periodic = options, residual, periodic
+        self.fields = fields
+        self.coordinates = options.fields > fields  # position channels ride along with every frame
+        self.net = SineNet(options)
+        self.register_buffer("mean", torch.zeros(fields))
+        self.register_buffer("std", torch.ones(fields))
+        self.register_buffer("frame_dt", torch.zeros(()))
+
+    def set_data_scale(self, mean: Tensor, std: Tensor, dt: float) -> None:
+        self.mean.copy_(mean)
+        self.std.copy_(std)
+        self.frame_dt.fill_(dt)
+
+    def forward(self, frames: Tensor) -> Tensor:
+        shape = (-1,) + (1,) * self.options.ndim  # [channel, 1, ...] against [..., channel, *space]
+        mean, std = self.mean.view(shape), self.std.view(shape)
+        x = (frames - mean) / std  # [batch, history, channel, *space]
+        inputs = x
+        if self.coordinates:
+            pos = position_features(self.periodic, tuple(x.shape[3:]), x.dtype, x.device)  # [coords, *space]
+            inputs = torch.cat([x, pos.expand(*x.shape[:2], *pos.shape)], dim=2)  # [batch, history, channel + coords, *space]
+        out = self.net(inputs.flatten(1, 2))[:, : self.fields]  # [batch, channel, *space]
+        if self.residual:
+            out = x[:, -1] + out
+        return out * std + mean
+
+    def blocks(self) -> tuple[nn.Module, ...]:
+        return self.net.blocks()
+
+
+class SineNetTask:
+    """One-step teacher forcing on random (trajectory, start time) windows of the training trajectories."""
+
+    def __init__(self, model: SineNetStepper, data: Trajectories, settings: SineNetSettings, device: torch.device,
+                 dtype: torch.dtype, evaluate: Callable[[], dict[str, float]]) -> None:
+        self.model, self.settings, self._evaluate = model, settings, evaluate
+        self.device, self.dtype = device, dtype
+        k = settings.history
+        if len(data) == 0:
+            raise UserError("no training trajectories; the dataset or its train split is empty")
+        n_time = data.frames.shape[1]
+        if n_time < k + 1:
+            raise UserError(f"{n_time} frames per trajectory are too few for history {k} plus one target frame")
+        self.frames = data.frames.to(device=device, dtype=dtype)  # [traj, time, channel, *space]
+        self.space_dims = data.grid.ndim
+        self.starts = n_time - k
+        self.pairs = len(data) * self.starts
+        stats = _channel_stats(data.frames, data.grid.ndim)
+        model.set_data_scale(*(s.to(device=device, dtype=model.mean.dtype) for s in stats), data.dt)
+        self.noise_scale = stats[1].to(device=device, dtype=dtype).view((-1,) + (1,) * self.space_dims) * settings.noise
+        # its own generator, so that the batches of a resumed run are the uninterrupted run's
+        self.generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,)).item()))
+        self.offsets = torch.arange(k + 1)
+        self.x: Tensor | None = None
+        self.y: Tensor | None = None
+
+    def before_step(self, step: int) -> None:
+        """Draw the step's batch: ``x [batch, history, channel, *space]`` and ``y [batch, channel, *space]``."""
+        k, b = self.settings.history, self.settings.batch_size
+        pick = torch.randint(0, self.pairs, (b,), generator=self.generator)
+        traj, start = pick // self.starts, pick % self.starts
+        window = self.frames[traj[:, None].to(self.device), (start[:, None] + self.offsets).to(self.device)]  # [batch, k + 1, ...]
+        x = window[:, :k]
+        if self.settings.noise:
+            x = x + self.noise_scale * torch.randn(x.shape, generator=self.generator).to(device=self.device, dtype=self.dtype)
+        self.x, self.y = x, window[:, k]
+
+    def loss(self) -> tuple[Tensor, dict[str, float]]:
+        assert self.x is not None and self.y is not None, "before_step draws the batch"
+        err = relative_l2_frames(self.model(self.x), self.y, self.space_dims)  # [batch, channel]
+        loss = err.mean()
+        return loss, {"rel_l2_one_step": float(loss.detach())}
+
+    def evaluate(self) -> dict[str, float]:
+        return self._evaluate()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+
+
+def _channel_stats(frames: Tensor, space_dims: int) -> tuple[Tensor, Tensor]:
+    """Mean and standard deviation ``[channel]`` over trajectories, times and space, in float64."""
+    x = frames.double().movedim(2, 0).flatten(1)  # [channel, everything else]
+    mean, std = x.mean(dim=1), x.std(dim=1, correction=0)
+    return mean, torch.where(std > 0, std, torch.ones_like(std))
+
+
+class SineNetSolver(Solver):
+    """``solver: sinenet`` — see :class:`SineNetSettings`."""
+
+    name = "sinenet"
+    Options = SineNetSettings
+
+    def __init__(self, problem: Problem, options: SineNetSettings, device: torch.device, dtype: torch.dtype = torch.float32):
+        super().__init__(problem, options, device, dtype)
+        periodic = tuple(a.periodic for a in problem.domain.space)
+        try:
+            self.network = network_options(options, len(problem.equation.fields), periodic)
+        except ValueError as err:
+            raise SolverMismatch(f"solver 'sinenet' cannot be built for problem {problem.name!r}: {err}") from None
+        fields = len(problem.equation.fields)
+        self.model = SineNetStepper(self.network, fields, periodic, options.residual).to(device=device, dtype=dtype)
+        self.history = options.history
+
+    @classmethod
+    def mismatches(cls, problem: Problem) -> list[str]:
+        out = []
+        if problem.domain.time is None:
+            out.append("it learns time steps and the problem has no time axis")
+        if not 1 <= len(problem.domain.space) <= 3:
+            out.append(f"it works on 1 to 3 space axes, got {len(problem.domain.space)}")
+        return out
+
+    def task(self, evaluate: Any) -> SineNetTask:
+        raise UserError(
+            "solver 'sinenet' learns from simulated trajectories: train it with "
+            "`pdesolve train FILE --data DATA.h5` (make data with `pdesolve simulate FILE --out DATA.h5`)"
+        )
+
+    def data_task(self, data: Trajectories, evaluate: Callable[[], dict[str, float]]) -> SineNetTask:
+        """The training task on ``data`` (the training trajectories); ``evaluate()`` scores validation rollouts."""
+        self.check_grid(data.grid)
+        return SineNetTask(self.model, data, self.options, self.device, self.dtype, evaluate)  # type: ignore[arg-type]
+
+    def check_grid(self, grid: Grid) -> None:
+        """Raise unless the network can run on ``grid``'s space (sizes divisible by the pooling factor)."""
+        m = self.network.size_multiple
+        if any(n % m for n in grid.space_shape):
+            raise UserError(
+                f"solver 'sinenet' with {self.network.levels} levels needs space sizes that are multiples of {m}, "
+                f"got {grid.space_shape}; change the resolution or solvers.sinenet.channel_mults"
+            )
+        if periodic_axes(grid) != tuple(a.periodic for a in self.problem.domain.space):
+            raise UserError(f"grid boundary kinds {periodic_axes(grid)} differ from the problem's")
+
+    def step(self, frames: Tensor) -> Tensor:
+        """One step in evaluation mode: ``[batch, history, channel, *space] -> [batch, channel, *space]``."""
+        was_training = self.model.training
+        self.model.eval()
+        with torch.no_grad():
+            out = self.model(frames.to(device=self.device, dtype=self.dtype))
+        self.model.train(was_training)
+        return out
+
+    def predict(self, grid: Grid) -> Solution:
+        """Roll out from the problem's initial condition over ``grid``'s times (frame spacing as trained).
+
+        With ``history > 1`` the first frames come from the problem's reference simulator.
+        """
+        from ..simulate import simulate
+
+        dt = float(self.model.frame_dt)
+        if grid.time is None:
+            raise UserError("solver 'sinenet' predicts on grids with a time axis")
+        if dt <= 0:
+            raise UserError("solver 'sinenet' has not been trained yet (no frame spacing)")
+        if grid.time.n > 1 and not math.isclose(grid.time.spacing, dt, rel_tol=1e-4):
+            raise UserError(f"the grid's time spacing {grid.time.spacing:g} differs from the trained frame spacing {dt:g}")
+        if grid.time.n < self.history:
+            raise UserError(f"the grid has {grid.time.n} times, fewer than the {self.history} start frames")
+        self.check_grid(grid)
+        space = Grid(grid.space)
+        if self.history == 1:
+            start = np.asarray(self.problem.initial_numpy(space))[None, None]  # [1, 1, channel, *space]
+        else:
+            start = simulate(self.problem, space, grid.time.coords[: self.history]).numpy()
+        x = torch.as_tensor(start, dtype=torch.float64)
+        pred = rollout(lambda w: self.step(w).double().cpu(), x, grid.time.n - self.history)
+        return Solution(grid, self.problem.equation.fields, torch.cat([x, pred], dim=1).numpy())
