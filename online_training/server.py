@@ -1,0 +1,351 @@
+"""A server rank: hands out simulations, stores what its clients stream, trains, checkpoints.
+
+One pass of the loop: take every message that has arrived; hand tasks to idle clients; move received
+frames into the buffer while it has room (credits go back to the clients as frames are stored: the
+back-pressure); agree with the other servers (one small all-reduce) whether to stop and whether every
+server can draw a batch; then train one step or wait a moment. Messages from a client are handled in
+the order it sent them, so a failure report finds every frame of that run already stored and removes
+them all: a failed run leaves no partial time steps in the buffer.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pdesolve.io import write_json, write_with
+
+from .buffer import Buffer
+from .checkpoint import Checkpoints
+from .monitor import Monitor, open_audit, progress_line, write_figures
+from .parallel import GradientAverager
+from .protocol import Kind, Message
+from .roles import Roles, StopFlag
+from .scheduler import FAILED, FINISHED, Scheduler
+from .simulation import SimulationPlan
+from .study import Study
+from .trainer import Trainer
+from .transport import POLL_S, ServerLink
+
+log = logging.getLogger(__name__)
+
+COMPLETE, STOPPED, DIVERGED = 0, 3, 4  # exit codes
+ROW_EVERY_S = 1.0  # a metrics row at least this often while waiting for data
+
+
+@dataclass
+class Parts:
+    """Everything one server works with, built by ``main``."""
+
+    study: Study
+    roles: Roles
+    plan: SimulationPlan
+    design: np.ndarray  # [simulations, P] parameters of every simulation
+    trainer: Trainer
+    buffer: Buffer
+    scheduler: Scheduler
+    link: ServerLink
+    checkpoints: Checkpoints
+    monitor: Monitor
+    folder: Path
+    validation: np.ndarray | None  # held-out records (first server only)
+    averager: GradientAverager | None = None
+
+
+class Server:
+    def __init__(self, parts: Parts, stop: StopFlag):
+        self.p, self.stop = parts, stop
+        self.index = parts.roles.rank
+        self.live = set(parts.roles.clients_of(self.index))
+        self.idle: deque[int] = deque()
+        self.staged: deque[Message] = deque()
+        self.owed: dict[int, int] = dict.fromkeys(self.live, 0)
+        self.previous: dict[int, np.ndarray] = {}  # last frame of each running simulation (one-step pairs)
+        self.scaled = parts.plan.scaled(parts.design).astype(np.float32)
+        self.t_scaled = parts.plan.scaled_times()
+        self.credit_batch = max(1, parts.study.online.window // 4)
+        self.diverged = False
+        self.checksum_errors = 0
+        self.audit = self._open_audit() if parts.study.online.audit else None
+
+    # ---------------------------------------------------------------------------------- resume
+    def resume(self) -> int | None:
+        """Load the last checkpoint if there is one; returns its step."""
+        state = self.p.checkpoints.load()
+        if state is None:
+            return None
+        p = self.p
+        p.trainer.load_state_dict(state["trainer"])
+        p.buffer.load_state_dict(state["buffer"])
+        p.scheduler.load_state_dict(state["scheduler"])
+        p.monitor.load_state_dict(state["monitor"])
+        self.checksum_errors = state["checksum_errors"]
+        s = p.scheduler
+        log.info(
+            "resuming from the checkpoint at step %d: %d simulations finished, %d to run, %d given up; %d records in the buffer",
+            p.trainer.step, s.count(FINISHED), len(s.unfinished()) - s.count(FAILED), s.count(FAILED), p.buffer.size,
+        )
+        return p.trainer.step
+
+    def _state(self) -> dict[str, Any]:
+        p = self.p
+        return {
+            "trainer": p.trainer.state_dict(),
+            "buffer": p.buffer.state_dict(exclude_sims=p.scheduler.unfinished()),
+            "scheduler": p.scheduler.state_dict(),
+            "monitor": p.monitor.state_dict(),
+            "checksum_errors": self.checksum_errors,
+        }
+
+    def checkpoint(self) -> None:
+        self.p.checkpoints.save(self.p.trainer.step, self._state())
+        self.p.monitor.write(self.p.buffer.seen_histogram())
+
+    # -------------------------------------------------------------------------------- the loop
+    def run(self) -> int:
+        p, train = self.p, self.p.study.train
+        reason = "complete"
+        while True:
+            self._receive()
+            self._ingest()
+            self._assign()
+            if p.scheduler.complete and not self.staged and not p.buffer.draining:
+                p.buffer.drain()
+                log.info("all simulations are done; training on what the buffer holds")
+            lost = not self.live and not p.scheduler.complete
+            stop = self.stop.is_set or self.diverged or lost or p.trainer.step >= train.steps
+            exhausted = p.buffer.draining and p.buffer.size == 0
+            flags = self._any([stop, exhausted, not p.buffer.ready(train.batch_size), self.diverged, lost])
+            if flags[0] or flags[1]:
+                reason = self._reason(flags)
+                break
+            if flags[2]:
+                if p.monitor.now() - p.monitor.last_row >= ROW_EVERY_S:  # the buffer filling up shows too
+                    self._row({})
+                time.sleep(POLL_S)
+                continue
+            self._train_step()
+        return self._finish(reason)
+
+    def _reason(self, flags: np.ndarray) -> str:
+        if flags[3]:
+            return "diverged"
+        if self.stop.is_set:
+            return f"stopped by {self.stop.reason}"
+        if flags[4]:
+            return "no clients left"
+        if self.p.trainer.step >= self.p.study.train.steps:
+            return "complete"
+        return "complete: the stream ended and the buffer is empty"
+
+    def _any(self, flags: list[bool]) -> np.ndarray:
+        """Element-wise OR of ``flags`` over the servers."""
+        return self._reduce(np.array(flags, dtype=np.int64), "MAX")
+
+    def _sum(self, values: np.ndarray) -> np.ndarray:
+        return self._reduce(np.ascontiguousarray(values, dtype=np.float64), "SUM")
+
+    def _reduce(self, local: np.ndarray, op: str) -> np.ndarray:
+        if self.p.roles.servers == 1:
+            return local
+        from mpi4py import MPI
+
+        out = np.empty_like(local)
+        self.p.roles.server_comm.Allreduce(local, out, op=getattr(MPI, op))
+        return out
+
+    # ------------------------------------------------------------------------------- messages
+    def _receive(self) -> None:
+        for m in self.p.link.poll():
+            if m.kind == Kind.REQUEST:
+                self.idle.append(m.source)
+            else:
+                if m.kind == Kind.DATA and self.audit is not None:
+                    self.audit.write(f"{m.sim},{m.attempt},{m.step},{m.crc},{int(m.intact)},{m.source}\n")
+                self.staged.append(m)
+
+    def _assign(self) -> None:
+        p = self.p
+        while self.idle and p.scheduler.queue:
+            client = self.idle.popleft()
+            if client not in self.live:
+                continue
+            sim, attempt = p.scheduler.next(client)  # type: ignore[misc]
+            p.link.send(client, Kind.TASK, sim=sim, attempt=attempt, params=p.design[sim])
+
+    def _ingest(self) -> None:
+        """Handle staged messages in order; stop at a frame the buffer has no room for."""
+        p = self.p
+        while self.staged:
+            m = self.staged[0]
+            if m.kind == Kind.DATA and not self._store(m):
+                break
+            if m.kind == Kind.END:
+                self._end(m)
+            elif m.kind == Kind.FAIL:
+                self._fail(m.sim, m.attempt, m.source, m.text())
+            elif m.kind == Kind.BYE:
+                self._bye(m)
+            self.staged.popleft()
+        for client, n in self.owed.items():
+            if n >= self.credit_batch or (n and not self.staged):
+                p.link.send(client, Kind.CREDIT, credits=n)
+                self.owed[client] = 0
+
+    def _store(self, m: Message) -> bool:
+        """Store one frame; False if the buffer has no room (the message stays staged)."""
+        p = self.p
+        current = p.scheduler.is_current(m.sim, m.attempt)
+        if current and not m.intact:
+            self.checksum_errors += 1
+            self._fail(m.sim, m.attempt, m.source, f"CRC-32 mismatch on time step {m.step}")
+            current = False
+        if current:
+            frame = m.payload.view(np.float32).reshape(p.plan.frame_shape)  # type: ignore[union-attr]
+            record = p.trainer.surrogate.record(self.scaled[m.sim], float(self.t_scaled[m.step]), frame, self.previous.get(m.sim))
+            if record is not None and not p.buffer.put(record, m.sim, m.step):
+                return False
+            self.previous[m.sim] = frame
+            p.monitor.received += 1
+            p.monitor.stored += record is not None
+        self.owed[m.source] = self.owed.get(m.source, 0) + 1
+        return True
+
+    def _end(self, m: Message) -> None:
+        p = self.p
+        if not p.scheduler.is_current(m.sim, m.attempt):
+            return
+        expected = p.study.simulate.steps + 1
+        if m.a != expected:
+            self._fail(m.sim, m.attempt, m.source, f"the client reported {m.a} frames, expected {expected}")
+            return
+        p.scheduler.finish(m.sim)
+        self.previous.pop(m.sim, None)
+        p.monitor.client(m.source, simulations=1, frames=m.a, simulate_s=m.b * 1e-6)
+
+    def _fail(self, sim: int, attempt: int, client: int, reason: str) -> None:
+        p = self.p
+        if not p.scheduler.is_current(sim, attempt):
+            return
+        removed = p.buffer.remove(sim)
+        self.previous.pop(sim, None)
+        requeued = p.scheduler.fail(sim)
+        p.monitor.failed(sim, attempt, client, reason, requeued)
+        log.warning(
+            "simulation %d (run %d) failed on rank %d: %s; %d records removed; %s", sim, attempt, client, reason, removed,
+            "queued again" if requeued else f"given up after {p.scheduler.max_retries + 1} failures",
+        )
+
+    def _bye(self, m: Message) -> None:
+        self.live.discard(m.source)
+        self.p.monitor.client(m.source, wait_s=m.a * 1e-6, alive_s=m.b * 1e-6)
+        for sim in self.p.scheduler.release(m.source):
+            self.p.buffer.remove(sim)
+            self.previous.pop(sim, None)
+
+    # ------------------------------------------------------------------------------- training
+    def _train_step(self) -> None:
+        p, train = self.p, self.p.study.train
+        if not p.trainer.normalized:
+            p.trainer.fit_normalization(p.buffer.records(), self._sum)
+            p.monitor.train_started = p.monitor.now()
+            log.info("training starts: %d records in the buffer", p.buffer.size)
+            self._validate()
+        batch = p.buffer.sample(train.batch_size)
+        record = p.trainer.train_step(batch)
+        if p.averager is not None:
+            p.averager.check()
+        p.monitor.trained += len(batch)
+        step = p.trainer.step
+        if not math.isfinite(record["loss"]):
+            self.diverged = True
+            log.error("the loss became %s at step %d; lower the learning rate (train.optimizer.lr)", record["loss"], step)
+            return
+        val = self._validate() if train.validate_every and step % train.validate_every == 0 else None
+        if step % train.log_every == 0 or step == train.steps:
+            row = self._row(record)
+            if self.index == 0:
+                log.info(progress_line(row, train.steps, val))
+        if train.checkpoint_every and step % train.checkpoint_every == 0:
+            self.checkpoint()
+
+    def _row(self, record: dict[str, float]) -> dict[str, float]:
+        p, s = self.p, self.p.scheduler
+        return p.monitor.row(p.trainer.step, record, p.buffer.size, p.buffer.capacity, s.count(FINISHED), s.count(FAILED), len(s.ids))
+
+    def _validate(self) -> float | None:
+        p = self.p
+        if p.validation is None:
+            return None
+        value = p.trainer.evaluate(p.validation)
+        p.monitor.validated(p.trainer.step, value)
+        return value
+
+    # ------------------------------------------------------------------------------------ end
+    def _finish(self, reason: str) -> int:
+        p = self.p
+        if p.validation is not None and (not p.monitor.validation or p.monitor.validation[-1]["step"] != p.trainer.step):
+            if p.trainer.normalized:
+                self._validate()
+        self._row({})
+        if reason != "diverged":
+            self.checkpoint()
+        for client in sorted(self.live):
+            p.link.send(client, Kind.STOP)
+        while self.live:  # drain: every client's sends must complete before it may leave
+            for m in p.link.poll():
+                if m.kind == Kind.BYE:
+                    self._bye(m)
+            if self.live:
+                time.sleep(POLL_S)
+        p.link.close()
+        if self.audit is not None:
+            self.audit.close()
+        p.monitor.write(p.buffer.seen_histogram())
+        self._summary(reason)
+        code = COMPLETE if reason.startswith("complete") else DIVERGED if reason == "diverged" else STOPPED
+        level = logging.INFO if code == COMPLETE else logging.WARNING
+        if self.index == 0:
+            log.log(level, "%s at step %d; run folder %s%s", reason, p.trainer.step, p.folder,
+                    "" if code != STOPPED else " (run the same command again to resume)")
+        return code
+
+    def _summary(self, reason: str) -> None:
+        p = self.p
+        s = p.scheduler
+        counts = self._sum(np.array([
+            p.monitor.received, p.monitor.stored, p.monitor.trained, s.count(FINISHED), s.count(FAILED), len(s.ids),
+            self.checksum_errors, p.buffer.evicted,
+        ], dtype=np.float64))
+        if p.roles.servers > 1:
+            p.roles.server_comm.Barrier()  # every server's CSV files are written
+        if self.index != 0:
+            return
+        elapsed = p.monitor.now()
+        val = p.monitor.validation[-1]["val_rel_l2"] if p.monitor.validation else None
+        training_s = elapsed - p.monitor.train_started if p.monitor.train_started is not None else 0.0
+        model = p.trainer.model
+        write_with(p.folder / "model.pt", lambda path: torch.save(
+            {"model": model.state_dict(), "mean": p.trainer.mean, "std": p.trainer.std, "study": p.study.raw}, path
+        ))
+        write_json(p.folder / "summary.json", {
+            "mode": "online", "status": reason, "steps": p.trainer.step, "servers": p.roles.servers,
+            "clients": p.roles.size - p.roles.servers, "time_s": round(elapsed, 3),
+            "samples_received": int(counts[0]), "records_stored": int(counts[1]), "samples_trained": int(counts[2]),
+            "training_s": round(training_s, 3), "received_per_s": counts[0] / max(elapsed, 1e-9),
+            "trained_per_s": counts[2] / max(training_s, 1e-9),
+            "simulations_finished": int(counts[3]), "simulations_failed": int(counts[4]), "simulations": int(counts[5]),
+            "checksum_errors": int(counts[6]), "evicted": int(counts[7]), "val_rel_l2": val,
+        })
+        write_figures(p.folder, p.roles.servers)
+
+    def _open_audit(self) -> Any:
+        return open_audit(self.p.folder / "audit" / f"received-server{self.index}.csv", "sim,attempt,step,crc,intact,client")

@@ -1,0 +1,134 @@
+"""One simulation of a study: its parameters, its initial state, and its frames streamed as they are made.
+
+The parameters of simulation ``i`` are row ``i`` of a design drawn once from the seed (uniform, Latin
+hypercube or Sobol over the declared ranges, :func:`pdesolve.simulate.sample_parameters`); held-out
+validation simulations come from a design of their own. pdesolve's simulators return whole
+trajectories, so a client that wants frames before the trajectory ends runs the simulator in segments
+of ``segment_steps`` output steps, each starting from the last frame of the one before (the problem's
+time origin moved there); with ``segment_steps=None`` it runs the trajectory in one call and streams
+the frames as soon as it returns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import torch
+
+from pdesolve.grid import Grid
+from pdesolve.problem import Domain, Problem
+from pdesolve.simulate import SimulateSettings, gaussian_random_field, sample_parameters, simulate, sine_sum
+from pdesolve.simulate.settings import GaussianRandomField, SineSum
+
+TRAIN, VALIDATION = 0x5452, 0x5641  # random streams of the training and the held-out simulations
+
+
+@dataclass(frozen=True)
+class SimulationPlan:
+    """How to run the simulations of a study (the same on every rank)."""
+
+    problem: Problem
+    settings: SimulateSettings
+    seed: int
+    segment_steps: int | None = None
+
+    @cached_property
+    def grid(self) -> Grid:
+        """Space axes and the saved times (``steps + 1`` frames)."""
+        return self.problem.domain.grid(self.settings.shape(self.problem.domain.space_names))
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(sorted(self.settings.parameters))
+
+    @property
+    def times(self) -> np.ndarray:
+        return self.grid.time.coords  # type: ignore[union-attr]
+
+    @property
+    def frame_shape(self) -> tuple[int, ...]:
+        """``[channel, *space]`` of one frame."""
+        return (len(self.problem.equation.fields),) + self.grid.space_shape
+
+    def design(self, n: int, stream: int = TRAIN, sampler: str | None = None) -> np.ndarray:
+        """Parameter values ``[n, len(names)]`` float64 of simulations ``0..n-1`` of ``stream``."""
+        ranges = {k: (r.low, r.high, r.log) for k, r in self.settings.parameters.items()}
+        if not ranges:
+            return np.zeros((n, 0))
+        drawn = sample_parameters(ranges, n, sampler or self.settings.sampler, np.random.default_rng([self.seed, stream]))
+        return np.stack([drawn[k] for k in self.names], axis=1)
+
+    def scaled(self, values: np.ndarray) -> np.ndarray:
+        """Parameters ``[..., len(names)]`` mapped from their ranges to ``[-1, 1]`` (log ranges in log space)."""
+        out = np.empty_like(values, dtype=np.float64)
+        for j, name in enumerate(self.names):
+            r = self.settings.parameters[name]
+            lo, hi, v = (np.log(r.low), np.log(r.high), np.log(values[..., j])) if r.log else (r.low, r.high, values[..., j])
+            out[..., j] = 2 * (v - lo) / (hi - lo) - 1 if hi > lo else 0.0
+        return out
+
+    def scaled_times(self) -> np.ndarray:
+        """The saved times mapped to ``[-1, 1]`` (float32), the time input of the surrogates."""
+        t = self.times
+        return (2 * (t - t[0]) / (t[-1] - t[0]) - 1).astype(np.float32)
+
+    def initial(self, sim: int, values: np.ndarray, stream: int = TRAIN) -> np.ndarray:
+        """The initial state ``[channel, *space]`` float64 of simulation ``sim`` with parameters ``values``."""
+        fields = self.problem.equation.fields
+        given = dict(zip(self.names, values, strict=True))
+        spec, grid = self.settings.initial, self.grid
+        base = self.problem.initial_numpy(grid) if self.problem.initial is not None else None
+        rng = np.random.default_rng([self.seed, stream, int(sim)])
+        out = np.empty(self.frame_shape)
+        for c, f in enumerate(fields):
+            if f"initial.{f}" in given:
+                out[c] = given[f"initial.{f}"]
+            elif isinstance(spec, GaussianRandomField):
+                out[c] = gaussian_random_field(
+                    grid, 1, rng, length_scale=spec.length_scale, alpha=spec.alpha, tau=spec.tau, sigma=spec.sigma, mean=spec.mean
+                )[0]
+            elif isinstance(spec, SineSum):
+                out[c] = sine_sum(grid, 1, rng, modes=spec.modes, k_max=spec.k_max, amplitude=spec.amplitude)[0]
+            elif base is not None:
+                out[c] = base[c]
+            else:
+                raise ValueError(f"no initial condition for field {f!r}: the problem has none and simulate.initial is 'problem'")
+        return out
+
+    def _coefficients(self, values: np.ndarray) -> dict[str, np.ndarray]:
+        """Per-trajectory simulator parameters from ``values [batch, len(names)]`` (initial values excluded)."""
+        return {k: values[:, j] for j, k in enumerate(self.names) if not k.startswith("initial.")}
+
+    def _run(self, problem: Problem, times: np.ndarray, u0: np.ndarray, values: np.ndarray) -> torch.Tensor:
+        s = self.settings
+        return simulate(
+            problem, self.grid, times=times, u0=torch.as_tensor(u0), params=self._coefficients(values),
+            numerics=s.numerics(), simulator=s.simulator, device=s.device, dtype=torch.float64,
+        ).values
+
+    def frames(self, sim: int, values: np.ndarray, stream: int = TRAIN) -> Iterator[tuple[int, np.ndarray]]:
+        """``(step, frame [channel, *space] float64)`` for steps ``0..steps``, each as soon as it exists."""
+        u = self.initial(sim, values, stream)[None]  # [1, channel, *space]
+        yield 0, u[0]
+        times, steps = self.times, self.settings.steps
+        segment = self.segment_steps or steps
+        t_end = self.problem.domain.time[1]  # type: ignore[index]
+        k = 0
+        while k < steps:
+            j = min(k + segment, steps)
+            problem = self.problem if k == 0 else dataclasses.replace(
+                self.problem, domain=Domain(self.problem.domain.space, (float(times[k]), t_end))
+            )
+            out = self._run(problem, times[k : j + 1], u, values[None]).cpu().numpy()  # [1, j - k + 1, channel, *space]
+            for i in range(1, j - k + 1):
+                yield k + i, out[0, i]
+            u, k = out[:, -1], j
+
+    def trajectories(self, values: np.ndarray, stream: int) -> np.ndarray:
+        """Whole trajectories ``[n, time, channel, *space]`` float32 of simulations ``0..n-1`` of ``stream`` (one call)."""
+        u0 = np.stack([self.initial(i, v, stream) for i, v in enumerate(values)])
+        return self._run(self.problem, self.times, u0, values).cpu().numpy().astype(np.float32)

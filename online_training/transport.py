@@ -1,0 +1,175 @@
+"""Both ends of a client-server link over MPI: non-blocking sends of numpy buffers, credits for back-pressure.
+
+A client may have at most ``window`` frames that the server has not yet put in its buffer: each frame
+spends a credit, and the server hands credits back as it stores frames. When the buffer is full the
+server stops storing, no credits come back, and the client waits before its next frame, so memory stays
+bounded on both sides however fast the simulations run. Sends are ``Isend`` from a pool of buffers,
+each reused once MPI reports its send complete; waits poll with short sleeps rather than spinning,
+because clients and servers may share cores.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .protocol import CONTROL, STREAM, Kind, Message, control, message_bytes, pack, unpack
+from .roles import StopFlag
+
+POLL_S = 5e-4
+
+
+@dataclass(frozen=True)
+class Task:
+    sim: int
+    attempt: int
+    params: np.ndarray  # [P] float64
+
+
+class _Sends:
+    """Outstanding ``Isend`` requests and the buffers they use."""
+
+    def __init__(self) -> None:
+        self.requests: list[Any] = []
+        self.buffers: list[np.ndarray] = []
+
+    def add(self, request: Any, buf: np.ndarray) -> None:
+        self.requests.append(request)
+        self.buffers.append(buf)
+
+    def reap(self) -> list[np.ndarray]:
+        """Forget completed sends; returns their buffers."""
+        from mpi4py import MPI
+
+        if not self.requests:
+            return []
+        done = MPI.Request.Testsome(self.requests) or []
+        freed = [self.buffers[i] for i in done]
+        for i in sorted(done, reverse=True):
+            del self.requests[i], self.buffers[i]
+        return freed
+
+    def wait_any(self) -> list[np.ndarray]:
+        while True:
+            freed = self.reap()
+            if freed or not self.requests:
+                return freed
+            time.sleep(POLL_S)
+
+    def wait_all(self) -> None:
+        while self.requests:
+            self.wait_any()
+
+
+class ClientLink:
+    """A client's end: asks for tasks, streams frames within its credits, reports the outcome."""
+
+    def __init__(self, comm: Any, server: int, frame_bytes: int, n_params: int, window: int, stop: StopFlag):
+        self.comm, self.server, self.stop = comm, server, stop
+        self.credits = window
+        size = message_bytes(frame_bytes)
+        self.free = [np.empty(size, np.uint8) for _ in range(window + 4)]
+        self.sends = _Sends()
+        self.inbox = np.empty(4 + n_params, np.float64)
+        self.task: Task | None = None
+        self.stopped = False  # the server said STOP
+        self.wait_s = 0.0  # time spent waiting for credits (back-pressure)
+
+    @property
+    def leaving(self) -> bool:
+        return self.stopped or self.stop.is_set
+
+    def _poll(self) -> None:
+        from mpi4py import MPI
+
+        while self.comm.Iprobe(source=self.server, tag=CONTROL):
+            self.comm.Recv([self.inbox, MPI.DOUBLE], source=self.server, tag=CONTROL)
+            kind = Kind(int(self.inbox[0]))
+            if kind == Kind.CREDIT:
+                self.credits += int(self.inbox[3])
+            elif kind == Kind.TASK:
+                self.task = Task(int(self.inbox[1]), int(self.inbox[2]), self.inbox[4:].copy())
+            elif kind == Kind.STOP:
+                self.stopped = True
+
+    def _send(self, kind: Kind, **fields: Any) -> None:
+        from mpi4py import MPI
+
+        self.free += self.sends.reap()
+        if not self.free:
+            self.free += self.sends.wait_any()
+        buf = self.free.pop()
+        n = pack(buf, kind, **fields)
+        self.sends.add(self.comm.Isend([buf, n, MPI.BYTE], dest=self.server, tag=STREAM), buf)
+
+    def request(self) -> Task | None:
+        """The next simulation to run, or None once the server says stop (or a stop signal came)."""
+        self.task = None
+        self._send(Kind.REQUEST)
+        while True:
+            self._poll()
+            if self.task is not None:
+                return self.task
+            if self.leaving:
+                return None
+            time.sleep(POLL_S)
+
+    def send_frame(self, task: Task, step: int, steps: int, frame: np.ndarray) -> bool:
+        """Stream one frame (float32, contiguous); False if the run must stop instead."""
+        self._poll()
+        if self.credits <= 0:
+            t0 = time.perf_counter()
+            while self.credits <= 0 and not self.leaving:
+                time.sleep(POLL_S)
+                self._poll()
+            self.wait_s += time.perf_counter() - t0
+        if self.leaving:
+            return False
+        self._send(Kind.DATA, sim=task.sim, attempt=task.attempt, step=step, a=steps, payload=frame)
+        self.credits -= 1
+        return True
+
+    def end(self, task: Task, frames: int, seconds: float) -> None:
+        self._send(Kind.END, sim=task.sim, attempt=task.attempt, a=frames, b=int(seconds * 1e6))
+
+    def fail(self, task: Task, reason: str) -> None:
+        self._send(Kind.FAIL, sim=task.sim, attempt=task.attempt, payload=reason.encode("utf-8")[: 512])
+
+    def bye(self, alive_s: float) -> None:
+        """Say goodbye and wait until every send is complete (the server drains until it hears this)."""
+        self._send(Kind.BYE, a=int(self.wait_s * 1e6), b=int(alive_s * 1e6))
+        self.sends.wait_all()
+
+
+class ServerLink:
+    """A server's end: receives whatever its clients sent, and sends them tasks, credits and STOP."""
+
+    def __init__(self, comm: Any, frame_bytes: int, n_params: int):
+        self.comm, self.n_params = comm, n_params
+        self.buf = np.empty(message_bytes(frame_bytes), np.uint8)
+        self.sends = _Sends()
+
+    def poll(self, limit: int = 256) -> list[Message]:
+        """Up to ``limit`` messages that have arrived, in arrival order (per client: in sending order)."""
+        from mpi4py import MPI
+
+        status = MPI.Status()
+        out: list[Message] = []
+        while len(out) < limit and self.comm.Iprobe(source=MPI.ANY_SOURCE, tag=STREAM, status=status):
+            source, n = status.Get_source(), status.Get_count(MPI.BYTE)
+            self.comm.Recv([self.buf, n, MPI.BYTE], source=source, tag=STREAM)
+            out.append(unpack(source, self.buf))
+        return out
+
+    def send(self, client: int, kind: Kind, sim: int = -1, attempt: int = -1, credits: int = 0, params: np.ndarray | None = None) -> None:
+        from mpi4py import MPI
+
+        self.sends.reap()
+        msg = control(kind, self.n_params, sim, attempt, credits, params)
+        self.sends.add(self.comm.Isend([msg, MPI.DOUBLE], dest=client, tag=CONTROL), msg)
+
+    def close(self) -> None:
+        self.sends.wait_all()
