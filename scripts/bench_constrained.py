@@ -7,8 +7,9 @@
    - linear KKT with N basis functions per problem (global: N; experts: N each);
    - linear KKT with the same total number of unknowns (global: K N; experts: N each);
    - Levenberg-Marquardt on a Burgers-like residual (10 iterations), Jacobian by forward mode
-     (N Jacobian-vector products), written by hand, and by reverse mode (m vector-Jacobian products,
-     up to --reverse-max-m).
+     (N Jacobian-vector products; backward Hessian by N forward-over-reverse products), by
+     PointwiseResidual (structured Jacobian and Hessian), and by reverse mode (m vector-Jacobian
+     products, up to --reverse-max-m).
    Each row reports the exponent of time against m fitted over the three largest m, and the speed-up of
    K experts over the global problem at the largest common m.
 
@@ -31,7 +32,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pdesolve.constrained import ConvexLeastSquares, LevenbergMarquardt, reverse_jacobian, solve_linear, solve_nonlinear
+from pdesolve.constrained import (
+    ConvexLeastSquares,
+    LevenbergMarquardt,
+    PointwiseResidual,
+    reverse_jacobian,
+    solve_linear,
+    solve_nonlinear,
+)
 
 F64 = torch.float64
 NU = 0.05
@@ -99,14 +107,7 @@ def burgers_residual(w, B, Bx, Bxx, f):
     return u * ux - NU * uxx - f
 
 
-def burgers_jacobian(residual: Callable) -> Callable:
-    """d(u u_x - nu u_xx)/dw written out: B u_x + u B_x - nu B_xx, [batch, m, N], O(m N)."""
-
-    def jacobian(w, B, Bx, Bxx, f):
-        u, ux = torch.einsum("bmn,bn->bm", B, w), torch.einsum("bmn,bn->bm", Bx, w)
-        return B * ux[..., None] + u[..., None] * Bx - NU * Bxx
-
-    return jacobian
+BURGERS_POINTWISE = PointwiseResidual(lambda f, forcing: f[:, 0] * f[:, 1] - NU * f[:, 2] - forcing)
 
 
 def fourier_basis(x: torch.Tensor, n: int, gen: torch.Generator) -> tuple[torch.Tensor, ...]:
@@ -141,12 +142,17 @@ def linear_solve(*x):
     return solve_linear(*x, tikhonov=1e-10)[0]
 
 
-def lm_solve(jacobian: Callable | None) -> Callable[..., torch.Tensor]:
+def lm_solve(jacobian: str) -> Callable[..., torch.Tensor]:
+    """jacobian: 'forward' (torch.func, default), 'reverse' (torch.func), 'pointwise' (PointwiseResidual)."""
     opts = LevenbergMarquardt(max_iter=10, xtol=0.0, gtol=0.0)  # exactly 10 iterations for every size
 
     def solve(B, Bx, Bxx, f, C, d):
-        jac = None if jacobian is None else jacobian(burgers_residual)
         w0 = torch.zeros(B.shape[0], B.shape[2], dtype=F64)
+        if jacobian == "pointwise":
+            res = BURGERS_POINTWISE
+            D = torch.stack([B, Bx, Bxx], dim=1)
+            return solve_nonlinear(res, w0, (D, f), C, d, jacobian=res.jacobian, hessian=res.hessian, options=opts)[0]
+        jac = reverse_jacobian(burgers_residual) if jacobian == "reverse" else None
         return solve_nonlinear(burgers_residual, w0, (B, Bx, Bxx, f), C, d, jacobian=jac, options=opts)[0]
 
     return solve
@@ -157,9 +163,9 @@ def scaling(ms: list[int], ks: list[int], n: int, samples: int, repeats: int, re
     cases = [
         ("linear KKT, N per problem", False, linear_solve, lambda k: n, None, repeats),
         ("linear KKT, same total unknowns", False, linear_solve, lambda k: n * max(ks) // k, None, repeats),
-        ("LM forward-mode Jacobian", True, lm_solve(None), lambda k: n, None, repeats),
-        ("LM hand-written Jacobian", True, lm_solve(burgers_jacobian), lambda k: n, None, repeats),
-        ("LM reverse-mode Jacobian", True, lm_solve(reverse_jacobian), lambda k: n, reverse_max_m, 1),  # seconds each
+        ("LM forward-mode Jacobian", True, lm_solve("forward"), lambda k: n, None, repeats),
+        ("LM PointwiseResidual", True, lm_solve("pointwise"), lambda k: n, None, repeats),
+        ("LM reverse-mode Jacobian", True, lm_solve("reverse"), lambda k: n, reverse_max_m, 1),  # seconds each
     ]
     rows = []
     for name, nonlinear, solve, n_of_k, max_m, reps in cases:

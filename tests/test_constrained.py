@@ -20,6 +20,7 @@ from pdesolve.constrained import (
     ConstraintSetupError,
     ConvexLeastSquares,
     LevenbergMarquardt,
+    PointwiseResidual,
     bounds_as_inequalities,
     check_residual,
     forward_jacobian,
@@ -278,6 +279,51 @@ def test_jacobian_paths_agree():
     assert torch.allclose(results[0][1], results[1][1], rtol=1e-8, atol=1e-10)
 
 
+BURGERS_POINTWISE = PointwiseResidual(lambda f, forcing: f[:, 0] * f[:, 1] - NU * f[:, 2] - forcing)
+
+
+def test_pointwise_jacobian_and_hessian_are_exact():
+    """Against torch.autograd.functional on each sample of 1/2 ||r||^2 (a nonzero residual)."""
+    w_star, (B, Bx, Bxx, f), C, d = _burgers(batch=2, m=10, n=5, noise=0.3)
+    D = torch.stack([B, Bx, Bxx], dim=1)
+    w = w_star + 0.1
+    r = BURGERS_POINTWISE(w, D, f)
+    assert torch.allclose(r, burgers_residual(w, B, Bx, Bxx, f), rtol=1e-13, atol=1e-13)
+    J = BURGERS_POINTWISE.jacobian(w, D, f)
+    H = BURGERS_POINTWISE.hessian(w, D, f)
+    for i in range(2):
+
+        def sample(v, i=i):
+            return burgers_residual(v[None], B[i : i + 1], Bx[i : i + 1], Bxx[i : i + 1], f[i : i + 1])[0]
+
+        assert torch.allclose(J[i], torch.autograd.functional.jacobian(sample, w[i]), rtol=1e-12, atol=1e-12)
+        H_ref = torch.autograd.functional.hessian(lambda v, sample=sample: 0.5 * sample(v).pow(2).sum(), w[i])
+        assert torch.allclose(H[i], H_ref, rtol=1e-12, atol=1e-10)
+
+
+def test_pointwise_derivatives_give_the_same_solution_and_gradients():
+    _, (B, Bx, Bxx, f), C, d = _burgers(batch=2, m=16, n=6, noise=0.1, seed=4)
+    inputs = [x.clone().requires_grad_() for x in (B, Bx, Bxx, f, C, d)]
+    weights = _rand(torch.Generator().manual_seed(1), 2, 6)
+    results = []
+    for structured in (False, True):
+        for penalty in (None, 1e3):
+            opts = LevenbergMarquardt(penalty=penalty)
+            if structured:
+                D = torch.stack(inputs[:3], dim=1)
+                res, params = BURGERS_POINTWISE, (D, inputs[3])
+                derivs = {"jacobian": res.jacobian, "hessian": res.hessian}
+            else:
+                res, params, derivs = burgers_residual, inputs[:4], {}
+            w, status = solve_nonlinear(res, torch.zeros(2, 6, dtype=F64), params, *inputs[4:], options=opts, **derivs)
+            assert status.all_converged
+            results.append((w, torch.autograd.grad((w * weights).sum(), inputs)))
+    for (w_gen, g_gen), (w_str, g_str) in ((results[0], results[2]), (results[1], results[3])):
+        assert torch.allclose(w_gen, w_str, rtol=1e-10, atol=1e-12)
+        for a, b in zip(g_gen, g_str, strict=True):
+            assert torch.allclose(a, b, rtol=1e-8, atol=1e-10)
+
+
 def test_nonlinear_penalty_approaches_exact_constraints():
     """Started at the exact solution, the penalized minimizer moves away from it by O(1/rho)."""
     w_star, params, C, d = _burgers(batch=2, m=20, n=6, noise=0.1)
@@ -324,6 +370,10 @@ def test_residual_without_jacobian_path_is_refused():
         check_residual(lambda w, *p: w.sum(), w_star, params)
     with pytest.raises(ConstraintSetupError, match="given jacobian"):
         check_residual(burgers_residual, w_star, params, jacobian=lambda w, *p: torch.zeros(2, 10, dtype=F64))
+    with pytest.raises(ConstraintSetupError, match="given hessian"):
+        check_residual(burgers_residual, w_star, params, hessian=lambda w, *p: torch.zeros(2, 4, dtype=F64))
+    with pytest.raises(ConstraintSetupError, match="given jacobian"):
+        solve_nonlinear(burgers_residual, w_star, params, C, d, jacobian=lambda w, *p: torch.zeros(2, 10, dtype=F64))
     assert check_residual(burgers_residual, w_star, params) == 10
 
 

@@ -6,6 +6,7 @@ with respect to everything the network produced. Experts of a mixture are solved
 
 - :func:`solve_linear`: linear residuals, one batched KKT solve (float64, exact gradients by autograd).
 - :func:`solve_nonlinear`: nonlinear residuals, Levenberg-Marquardt with an implicit-function backward.
+- :class:`PointwiseResidual`: residuals F(D w) pointwise in linear features, with a fast exact Jacobian/Hessian.
 - :class:`ConvexLeastSquares`: inequality constraints through cvxpylayers (imported only when used).
 - :class:`ConstrainedLeastSquares`: the linear layer a solver holds; picks KKT or convex by the problem.
 - :class:`SolveStatus`: converged / iterations / residual / constraint violation per sample.
@@ -22,6 +23,7 @@ from pdesolve.constrained.nonlinear import (
     reverse_jacobian,
     solve_nonlinear,
 )
+from pdesolve.constrained.pointwise import PointwiseResidual
 from pdesolve.constrained.status import SolveStatus
 
 __all__ = [
@@ -29,6 +31,7 @@ __all__ = [
     "ConstraintSetupError",
     "ConvexLeastSquares",
     "LevenbergMarquardt",
+    "PointwiseResidual",
     "SolveStatus",
     "bounds_as_inequalities",
     "check_cvxpylayers",

@@ -42,6 +42,8 @@ Residual = Callable[..., Tensor]
 """residual(w [batch, N], *params) -> [batch, m]; sample i of the output depends on sample i only."""
 Jacobian = Callable[..., Tensor]
 """jacobian(w [batch, N], *params) -> dr/dw [batch, m, N]."""
+Hessian = Callable[..., Tensor]
+"""hessian(w [batch, N], *params) -> exact Hessian of 1/2 ||r||^2 in w, [batch, N, N] (no Tikhonov term)."""
 
 
 @dataclass(frozen=True)
@@ -106,11 +108,13 @@ def check_residual(
     params: Sequence[Tensor],
     *,
     jacobian: Jacobian | None = None,
+    hessian: Hessian | None = None,
 ) -> int:
     """Check that the residual fits the layer; returns m. Cheap: a few residual evaluations.
 
     The residual must map w [batch, N] to [batch, m] and be differentiable by torch.func to second order
-    under vmap (the implicit backward needs the exact Hessian); a given Jacobian must be [batch, m, N].
+    under vmap (the implicit backward needs the exact Hessian); a given Jacobian must be [batch, m, N], a
+    given Hessian [batch, N, N].
     Raises ConstraintSetupError saying what to change. solve_nonlinear calls it on every solve.
     """
     w0, *params = float64(w0, *params)
@@ -133,11 +137,18 @@ def check_residual(
             "use solve_linear"
         ) from err
     if jacobian is not None:
-        J = jacobian(w0, *params)
-        if not isinstance(J, Tensor) or J.shape != (*r.shape, w0.shape[1]):
-            got = tuple(J.shape) if isinstance(J, Tensor) else type(J).__name__
-            raise ConstraintSetupError(f"the given jacobian must return [batch, m, N] = {[*r.shape, w0.shape[1]]}, got {got}")
+        _expect(jacobian(w0, *params), (*r.shape, w0.shape[1]), "jacobian", "[batch, m, N]")
+    if hessian is not None:
+        _expect(hessian(w0, *params), (w0.shape[0], w0.shape[1], w0.shape[1]), "hessian", "[batch, N, N]")
     return r.shape[1]
+
+
+def _expect(x: object, shape: tuple[int, ...], what: str, layout: str) -> Tensor:
+    """x itself when it is a tensor of that shape; else a ConstraintSetupError naming the given function."""
+    if not isinstance(x, Tensor) or x.shape != shape:
+        got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ConstraintSetupError(f"the given {what} must return {layout} = {list(shape)}, got {got}")
+    return x
 
 
 def solve_nonlinear(
@@ -148,6 +159,7 @@ def solve_nonlinear(
     d: Tensor | None = None,
     *,
     jacobian: Jacobian | None = None,
+    hessian: Hessian | None = None,
     options: LevenbergMarquardt = LevenbergMarquardt(),
 ) -> tuple[Tensor, SolveStatus]:
     """Weights w [batch, N] minimizing 1/2 ||residual(w, *params)||^2 (+ Tikhonov) subject to C w = d.
@@ -155,6 +167,8 @@ def solve_nonlinear(
     w0: [batch, N] starting point (projected onto C w = d first); params: tensors the residual reads,
     each with leading dimension batch, differentiable; C: [batch, p, N]; d: [batch, p].
     jacobian: dr/dw as a function of (w, *params), default forward mode by torch.func.
+    hessian: the exact Hessian of 1/2 ||r||^2 for the backward, default forward mode over one
+    vector-Jacobian product (see PointwiseResidual for a fast exact one).
     Returns (w, status); w is differentiable with respect to params, C and d.
     """
     if w0.ndim != 2:
@@ -165,21 +179,21 @@ def solve_nonlinear(
         if not isinstance(p, Tensor) or p.ndim < 1 or p.shape[0] != batch:
             got = tuple(p.shape) if isinstance(p, Tensor) else type(p).__name__
             raise ValueError(f"params[{i}] must be a tensor with leading dimension batch={batch}, got {got}")
-    check_residual(residual, w0, params, jacobian=jacobian)
+    check_residual(residual, w0, params)  # given derivatives are checked where they are used
     out = result_dtype(w0, C, d, *params)
     w0, C, d, *params = float64(w0, C, d, *params)
     if C is None or d is None:
         C, d = empty_constraints(w0, batch, n)
-    res, jac = residual, jacobian
+    res, jac, hess = residual, jacobian, hessian
     if options.penalty is None:
         check_exact(C.shape[1], n)
         inner_params, C_exact, d_exact = tuple(params), C, d
     else:
-        res, jac = _with_penalty(residual, jacobian, options.penalty)
+        res, jac, hess = _with_penalty(residual, jacobian, hessian, options.penalty)
         inner_params = (C, d, *params)
         C_exact, d_exact = empty_constraints(w0, batch, n)
     if options.implicit:
-        w, converged, iterations = _ImplicitLM.apply(res, jac, options, w0, C_exact, d_exact, *inner_params)
+        w, converged, iterations = _ImplicitLM.apply(res, jac, hess, options, w0, C_exact, d_exact, *inner_params)
     else:
         w, _, converged, iterations = _levenberg_marquardt(res, jac, options, w0, C_exact, d_exact, inner_params)
     with torch.no_grad():
@@ -193,9 +207,9 @@ class _ImplicitLM(torch.autograd.Function):
     """Levenberg-Marquardt forward without a graph; backward by the implicit function theorem."""
 
     @staticmethod
-    def forward(ctx, residual, jacobian, options, w0, C, d, *params):  # type: ignore[override]
+    def forward(ctx, residual, jacobian, hessian, options, w0, C, d, *params):  # type: ignore[override]
         w, nu, converged, iterations = _levenberg_marquardt(residual, jacobian, options, w0, C, d, params)
-        ctx.residual, ctx.tikhonov = residual, options.tikhonov
+        ctx.residual, ctx.hessian, ctx.tikhonov = residual, hessian, options.tikhonov
         ctx.save_for_backward(w, nu, C, d, *params)
         ctx.mark_non_differentiable(converged, iterations)
         return w, converged, iterations
@@ -205,9 +219,14 @@ class _ImplicitLM(torch.autograd.Function):
     def backward(ctx, grad_w, _grad_converged, _grad_iterations):  # type: ignore[override]
         w, nu, C, d, *params = ctx.saved_tensors
         gradient = _gradient_fn(ctx.residual, ctx.tikhonov)
-        needs = ctx.needs_input_grad[4:]  # C, d, *params
+        needs = ctx.needs_input_grad[5:]  # C, d, *params
         with torch.enable_grad():
-            H = _hessian(gradient, w, params).detach()
+            if ctx.hessian is None:
+                H = _hessian(gradient, w, params).detach()
+            else:
+                with torch.no_grad():
+                    H = _expect(ctx.hessian(w, *params), (*w.shape, w.shape[-1]), "hessian", "[batch, N, N]")
+                    H = H + ctx.tikhonov * torch.eye(w.shape[-1], dtype=w.dtype, device=w.device)
             u, v = solve_kkt(H, C, grad_w, d.new_zeros(d.shape))
             leaves = [x.detach().requires_grad_(need) for x, need in zip((C, d, *params), needs, strict=True)]
             C_, d_, *params_ = leaves
@@ -216,7 +235,7 @@ class _ImplicitLM(torch.autograd.Function):
             wanted = [x for x in leaves if x.requires_grad]
             found = torch.autograd.grad((stationarity, feasibility), wanted, grad_outputs=(-u, -v), allow_unused=True)
         found = iter(torch.zeros_like(x) if g is None else g for g, x in zip(found, wanted, strict=True))
-        return (None, None, None, None, *(next(found) if x.requires_grad else None for x in leaves))
+        return (None, None, None, None, None, *(next(found) if x.requires_grad else None for x in leaves))
 
 
 def _levenberg_marquardt(
@@ -246,7 +265,7 @@ def _levenberg_marquardt(
     mu, growth = None, torch.full((batch,), 2.0, dtype=w.dtype, device=w.device)
     zeros_p = d.new_zeros(d.shape)
     for _ in range(opt.max_iter):
-        J = jac(w, *params)  # [batch, m, N]
+        J = _expect(jac(w, *params), (*r.shape, n), "jacobian", "[batch, m, N]")
         g = torch.einsum("bmn,bm->bn", J, r) + lam * w
         H = J.mT @ J + lam * eye
         if mu is None:
@@ -344,17 +363,19 @@ def _hessian(gradient: Callable[..., Tensor], w: Tensor, params: Sequence[Tensor
     return 0.5 * (H + H.mT)
 
 
-def _with_penalty(residual: Residual, jacobian: Jacobian | None, rho: float) -> tuple[Residual, Jacobian | None]:
+def _with_penalty(
+    residual: Residual, jacobian: Jacobian | None, hessian: Hessian | None, rho: float
+) -> tuple[Residual, Jacobian | None, Hessian | None]:
     """Append sqrt(rho) (C w - d) to the residual; C and d become its first two params."""
     scale = rho**0.5
 
     def res(w: Tensor, C: Tensor, d: Tensor, *params: Tensor) -> Tensor:
         return torch.cat([residual(w, *params), scale * (torch.einsum("bpn,bn->bp", C, w) - d)], dim=-1)
 
-    if jacobian is None:
-        return res, None
-
     def jac(w: Tensor, C: Tensor, d: Tensor, *params: Tensor) -> Tensor:
         return torch.cat([jacobian(w, *params), scale * C], dim=-2)
 
-    return res, jac
+    def hess(w: Tensor, C: Tensor, d: Tensor, *params: Tensor) -> Tensor:
+        return hessian(w, *params) + rho * C.mT @ C  # the appended rows are linear in w
+
+    return res, None if jacobian is None else jac, None if hessian is None else hess
