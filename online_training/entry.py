@@ -12,7 +12,7 @@ import argparse
 import logging
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -51,8 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None, *, runner: Runner | None = None) -> int:
-    """Run a study; ``runner`` replaces the clients' simulator (tests inject failures with it)."""
+def main(argv: Sequence[str] | None = None, *, runner: Callable[[SimulationPlan], Runner] | None = None) -> int:
+    """Run a study; ``runner(plan)`` gives the clients' simulator in place of ``plan.frames`` (tests inject faults)."""
     args = build_parser().parse_args(argv)
     if args.offline:
         return _offline(args)
@@ -120,7 +120,7 @@ def _offline(args: argparse.Namespace) -> int:
         return 2
 
 
-def _online(args: argparse.Namespace, runner: Runner | None) -> int:
+def _online(args: argparse.Namespace, runner: Callable[[SimulationPlan], Runner] | None) -> int:
     from mpi4py import MPI
 
     world = MPI.COMM_WORLD
@@ -145,7 +145,7 @@ def _online(args: argparse.Namespace, runner: Runner | None) -> int:
         plan = _plan(study)
         if roles.is_server:
             return _serve(study, roles, plan, folder, stop)
-        return run_client(study, roles, plan, folder, stop, runner)
+        return run_client(study, roles, plan, folder, stop, runner(plan) if runner is not None else None)
     except UserError as err:
         log.error("%s", err)
         world.Abort(2)
@@ -165,7 +165,7 @@ def _serve(study: Study, roles: Roles, plan: SimulationPlan, folder: Path, stop:
     surrogate = _surrogate(study, plan)
     trainer = Trainer(surrogate, study.train.optimizer.name, study.optimizer_options, study.train.steps, device, study.seed)
     group = init_data_parallel(roles, device)
-    averager = GradientAverager(trainer.model, group) if group is not None else None
+    trainer.averager = averager = GradientAverager(trainer.model, group) if group is not None else None
     n = study.simulate.trajectories
     parts = Parts(
         study=study, roles=roles, plan=plan, design=plan.design(n), trainer=trainer,
@@ -175,7 +175,7 @@ def _serve(study: Study, roles: Roles, plan: SimulationPlan, folder: Path, stop:
         link=ServerLink(roles.comm, int(np.prod(plan.frame_shape)) * 4, len(plan.names)),
         checkpoints=Checkpoints(folder, index, roles.servers, study.digest(), roles.server_comm.Barrier),
         monitor=Monitor(folder, index), folder=folder,
-        validation=held_out(study, plan, surrogate) if index == 0 else None, averager=averager,
+        validation=held_out(study, plan, surrogate) if index == 0 else None,
     )
     server = Server(parts, stop)
     server.resume()

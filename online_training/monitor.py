@@ -6,7 +6,7 @@ without gaps or repeats) and rewrites its CSV files atomically at each checkpoin
     metrics/server<i>.csv      step, time, loss, lr, received, trained, rates (samples/s), buffer fill, simulations
     metrics/clients-server<i>.csv  per client rank: simulations, frames, seconds simulating and waiting, frames/s
     metrics/seen-server<i>.csv     how many records were drawn k times, for each k
-    metrics/failures-server<i>.csv simulation, run, client, reason, queued again or given up
+    metrics/failures-server<i>.csv simulation, run, client, queued again or given up, records removed, reason
     validation.csv             (first server) step, time, relative L2 error on the held-out simulations
 
 :func:`write_figures` turns them into ``throughput.png`` (samples/s and buffer fill over time),
@@ -48,7 +48,7 @@ def open_audit(path: Path, header: str) -> Any:
     """An append-mode CSV log (one line per sample; the header on a new file): ``audit/`` of a run folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
     new = not path.exists()
-    fh = open(path, "a", buffering=1 << 16)
+    fh = open(path, "a", buffering=1)  # line by line: a killed run leaves whole lines
     if new:
         fh.write(header + "\n")
     return fh
@@ -96,10 +96,11 @@ class Monitor:
     def validated(self, step: int, rel_l2: float) -> None:
         self.validation.append({"step": step, "time": round(self.now(), 4), "val_rel_l2": rel_l2})
 
-    def failed(self, sim: int, attempt: int, client: int, reason: str, requeued: bool) -> None:
-        self.failures.append(
-            {"simulation": sim, "run": attempt, "client": client, "requeued": requeued, "reason": reason, "time": round(self.now(), 4)}
-        )
+    def failed(self, sim: int, attempt: int, client: int, reason: str, requeued: bool, removed: int) -> None:
+        self.failures.append({
+            "simulation": sim, "run": attempt, "client": client, "requeued": requeued, "removed": removed, "reason": reason,
+            "time": round(self.now(), 4),
+        })
 
     def client(self, rank: int, **add: float) -> None:
         entry = self.clients.setdefault(rank, {"simulations": 0, "frames": 0, "simulate_s": 0.0, "wait_s": 0.0, "alive_s": 0.0})
@@ -118,7 +119,7 @@ class Monitor:
                   ["rank", "simulations", "frames", "simulate_s", "wait_s", "alive_s", "frames_per_s"])
         write_csv(m / f"seen-server{self.index}.csv", [{"seen": k, "records": int(n)} for k, n in enumerate(seen_histogram)])
         write_csv(m / f"failures-server{self.index}.csv", self.failures,
-                  ["simulation", "run", "client", "requeued", "reason", "time"])
+                  ["simulation", "run", "client", "requeued", "removed", "reason", "time"])
         if self.index == 0:
             write_csv(self.folder / "validation.csv", self.validation, ["step", "time", "val_rel_l2"])
 

@@ -29,7 +29,7 @@ def init_data_parallel(roles: Roles, device: torch.device, timeout_s: float = 30
     hosts = comm.allgather(MPI.Get_processor_name())
     host = "127.0.0.1" if len(set(hosts)) == 1 else hosts[0]
     first = comm.Get_rank() == 0
-    store = dist.TCPStore(host, 0, roles.servers, first, timeout=timedelta(seconds=timeout_s)) if first else None
+    store = dist.TCPStore(host, 0, roles.servers, True, timeout=timedelta(seconds=timeout_s), wait_for_workers=False) if first else None
     port = comm.bcast(store.port if store is not None else None, root=0)
     if store is None:
         store = dist.TCPStore(host, port, roles.servers, False, timeout=timedelta(seconds=timeout_s))
@@ -42,8 +42,10 @@ class GradientAverager:
     """Averages the gradients of ``model`` over the group right after each backward pass.
 
     A hook on every parameter counts the gradients as autograd accumulates them; the last one triggers
-    one all-reduce of all gradients flattened. :meth:`check` raises if a backward pass left some
-    parameter without a gradient (the servers would fall out of step).
+    one all-reduce of all gradients flattened. Each server's gradient is weighted by its batch size
+    (``weight``, set before each step), so the result is the mean over every sample of the step, also
+    when batches differ or a server with an empty buffer contributes nothing. :meth:`check` raises if a
+    backward pass left some parameter without a gradient (the servers would fall out of step).
     """
 
     def __init__(self, model: nn.Module, group: Any):
@@ -53,6 +55,7 @@ class GradientAverager:
         self.world = dist.get_world_size(group)
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.pending = 0
+        self.weight = 1.0
         for p in self.params:
             p.register_post_accumulate_grad_hook(self._arrived)
         with torch.no_grad():  # start from the first server's parameters
@@ -65,9 +68,9 @@ class GradientAverager:
             return
         self.pending = 0
         grads = [p.grad for p in self.params]
-        flat = torch.cat([g.reshape(-1) for g in grads])  # type: ignore[union-attr]
+        flat = torch.cat([g.reshape(-1) * self.weight for g in grads] + [grads[0].new_full((1,), self.weight)])  # type: ignore[union-attr]
         self.dist.all_reduce(flat, group=self.group)
-        flat /= self.world
+        flat /= flat[-1].clamp_min(1.0)
         offset = 0
         for g in grads:
             n = g.numel()  # type: ignore[union-attr]

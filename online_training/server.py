@@ -26,14 +26,13 @@ from pdesolve.io import write_json, write_with
 from .buffer import Buffer
 from .checkpoint import Checkpoints
 from .monitor import Monitor, open_audit, progress_line, write_figures
-from .parallel import GradientAverager
 from .protocol import Kind, Message
 from .roles import Roles, StopFlag
 from .scheduler import FAILED, FINISHED, Scheduler
 from .simulation import SimulationPlan
 from .study import Study
 from .trainer import Trainer
-from .transport import POLL_S, ServerLink
+from .transport import POLL_S, Backoff, ServerLink
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +56,6 @@ class Parts:
     monitor: Monitor
     folder: Path
     validation: np.ndarray | None  # held-out records (first server only)
-    averager: GradientAverager | None = None
 
 
 class Server:
@@ -112,28 +110,30 @@ class Server:
     # -------------------------------------------------------------------------------- the loop
     def run(self) -> int:
         p, train = self.p, self.p.study.train
-        reason = "complete"
+        pause = Backoff()
         while True:
-            self._receive()
+            if self._receive():
+                pause.reset()
             self._ingest()
             self._assign()
             if p.scheduler.complete and not self.staged and not p.buffer.draining:
                 p.buffer.drain()
-                log.info("all simulations are done; training on what the buffer holds")
+                log.info("all simulations of server %d are done; training on what its buffer holds", self.index)
             lost = not self.live and not p.scheduler.complete
             stop = self.stop.is_set or self.diverged or lost or p.trainer.step >= train.steps
             exhausted = p.buffer.draining and p.buffer.size == 0
-            flags = self._any([stop, exhausted, not p.buffer.ready(train.batch_size), self.diverged, lost])
-            if flags[0] or flags[1]:
-                reason = self._reason(flags)
-                break
+            waiting = not exhausted and not p.buffer.ready(train.batch_size)
+            # [any stops, all exhausted, any waits, any diverged, any lost its clients]
+            flags = self._reduce(np.array([stop, not exhausted, waiting, self.diverged, lost], dtype=np.int64), "MAX")
+            if flags[0] or not flags[1]:
+                return self._finish(self._reason(flags))
             if flags[2]:
                 if p.monitor.now() - p.monitor.last_row >= ROW_EVERY_S:  # the buffer filling up shows too
                     self._row({})
-                time.sleep(POLL_S)
+                pause.wait()
                 continue
+            pause.reset()
             self._train_step()
-        return self._finish(reason)
 
     def _reason(self, flags: np.ndarray) -> str:
         if flags[3]:
@@ -144,11 +144,7 @@ class Server:
             return "no clients left"
         if self.p.trainer.step >= self.p.study.train.steps:
             return "complete"
-        return "complete: the stream ended and the buffer is empty"
-
-    def _any(self, flags: list[bool]) -> np.ndarray:
-        """Element-wise OR of ``flags`` over the servers."""
-        return self._reduce(np.array(flags, dtype=np.int64), "MAX")
+        return "complete: the stream ended and the buffers are empty"
 
     def _sum(self, values: np.ndarray) -> np.ndarray:
         return self._reduce(np.ascontiguousarray(values, dtype=np.float64), "SUM")
@@ -163,14 +159,17 @@ class Server:
         return out
 
     # ------------------------------------------------------------------------------- messages
-    def _receive(self) -> None:
-        for m in self.p.link.poll():
+    def _receive(self) -> int:
+        """Take the messages that have arrived; returns how many."""
+        messages = self.p.link.poll()
+        for m in messages:
             if m.kind == Kind.REQUEST:
                 self.idle.append(m.source)
             else:
                 if m.kind == Kind.DATA and self.audit is not None:
                     self.audit.write(f"{m.sim},{m.attempt},{m.step},{m.crc},{int(m.intact)},{m.source}\n")
                 self.staged.append(m)
+        return len(messages)
 
     def _assign(self) -> None:
         p = self.p
@@ -238,7 +237,7 @@ class Server:
         removed = p.buffer.remove(sim)
         self.previous.pop(sim, None)
         requeued = p.scheduler.fail(sim)
-        p.monitor.failed(sim, attempt, client, reason, requeued)
+        p.monitor.failed(sim, attempt, client, reason, requeued, removed)
         log.warning(
             "simulation %d (run %d) failed on rank %d: %s; %d records removed; %s", sim, attempt, client, reason, removed,
             "queued again" if requeued else f"given up after {p.scheduler.max_retries + 1} failures",
@@ -259,10 +258,8 @@ class Server:
             p.monitor.train_started = p.monitor.now()
             log.info("training starts: %d records in the buffer", p.buffer.size)
             self._validate()
-        batch = p.buffer.sample(train.batch_size)
+        batch = p.buffer.sample(train.batch_size)  # empty on a server whose buffer ran dry after the stream
         record = p.trainer.train_step(batch)
-        if p.averager is not None:
-            p.averager.check()
         p.monitor.trained += len(batch)
         step = p.trainer.step
         if not math.isfinite(record["loss"]):

@@ -35,6 +35,7 @@ class Trainer:
         self.mean: torch.Tensor | None = None  # [C] per-channel normalization
         self.std: torch.Tensor | None = None
         self.step = 0
+        self.averager: Any = None  # a GradientAverager when several servers train one model
 
     @property
     def normalized(self) -> bool:
@@ -57,14 +58,27 @@ class Trainer:
         self.std = torch.as_tensor(std, dtype=torch.float32, device=self.device)
 
     def train_step(self, records: np.ndarray) -> dict[str, float]:
-        """One step of the rule on a batch; returns at least ``loss`` (before the update) and ``lr``."""
+        """One step of the rule on a batch; returns at least ``loss`` (this batch's, before the update) and ``lr``.
+
+        With ``averager`` set (several servers), a server may step with an empty batch (loss 0): it
+        contributes no gradient but takes the same update as the others.
+        """
         assert self.mean is not None and self.std is not None, "fit_normalization first"
+        n = len(records)
+        if n == 0 and self.averager is None:
+            raise ValueError("an empty batch")
         x, y = self.surrogate.batch(torch.from_numpy(records).to(self.device), self.mean, self.std)
+        if self.averager is not None:
+            self.averager.weight = float(n)
 
         def loss_fn() -> tuple[torch.Tensor, dict[str, float]]:
+            if n == 0:  # every parameter gets a zero gradient, so the averaging hooks still fire
+                return sum((p * 0).sum() for p in self.model.parameters()), {}  # type: ignore[return-value]
             return torch.nn.functional.mse_loss(self.model(x), y), {}
 
         out = self.rule.step(self.step, loss_fn)
+        if self.averager is not None:
+            self.averager.check()
         self.step += 1
         return out
 

@@ -22,6 +22,20 @@ from .roles import StopFlag
 POLL_S = 5e-4
 
 
+class Backoff:
+    """Sleeps that double from ``first`` up to ``longest`` while nothing happens; ``reset`` when something does."""
+
+    def __init__(self, first: float = 2e-4, longest: float = 2e-3):
+        self.first, self.longest, self.now = first, longest, first
+
+    def wait(self) -> None:
+        time.sleep(self.now)
+        self.now = min(2 * self.now, self.longest)
+
+    def reset(self) -> None:
+        self.now = self.first
+
+
 @dataclass(frozen=True)
 class Task:
     sim: int
@@ -109,21 +123,22 @@ class ClientLink:
         """The next simulation to run, or None once the server says stop (or a stop signal came)."""
         self.task = None
         self._send(Kind.REQUEST)
+        idle = Backoff(longest=2e-2)
         while True:
             self._poll()
             if self.task is not None:
                 return self.task
             if self.leaving:
                 return None
-            time.sleep(POLL_S)
+            idle.wait()
 
     def send_frame(self, task: Task, step: int, steps: int, frame: np.ndarray) -> bool:
         """Stream one frame (float32, contiguous); False if the run must stop instead."""
         self._poll()
         if self.credits <= 0:
-            t0 = time.perf_counter()
+            t0, pause = time.perf_counter(), Backoff()
             while self.credits <= 0 and not self.leaving:
-                time.sleep(POLL_S)
+                pause.wait()
                 self._poll()
             self.wait_s += time.perf_counter() - t0
         if self.leaving:
