@@ -15,7 +15,6 @@ import signal
 import numpy as np
 import pytest
 import torch
-
 from test_online_mpi import mpiexec, rows, study_file
 
 pytestmark = pytest.mark.mpi
