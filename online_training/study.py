@@ -12,7 +12,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -52,7 +52,7 @@ class SineNetSurrogate(_Strict):
     residual: bool = Field(True, description="predict frame k + net(frame k)")
 
 
-SurrogateSpec = Annotated[MLPSurrogate | SineNetSurrogate, Field(discriminator="kind")]
+SURROGATES: dict[str, type[MLPSurrogate] | type[SineNetSurrogate]] = {"mlp": MLPSurrogate, "sinenet": SineNetSurrogate}
 
 
 class BufferSpec(_Strict):
@@ -104,7 +104,7 @@ class StudyFile(_Strict):
     online: OnlineSpec = OnlineSpec()
     validation: ValidationSpec = ValidationSpec()
     offline: OfflineSpec = OfflineSpec()
-    surrogate: SurrogateSpec
+    surrogate: dict[str, Any] = Field(..., description="kind: mlp | sinenet, and that surrogate's options")
     buffer: BufferSpec
     train: TrainSpec
     seed: int = 0
@@ -157,6 +157,7 @@ def load_study(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
         spec = StudyFile.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(path, _pydantic_errors(err, StudyFile)) from None
+    surrogate = _surrogate(path, spec.surrogate)
     errors: list[str] = []
 
     # the problem: a file next to the study, or inline; its own errors name it
@@ -189,22 +190,22 @@ def load_study(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
         errors.append("problem: the online study needs a time-dependent problem (a t axis in domain)")
 
     # the surrogate fits the simulations
-    if isinstance(spec.surrogate, MLPSurrogate) and not settings.parameters:
+    if isinstance(surrogate, MLPSurrogate) and not settings.parameters:
         errors.append("surrogate.kind: mlp maps parameters and time to the field; simulate.parameters is empty")
-    if isinstance(spec.surrogate, MLPSurrogate) and settings.initial.kind != "problem":
+    if isinstance(surrogate, MLPSurrogate) and settings.initial.kind != "problem":
         errors.append(
             f"surrogate.kind: mlp cannot see random initial fields (simulate.initial.kind = {settings.initial.kind!r}); "
             "use a grid surrogate (sinenet) or parameters only"
         )
-    if isinstance(spec.surrogate, SineNetSurrogate):
-        multiple = 2 ** (len(spec.surrogate.channel_mults) - 1)
+    if isinstance(surrogate, SineNetSurrogate):
+        multiple = 2 ** (len(surrogate.channel_mults) - 1)
         try:
             sizes = [v for k, v in settings.shape(problem.domain.space_names).items() if k != "t"]
         except ValueError:
             sizes = []
         if any(n % multiple for n in sizes):
             errors.append(
-                f"simulate.resolution: sinenet with {len(spec.surrogate.channel_mults)} levels needs sizes that are "
+                f"simulate.resolution: sinenet with {len(surrogate.channel_mults)} levels needs sizes that are "
                 f"multiples of {multiple}, got {sizes}"
             )
 
@@ -234,9 +235,19 @@ def load_study(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
     output = Path(spec.output) if spec.output else Path("runs") / spec.name
     return Study(
         path=path, name=spec.name, problem=problem, problem_raw=problem_raw, simulate=settings, online=spec.online,
-        validation=spec.validation, offline=spec.offline, surrogate=spec.surrogate, buffer=spec.buffer, train=spec.train,
+        validation=spec.validation, offline=spec.offline, surrogate=surrogate, buffer=spec.buffer, train=spec.train,
         optimizer_options=optimizer_options, seed=spec.seed, device=spec.device, output=output, raw=resolved,  # type: ignore[arg-type]
     )
+
+
+def _surrogate(path: str, data: dict[str, Any]) -> MLPSurrogate | SineNetSurrogate:
+    kind = data.get("kind")
+    if kind not in SURROGATES:
+        raise ConfigError(path, [_unknown("surrogate.kind", "surrogate", str(kind), SURROGATES)])
+    try:
+        return SURROGATES[kind].model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(path, _pydantic_errors(err, SURROGATES[kind], prefix="surrogate")) from None
 
 
 def study_text(study: Study) -> str:
