@@ -14,6 +14,7 @@ import torch
 from pdesolve.cli import main
 from pdesolve.config import load_run_config
 from pdesolve.data import TrajectoryFile, split_trajectories
+from pdesolve.errors import UserError
 from pdesolve.grid import Grid, GridAxis
 from pdesolve.optim import make_optimizer
 from pdesolve.rollout import Trajectories, evaluate_rollouts, load_trajectories, rollout, start_times
@@ -152,6 +153,13 @@ def test_normalization_comes_from_the_training_trajectories(dataset):
     assert float(solver.model.mean) == pytest.approx(float(x.mean()), rel=1e-5)
     assert float(solver.model.std) == pytest.approx(float(x.std(correction=0)), rel=1e-5)
     assert float(solver.model.frame_dt) == pytest.approx(0.2)
+    # predict(grid): a rollout from the problem's initial condition at the trained frame spacing
+    grid = Grid(train_data.grid.space, GridAxis("t", 0.0, 1.0, 6))
+    sol = solver.predict(grid)
+    assert sol.values.shape == (1, 6, 1, 16, 16)
+    np.testing.assert_allclose(sol.values[0, 0], solver.problem.initial_numpy(grid), rtol=0, atol=0)
+    with pytest.raises(UserError, match="differs from the trained frame spacing 0.2"):
+        solver.predict(Grid(train_data.grid.space, GridAxis("t", 0.0, 1.0, 11)))
 
 
 # ----------------------------------------------------------------------------- command line
