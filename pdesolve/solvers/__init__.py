@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from .base import Solver, SolverMismatch
+from .hc import HC, MoEHC
 from .pinn import PINN
 from .sinenet import SineNetSolver
 
 SOLVERS: dict[str, type[Solver]] = {
     "pinn": PINN,
+    "hc": HC,
+    "moe_hc": MoEHC,
     "sinenet": SineNetSolver,
 }
 
