@@ -21,8 +21,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
-import statistics
 import time
 from collections.abc import Callable
 from datetime import date
@@ -46,14 +46,15 @@ NU = 0.05
 
 
 def timed(fn: Callable[[], object], repeats: int) -> float:
-    """Median wall time of fn() in seconds, after one warm-up call."""
+    """Least wall time of fn() over repeats, in seconds, after one warm-up call: on a machine shared with
+    other jobs the fastest run is the one least disturbed by them."""
     fn()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return min(times)
 
 
 def forward_backward(solve: Callable[..., torch.Tensor], inputs: list[torch.Tensor], weights: torch.Tensor) -> list[torch.Tensor]:
@@ -232,6 +233,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "date": date.today().isoformat(),
+        "load_average_after": os.getloadavg(),
         "machine": platform.platform(),
         "threads": torch.get_num_threads(),
         "basis": args.basis,
