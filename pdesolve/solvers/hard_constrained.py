@@ -78,7 +78,7 @@ class HCOptions(BaseModel):
     activation: Literal["tanh", "sin", "gelu", "silu", "sigmoid"] = "tanh"
     basis: int = Field(48, gt=0, description="N basis functions (the last layer's outputs), at most width")
     periodic_modes: int = Field(1, ge=1)
-    dtype: Literal["float32", "float64"] = "float32"
+    dtype: Literal["float32", "float64"] = Field("float64", description="float32 bases lose the exact conditions to cancellation in b . w")
     tikhonov: float = Field(1e-9, ge=0, description="lambda relative to the mean diagonal of the normal matrix")
     bounds: tuple[float, float] | None = Field(None, description="lo <= u <= hi at the solve points (cvxpylayers)")
     points: HCPointsOptions = HCPointsOptions()
