@@ -64,7 +64,9 @@ class Monitor:
         self.failures: list[dict[str, Any]] = []
         self.clients: dict[int, dict[str, float]] = {}
         self.received = self.stored = self.trained = 0
-        self.train_started: float | None = None  # time of the first training step
+        self.train_started: float | None = None  # times of the first and the latest training step
+        self.train_ended: float | None = None
+        self.stream = [None, None]  # times of the first and the last frame received
         self.elapsed_before = 0.0
         self.t0 = time.perf_counter()
         self._mark = (0.0, 0, 0)  # time, received, trained at the last row
@@ -92,6 +94,11 @@ class Monitor:
         self._mark = (t, self.received, self.trained)
         self.rows.append(row)
         return row
+
+    def got_frame(self) -> None:
+        t = self.now()
+        self.received += 1
+        self.stream = [t if self.stream[0] is None else self.stream[0], t]
 
     def validated(self, step: int, rel_l2: float) -> None:
         self.validation.append({"step": step, "time": round(self.now(), 4), "val_rel_l2": rel_l2})
@@ -127,13 +134,14 @@ class Monitor:
         return {
             "rows": self.rows, "validation": self.validation, "failures": self.failures, "clients": self.clients,
             "counts": (self.received, self.stored, self.trained), "elapsed": self.now(), "train_started": self.train_started,
+            "train_ended": self.train_ended, "stream": self.stream,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.rows, self.validation, self.failures = state["rows"], state["validation"], state["failures"]
         self.clients = {int(k): v for k, v in state["clients"].items()}
         self.received, self.stored, self.trained = state["counts"]
-        self.train_started = state["train_started"]
+        self.train_started, self.train_ended, self.stream = state["train_started"], state["train_ended"], state["stream"]
         self.elapsed_before, self.t0 = float(state["elapsed"]), time.perf_counter()
         self._mark = (self.elapsed_before, self.received, self.trained)
 

@@ -195,7 +195,7 @@ class Server:
                 self._bye(m)
             self.staged.popleft()
         for client, n in self.owed.items():
-            if n >= self.credit_batch or (n and not self.staged):
+            if client in self.live and (n >= self.credit_batch or (n and not self.staged)):
                 p.link.send(client, Kind.CREDIT, credits=n)
                 self.owed[client] = 0
 
@@ -213,7 +213,7 @@ class Server:
             if record is not None and not p.buffer.put(record, m.sim, m.step):
                 return False
             self.previous[m.sim] = frame
-            p.monitor.received += 1
+            p.monitor.got_frame()
             p.monitor.stored += record is not None
         self.owed[m.source] = self.owed.get(m.source, 0) + 1
         return True
@@ -261,6 +261,7 @@ class Server:
         batch = p.buffer.sample(train.batch_size)  # empty on a server whose buffer ran dry after the stream
         record = p.trainer.train_step(batch)
         p.monitor.trained += len(batch)
+        p.monitor.train_ended = p.monitor.now()
         step = p.trainer.step
         if not math.isfinite(record["loss"]):
             self.diverged = True
@@ -298,9 +299,11 @@ class Server:
         for client in sorted(self.live):
             p.link.send(client, Kind.STOP)
         while self.live:  # drain: every client's sends must complete before it may leave
-            for m in p.link.poll():
+            self._receive()  # frames still in flight are audited, then dropped
+            for m in self.staged:
                 if m.kind == Kind.BYE:
                     self._bye(m)
+            self.staged.clear()
             if self.live:
                 time.sleep(POLL_S)
         p.link.close()
@@ -324,11 +327,15 @@ class Server:
         ], dtype=np.float64))
         if p.roles.servers > 1:
             p.roles.server_comm.Barrier()  # every server's CSV files are written
+        first, last = p.monitor.stream
+        span = self._reduce(np.array([-np.inf if first is None else -first, -np.inf if last is None else last]), "MAX")
+        stream_s = max(float(span.sum()), 0.0) if np.isfinite(span).all() else 0.0  # first frame to last, any server
         if self.index != 0:
             return
         elapsed = p.monitor.now()
         val = p.monitor.validation[-1]["val_rel_l2"] if p.monitor.validation else None
-        training_s = elapsed - p.monitor.train_started if p.monitor.train_started is not None else 0.0
+        started, ended = p.monitor.train_started, p.monitor.train_ended
+        training_s = ended - started if started is not None and ended is not None else 0.0
         model = p.trainer.model
         write_with(p.folder / "model.pt", lambda path: torch.save(
             {"model": model.state_dict(), "mean": p.trainer.mean, "std": p.trainer.std, "study": p.study.raw}, path
@@ -337,7 +344,7 @@ class Server:
             "mode": "online", "status": reason, "steps": p.trainer.step, "servers": p.roles.servers,
             "clients": p.roles.size - p.roles.servers, "time_s": round(elapsed, 3),
             "samples_received": int(counts[0]), "records_stored": int(counts[1]), "samples_trained": int(counts[2]),
-            "training_s": round(training_s, 3), "received_per_s": counts[0] / max(elapsed, 1e-9),
+            "training_s": round(training_s, 3), "stream_s": round(stream_s, 3), "received_per_s": counts[0] / max(stream_s, 1e-9),
             "trained_per_s": counts[2] / max(training_s, 1e-9),
             "simulations_finished": int(counts[3]), "simulations_failed": int(counts[4]), "simulations": int(counts[5]),
             "checksum_errors": int(counts[6]), "evicted": int(counts[7]), "val_rel_l2": val,
