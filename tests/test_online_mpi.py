@@ -24,12 +24,13 @@ import torch
 import yaml
 
 pytest.importorskip("mpi4py")
-MPIEXEC = shutil.which("mpiexec")
+# on PATH, or beside this Python (the [mpi] extra installs Open MPI into the environment's bin folder)
+MPIEXEC = shutil.which("mpiexec") or shutil.which("mpiexec", path=str(Path(sys.executable).parent))
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = [
-    pytest.mark.mpi,
-    pytest.mark.skipif(MPIEXEC is None, reason="mpiexec is not on PATH (pip install -e '.[mpi]' provides Open MPI)"),
-]
+needs_mpiexec = pytest.mark.skipif(
+    MPIEXEC is None, reason="mpiexec is not on PATH nor beside this Python (pip install -e '.[mpi]' provides Open MPI)"
+)
+pytestmark = [pytest.mark.mpi, needs_mpiexec]
 
 # a client-side simulator with faults, injected through online_training.entry.main(runner=...)
 FAULTY = """

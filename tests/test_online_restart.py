@@ -15,9 +15,9 @@ import signal
 import numpy as np
 import pytest
 import torch
-from test_online_mpi import mpiexec, rows, study_file
+from test_online_mpi import mpiexec, needs_mpiexec, rows, study_file
 
-pytestmark = pytest.mark.mpi
+pytestmark = [pytest.mark.mpi, needs_mpiexec]
 
 SLOW = """
 import sys
