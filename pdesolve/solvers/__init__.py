@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .base import Solver, SolverMismatch
 from .hc import HC, MoEHC
+from .lpinn import LPINN
 from .pinn import PINN
 from .sinenet import SineNetSolver
 
@@ -12,6 +13,7 @@ SOLVERS: dict[str, type[Solver]] = {
     "hc": HC,
     "moe_hc": MoEHC,
     "sinenet": SineNetSolver,
+    "lpinn": LPINN,
 }
 
 

@@ -1,0 +1,534 @@
+"""Lagrangian PINN (LPINN): learn the solution along its characteristics instead of on the fixed grid.
+
+For ``u_t + f(u, x, t) u_x = G(u, u_x, u_xx, x, t)`` (G: diffusion, reaction, sources) two networks of
+the label ``s`` (where a characteristic starts) and time learn
+
+- the position ``X(s, t)`` of the characteristic, with ``X_t = f(W, X, t)``;
+- the state it carries, ``W(s, t) = u(X, t)``, with ``W_t = G`` evaluated at ``x = X``.
+
+The start of every characteristic is exact by an output transform, ``X = x_s + (t - tau_s) V (N_X + d)``
+and ``W = u_s + (t - tau_s) N_W`` (``V`` a velocity scale; the drift ``d`` is 0 on a periodic axis and
++-1 with an inflow wall), so neither the initial condition nor the inflow data needs a loss. The last
+layer of each branch starts at zero: training starts from characteristics that keep their spacing
+(dX/ds = 1) and their start values. On a periodic axis the labels are the initial positions, embedded
+periodically. On a bounded axis, an inflow wall (velocity pointing in, with Dirichlet data) adds labels
+beyond the wall: the characteristic that enters at time ``tau`` carries the wall value ``g(tau)``.
+Derivatives with respect to x go through the Jacobian ``X_s`` (:mod:`pdesolve.nn.lagrangian`), so
+the diffusion term is the physical ``u_xx`` also where characteristics compress.
+
+Linear transport makes the residual along characteristics trivial to fit whatever the speed: this is
+why LPINN succeeds where a plain PINN fails on ``u_t + beta u_x = 0`` at large beta.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor, nn
+
+from .. import sampling
+from ..expr import Expression
+from ..grid import Grid
+from ..io import write_with
+from ..nn.features import CoordinateFeatures
+from ..nn.jet import Jet, JetBackend
+from ..nn.lagrangian import LagrangianDerivatives, to_grid
+from ..nn.mlp import MLP
+from ..problem import Axis, Domain, Problem
+from ..solution import Solution
+from .base import Solver
+
+
+class LPointsOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    interior: int = Field(2000, gt=0, description="collocation points (label, time), shared among the characteristic families")
+    sampler: Literal["uniform", "random", "lhs", "sobol"] = "lhs"
+    resample_every: int = Field(0, ge=0, description="draw fresh points every N steps (0: never)")
+
+
+class LWeightsOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    characteristic: float = Field(1.0, ge=0, description="weight of (X_t - f)^2 / V^2")
+    state: float = Field(1.0, ge=0, description="weight of (W_t - G)^2")
+    crossing: float = Field(0.0, ge=0, description="weight of min(dX/ds, 0)^2: characteristics of a viscous problem never cross")
+
+
+class LPINNOptions(BaseModel):
+    """Network: ``width``, ``depth``, ``activation``. Advanced: the rest."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    width: int = Field(32, gt=0)
+    depth: int = Field(3, gt=0)
+    activation: Literal["tanh", "sin", "gelu", "silu", "sigmoid"] = "tanh"
+    shared: bool = Field(False, description="one network with two outputs instead of one network per branch")
+    periodic_modes: int = Field(1, ge=1, description="Fourier modes of the periodic label embedding")
+    diffusion: Literal["physical", "label"] = Field(
+        "physical", description="u_xx through the Jacobian dX/ds (physical) or as W_ss (label; exact only where dX/ds = 1)")
+    jacobian_power: int = Field(3, ge=0, le=3, description=(
+        "multiply the state residual by (dX/ds)^k: k = 3 clears the divisions by dX/ds in u_x and u_xx, so that "
+        "compressing characteristics (shocks) cannot blow the loss up"))
+    labels: int = Field(0, ge=0, description="labels per family when mapping back to a grid (0: 8 per grid point, at least 2048)")
+    dtype: Literal["float32", "float64"] = "float32"
+    points: LPointsOptions = LPointsOptions()
+    weights: LWeightsOptions = LWeightsOptions()
+
+
+# ----------------------------------------------------------------------------- pieces fit
+class _Pointwise:
+    """A Derivatives accessor with values only, to read an equation's velocity from known data."""
+
+    def __init__(self, axis: str, u: Tensor, x: Tensor, t: Tensor):
+        self.space = (axis,)
+        self._u, self._coords = u, {axis: x, "t": t}
+
+    def __call__(self, field: str, *axes: str) -> Tensor:
+        if axes:
+            raise ValueError(f"a characteristic speed that depends on derivatives {axes} is not a transport speed")
+        return self._u
+
+    def coord(self, name: str) -> Tensor:
+        return self._coords[name]
+
+
+def _speed(problem: Problem, u: np.ndarray, x: np.ndarray, t: np.ndarray) -> np.ndarray | None:
+    """The equation's characteristic speed at known states (float64), or None when it has no transport."""
+    axis = problem.domain.space[0].name
+    u_, x_, t_ = (torch.as_tensor(np.broadcast_to(a, np.broadcast_shapes(u.shape, x.shape, t.shape)).copy(), dtype=torch.float64)
+                  for a in (u, x, t))
+    f = problem.equation.velocity(_Pointwise(axis, u_, x_, t_), problem.coefficients)
+    return None if f is None else np.broadcast_to(torch.as_tensor(f).double().numpy(), u_.shape)
+
+
+def _wall_value(problem: Problem, side: str) -> Expression | None:
+    walls = [bc for bc in problem.boundary if bc.side == side and bc.kind == "dirichlet"]
+    return walls[0].value if walls else None
+
+
+def _wall_speeds(problem: Problem, side: str, n: int = 65) -> np.ndarray:
+    """The speed at the wall over time, from the wall data (or the initial state where there is none)."""
+    ax = problem.domain.space[0]
+    t0, t1 = problem.domain.time  # type: ignore[misc]
+    x = ax.lo if side == "lo" else ax.hi
+    t = np.linspace(t0, t1, n)
+    g = _wall_value(problem, side)
+    if g is not None:
+        u = g.numpy(t=t, **{ax.name: np.full_like(t, x)})
+    else:
+        u = np.full_like(t, float(problem.initial.values[problem.equation.fields[0]].numpy(**{ax.name: np.array([x])})[0]))  # type: ignore[union-attr]
+    return _speed(problem, u, np.full_like(t, x), t)  # type: ignore[return-value]
+
+
+def inflow_sides(problem: Problem) -> list[str]:
+    """The walls through which characteristics enter (bounded axis), decided from the wall data."""
+    if problem.domain.space[0].periodic:
+        return []
+    sides = []
+    for side, sign in (("lo", 1.0), ("hi", -1.0)):
+        inward = sign * _wall_speeds(problem, side)
+        if np.all(inward > 0):
+            sides.append(side)
+    return sides
+
+
+# ----------------------------------------------------------------------------- characteristic families
+@dataclass(frozen=True)
+class Family:
+    """Characteristics that start on one part of the boundary of space-time: labels ``s`` in [lo, hi].
+
+    ``initial``: start at ``(x = s, t0)`` with ``u0(s)``; ``inflow`` at a wall: start at ``(wall, tau(s))``
+    with the wall value, ``tau`` growing with the distance of ``s`` from the wall at the speed scale.
+    """
+
+    kind: Literal["initial", "inflow"]
+    lo: float
+    hi: float
+    side: str = ""
+    drift: float = 0.0  # the position branch's offset, in units of the speed scale (see Characteristics)
+
+    @property
+    def label(self) -> str:
+        return self.kind if self.kind == "initial" else f"inflow@{self.side}"
+
+
+class Characteristics:
+    """Where characteristics start, for one problem: the label axis, the families and their start data."""
+
+    def __init__(self, problem: Problem):
+        self.problem = problem
+        ax = problem.domain.space[0]
+        self.axis, self.field = ax, problem.equation.fields[0]
+        self.t0, self.t1 = problem.domain.time  # type: ignore[misc]
+        self.u0 = problem.initial.values[self.field]  # type: ignore[union-attr]
+        s = np.linspace(ax.lo, ax.hi, 4097)
+        speeds = [np.abs(_speed(problem, self.u0.numpy(**{ax.name: s}), s, np.full_like(s, self.t0)))]  # type: ignore[arg-type]
+        self.inflow = inflow_sides(problem)
+        speeds += [np.abs(_wall_speeds(problem, side)) for side in self.inflow]
+        top = float(max(np.max(v) for v in speeds))
+        self.speed = top if top > 0 else 1.0  # V: the velocity scale of the position branch
+        reach = self.speed * (self.t1 - self.t0)
+        # X = x_s + age V (N + drift): with drift 0, characteristics start at rest (dX/ds = 1); an inflow family
+        # needs motion (at rest all its labels would sit on the wall, dX/ds = 0), so it enters at the speed
+        # scale (dX/ds = 1 again); the initial family shares that drift so that X stays continuous where
+        # the families meet (only with inflow through both walls does one junction take a jump)
+        drift = 1.0 if "lo" in self.inflow else -1.0 if "hi" in self.inflow else 0.0
+        self.families = [Family("initial", ax.lo, ax.hi, "", drift)]
+        if "lo" in self.inflow:
+            self.families.append(Family("inflow", ax.lo - reach, ax.lo, "lo", 1.0))
+        if "hi" in self.inflow:
+            self.families.append(Family("inflow", ax.hi, ax.hi + reach, "hi", -1.0))
+        lo, hi = min(f.lo for f in self.families), max(f.hi for f in self.families)
+        # the label axis: the periodic space axis itself, or the bounded axis extended beyond its inflow walls
+        self.label_domain = Domain((Axis(ax.name, lo, hi, ax.periodic),), (self.t0, self.t1))
+
+    def start_time(self, fam: Family, s: Any) -> Any:
+        """``tau(s)``: when the characteristic with label ``s`` starts (numpy, tensor or jet)."""
+        if fam.kind == "initial":
+            return s * 0.0 + self.t0
+        dist = (fam.hi - s) if fam.side == "lo" else (s - fam.lo)
+        return dist * (1.0 / self.speed) + self.t0
+
+    def start(self, fam: Family, s: Any) -> tuple[Any, Any, Any]:
+        """``(x_s, tau_s, u_s)`` of the labels ``s`` ``[N]`` (a tensor or a jet)."""
+        tau = self.start_time(fam, s)
+        if fam.kind == "initial":
+            x, u = s, self._eval(self.u0, s, {self.axis.name: s})
+        else:
+            x = s * 0.0 + (self.axis.lo if fam.side == "lo" else self.axis.hi)
+            g = _wall_value(self.problem, fam.side)
+            u = self._eval(g, s, {"t": tau, self.axis.name: x})  # type: ignore[arg-type]
+        return x, tau, u
+
+    @staticmethod
+    def _eval(expr: Expression, like: Any, env: dict[str, Any]) -> Any:
+        out = expr.evaluate(JetBackend(), **env) if isinstance(like, Jet) else expr.torch(**env)
+        return out if isinstance(out, (Jet, Tensor)) else like * 0.0 + float(out)
+
+    def sample(self, n: int, sampler: str, rng: np.random.Generator) -> list[np.ndarray]:
+        """Collocation points ``(t, s)`` per family, ``[n_f, 2]``, spread in proportion to each family's area."""
+        T = self.t1 - self.t0
+        areas = np.array([(f.hi - f.lo) * T * (1.0 if f.kind == "initial" else 0.5) for f in self.families])
+        counts = np.maximum(1, np.round(n * areas / areas.sum()).astype(int))
+        out = []
+        for fam, m in zip(self.families, counts):
+            unit = sampling.unit_samples(int(m), 2, sampler, rng)
+            s = fam.lo + unit[:, 1] * (fam.hi - fam.lo)
+            tau = self.start_time(fam, s)
+            out.append(np.stack([tau + unit[:, 0] * (self.t1 - tau), s], axis=1))
+        return out
+
+    def labels(self, per_length: float) -> list[np.ndarray]:
+        """Uniform labels per family for mapping back to a grid (the periodic end point excluded)."""
+        out = []
+        for fam in self.families:
+            m = max(2, int(math.ceil((fam.hi - fam.lo) * per_length)))
+            end = self.axis.periodic and fam.kind == "initial"
+            out.append(np.linspace(fam.lo, fam.hi, m, endpoint=not end))
+        return out
+
+
+# ----------------------------------------------------------------------------- physics along characteristics
+def residuals(problem: Problem, t: Jet, X: Jet, W: Jet, speed: float = 1.0, label_derivatives: bool = False,
+              jacobian_power: int = 0) -> dict[str, Tensor]:
+    """The LPINN residuals of ``u_t + f u_x = G`` from label jets ``t, X, W`` ``[N]`` (over ``(t, s)``), each ``[N]``.
+
+    ``characteristic``: ``(X_t - f) / speed``; ``state``: ``W_t - G`` with ``G = F + f u_x`` (``F`` the
+    equation's forcing, plus the source), times ``X_s ** jacobian_power``; ``eulerian``: the PDE residual ``u_t - F`` itself (it equals
+    ``state - speed * characteristic * u_x``); ``inside``: the point lies in the domain; ``jacobian``: ``X_s``.
+    """
+    eq, ax = problem.equation, problem.domain.space[0]
+    d = LagrangianDerivatives(W, X, t.v, eq.fields[0], ax.name, label_derivatives=label_derivatives)
+    f = eq.velocity(d, problem.coefficients)
+    forcing = eq.forcing(d, problem.coefficients)[:, 0]
+    if problem.source is not None:
+        forcing = forcing + problem.source.torch(t=t.v, **{ax.name: X.v})
+    inside = torch.ones_like(X.v, dtype=torch.bool) if ax.periodic else (X.v >= ax.lo) & (X.v <= ax.hi)
+    return {
+        "characteristic": (X.g[:, 0] - f) / speed,
+        "state": (W.g[:, 0] - (forcing + f * d.u_x)) * X.g[:, 1] ** jacobian_power if jacobian_power else W.g[:, 0] - (forcing + f * d.u_x),
+        "eulerian": d.u_t - forcing,
+        "inside": inside,
+        "jacobian": X.g[:, 1],
+    }
+
+
+class _Recorder:
+    """A Derivatives accessor that notes which derivatives an equation reads."""
+
+    def __init__(self, axis: str):
+        self.space, self.orders = (axis,), {0}
+
+    def __call__(self, field: str, *axes: str) -> Tensor:
+        self.orders.add(len([a for a in axes if a != "t"]))
+        return torch.zeros(1, dtype=torch.float64)
+
+    def coord(self, name: str) -> Tensor:
+        return torch.zeros(1, dtype=torch.float64)
+
+
+def derivative_order(problem: Problem) -> int:
+    """The jet order the equation needs: 2 when its forcing reads u_xx, else 1 (a third cheaper jet pass)."""
+    rec = _Recorder(problem.domain.space[0].name)
+    problem.equation.forcing(rec, problem.coefficients)
+    problem.equation.velocity(rec, problem.coefficients)
+    return 2 if max(rec.orders) >= 2 else 1
+
+
+# ----------------------------------------------------------------------------- model
+class LPINNModel(nn.Module):
+    """``(t, s) [N, 2]`` -> raw branch outputs ``(N_W, N_X)``, each ``[N]``; the start transform is applied by the task."""
+
+    def __init__(self, label_domain: Domain, options: LPINNOptions):
+        super().__init__()
+        self.features = CoordinateFeatures(label_domain, options.periodic_modes)
+        size, o = self.features.size, options
+        if o.shared:
+            self.branches = nn.ModuleList([MLP(size, 2, o.width, o.depth, o.activation)])
+        else:
+            self.branches = nn.ModuleList([MLP(size, 1, o.width, o.depth, o.activation) for _ in range(2)])
+        # start from characteristics at rest carrying their start values: dX/ds = 1 everywhere, so no crossing
+        # (dX/ds <= 0) blows up the Jacobian divisions before training has begun
+        for b in self.branches:
+            nn.init.zeros_(b.layers[-1].weight)
+
+    def jet(self, cols: list[Jet]) -> tuple[Jet, Jet]:
+        feats = self.features.jet(cols)
+        outs = [b.forward_jet(feats) for b in self.branches]
+        return (outs[0][..., 0], outs[0][..., 1]) if len(outs) == 1 else (outs[0][..., 0], outs[1][..., 0])
+
+    def forward(self, coords: Tensor) -> tuple[Tensor, Tensor]:
+        feats = self.features(coords)
+        outs = [b(feats) for b in self.branches]
+        return (outs[0][:, 0], outs[0][:, 1]) if len(outs) == 1 else (outs[0][:, 0], outs[1][:, 0])
+
+    def blocks(self) -> list[nn.Module]:
+        return [layer for b in self.branches for layer in b.blocks()]
+
+
+# ----------------------------------------------------------------------------- task
+class LPINNTask:
+    """Collocation points along the characteristic families, and the two residual losses."""
+
+    def __init__(self, problem: Problem, model: LPINNModel, chars: Characteristics, options: LPINNOptions,
+                 device: torch.device, dtype: torch.dtype, evaluate: Callable[[], dict[str, float]]):
+        self.problem, self.model, self.chars, self.options = problem, model, chars, options
+        self.device, self.dtype, self._evaluate = device, dtype, evaluate
+        self.params = problem.coefficients
+        self.rng = np.random.default_rng(torch.randint(0, 2**31, (1,)).item())
+        self.points = self._sample()
+        self.order = derivative_order(problem)
+        w = options.weights
+        self.weights = torch.tensor([w.characteristic, w.state, w.crossing], dtype=dtype, device=device)
+
+    def _sample(self) -> list[Tensor]:
+        p = self.options.points
+        return [torch.as_tensor(a, dtype=self.dtype, device=self.device) for a in self.chars.sample(p.interior, p.sampler, self.rng)]
+
+    # ------------------------------------------------------------------ the Lagrangian fields
+    def fields(self, groups: list[Tensor], order: int = 2) -> list[tuple[Jet, Jet, Jet]]:
+        """``(t, X, W)`` jets per family for the points ``groups`` (one network pass over all of them)."""
+        coords = torch.cat(groups) if len(groups) > 1 else groups[0]
+        cols = Jet.variables(coords, order, slice(1, 2))
+        n_w, n_x = self.model.jet(cols)
+        out, start = [], 0
+        for fam, g in zip(self.chars.families, groups):
+            part = slice(start, start + len(g))
+            start += len(g)
+            t, s = cols[0].points(part), cols[1].points(part)
+            x_s, tau, u_s = self.chars.start(fam, s)
+            age = t - tau
+            X = x_s + age * (n_x.points(part) + fam.drift) * self.chars.speed
+            W = u_s + age * n_w.points(part)
+            out.append((t, X, W))
+        return out
+
+    def residuals(self, groups: list[Tensor], order: int | None = None) -> dict[str, Tensor]:
+        """:func:`residuals` at the points ``groups`` (all families concatenated), each ``[N]``."""
+        o = self.options
+        parts = [residuals(self.problem, t, X, W, self.chars.speed, o.diffusion == "label", o.jacobian_power)
+                 for t, X, W in self.fields(groups, order or self.order)]
+        return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+    def loss(self) -> tuple[Tensor, dict[str, float]]:
+        r = self.residuals(self.points)
+        cross = torch.relu(-r["jacobian"])
+        squares = torch.stack([r["characteristic"] ** 2, r["state"] ** 2, cross * cross])  # [3, N]
+        if self.chars.axis.periodic:
+            terms = squares.mean(-1)
+        else:  # characteristics that left the domain carry nothing the problem asks for
+            m = r["inside"].detach().to(squares.dtype)
+            terms = (squares * m).sum(-1) / m.sum().clamp_min(1.0)
+        names = ("characteristic", "state", "crossing") if self.options.weights.crossing else ("characteristic", "state")
+        return (terms * self.weights).sum(), dict(zip(names, terms.detach().tolist()))
+
+    def before_step(self, step: int) -> None:
+        every = self.options.points.resample_every
+        if every and step and step % every == 0:
+            self.points = self._sample()
+
+    def evaluate(self) -> dict[str, float]:
+        return self._evaluate()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"points": [p.cpu() for p in self.points], "rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.points = [p.to(self.device, self.dtype) for p in state["points"]]
+        self.rng.bit_generator.state = state["rng"]
+
+
+# ----------------------------------------------------------------------------- solver
+class LPINN(Solver):
+    """``solver: lpinn`` — see :class:`LPINNOptions` and the module docstring."""
+
+    name = "lpinn"
+    Options = LPINNOptions
+
+    def __init__(self, problem: Problem, options: LPINNOptions, device: torch.device, dtype: torch.dtype | None = None):
+        dtype = dtype or (torch.float64 if options.dtype == "float64" else torch.float32)
+        super().__init__(problem, options, device, dtype)
+        self.chars = Characteristics(problem)
+        self.model = LPINNModel(self.chars.label_domain, options).to(device=device, dtype=dtype)
+        self._task: LPINNTask | None = None
+
+    @classmethod
+    def mismatches(cls, problem: Problem) -> list[str]:
+        dom, eq = problem.domain, problem.equation
+        if dom.time is None:
+            return ["LPINN follows characteristics in time; the problem has no time axis"]
+        out = []
+        if len(dom.space) != 1:
+            out.append(f"LPINN handles one space axis, got {len(dom.space)} ({', '.join(dom.space_names)})")
+        if len(eq.fields) != 1:
+            out.append(f"LPINN carries one field along characteristics, got {len(eq.fields)} ({', '.join(eq.fields)})")
+        if eq.max_space_order > 2:
+            out.append(f"equation {eq.name!r} has space derivatives of order {eq.max_space_order}; LPINN carries them up to order 2")
+        if out:
+            return out
+        ax = dom.space[0]
+        s = np.linspace(ax.lo, ax.hi, 9)
+        if _speed(problem, np.zeros_like(s), s, np.full_like(s, dom.time[0])) is None:
+            return [f"equation {eq.name!r} has no transport term u_t + f u_{ax.name} (its velocity() is None), "
+                    "so it has no characteristics to follow; use solver 'pinn'"]
+        for bc in problem.boundary:
+            if bc.kind != "dirichlet":
+                out.append(f"LPINN takes Dirichlet data at inflow walls, got a {bc.kind} condition on {bc.axis}.{bc.side}")
+        if out or ax.periodic:
+            return out
+        for side, sign in (("lo", 1.0), ("hi", -1.0)):
+            inward = sign * _wall_speeds(problem, side)
+            if np.any(inward > 0) and not np.all(inward > 0):
+                out.append(f"the flow through {ax.name}.{side} changes direction over time; LPINN needs a wall that is "
+                           "either inflow or not over the whole run")
+            elif np.all(inward > 0) and _wall_value(problem, side) is None:
+                out.append(f"characteristics enter through {ax.name}.{side} but it has no Dirichlet condition to carry in")
+        return out
+
+    def task(self, evaluate: Callable[[], dict[str, float]]) -> LPINNTask:
+        self._task = LPINNTask(self.problem, self.model, self.chars, self.options, self.device, self.dtype, evaluate)  # type: ignore[arg-type]
+        return self._task
+
+    # ------------------------------------------------------------------ prediction
+    def _labels(self, grid: Grid) -> list[np.ndarray]:
+        ax = grid.axis(self.chars.axis.name)
+        per_length = max(8 * ax.n, 2048) / (self.chars.axis.hi - self.chars.axis.lo)
+        if self.options.labels:
+            per_length = self.options.labels / (self.chars.axis.hi - self.chars.axis.lo)
+        return self.chars.labels(per_length)
+
+    def lagrangian(self, times: np.ndarray, labels: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Positions ``X`` and states ``W`` at ``times`` x labels, ``[time, labels]`` float64 (NaN before a start)."""
+        xs, ws = [], []
+        for fam, s in zip(self.chars.families, labels):
+            tt, ss = np.meshgrid(times, s, indexing="ij")
+            coords = torch.as_tensor(np.stack([tt.ravel(), ss.ravel()], 1), dtype=self.dtype, device=self.device)
+            X, W = [], []
+            with torch.no_grad():
+                for c in coords.split(65536):
+                    n_w, n_x = self.model(c)
+                    x_s, tau, u_s = self.chars.start(fam, c[:, 1])
+                    age = c[:, 0] - tau
+                    X.append(x_s + age * (n_x + fam.drift) * self.chars.speed)
+                    W.append(u_s + age * n_w)
+            X_, W_ = (torch.cat(v).double().cpu().numpy().reshape(tt.shape) for v in (X, W))
+            early = tt < self.chars.start_time(fam, ss) - 1e-12
+            X_[early], W_[early] = np.nan, np.nan
+            xs.append(X_)
+            ws.append(W_)
+        return np.concatenate(xs, axis=1), np.concatenate(ws, axis=1)
+
+    def predict(self, grid: Grid) -> Solution:
+        if grid.time is None:
+            raise ValueError("LPINN predicts on grids with a time axis, got one without")
+        ax = self.chars.axis
+        positions, states = self.lagrangian(grid.coords("t"), self._labels(grid))
+        u = to_grid(positions, states, grid.coords(ax.name), ax.lo, ax.hi, ax.periodic)
+        return Solution(grid, self.problem.equation.fields, u[None, :, None, :])
+
+    def diagnostics(self, grid: Grid) -> dict[str, Any]:
+        """The PDE residual on ``grid`` (from the labels), each loss residual's RMS, and the characteristics."""
+        task = self._task or self.task(lambda: {})
+        ax, times = self.chars.axis, grid.coords("t")
+        labels = self.chars.labels(grid.axis(ax.name).n / (ax.hi - ax.lo))
+        meshes = [np.meshgrid(times, s, indexing="ij") for s in labels]  # [time, labels] per family
+        groups = [torch.as_tensor(np.stack([tt.ravel(), ss.ravel()], 1), dtype=self.dtype, device=self.device) for tt, ss in meshes]
+        res = task.residuals(groups)
+        table = {k: np.concatenate(_split(v.detach().double().cpu().numpy(), labels, len(times)), axis=1) for k, v in res.items()}
+        valid = np.concatenate([tt >= self.chars.start_time(fam, ss) - 1e-12 for fam, (tt, ss) in zip(self.chars.families, meshes)], 1)
+        valid &= table["inside"] > 0
+        positions, states = self.lagrangian(times, labels)
+        residual = np.where(valid, np.abs(table["eulerian"]), np.nan)
+        res_map = to_grid(np.where(valid, positions, np.nan), residual, grid.coords(ax.name), ax.lo, ax.hi, ax.periodic)
+        u0 = self.chars.u0.numpy(**{ax.name: labels[0]})
+        violations = {
+            "residual_rms": float(np.sqrt(np.mean(res_map**2))),
+            "characteristic_rms": float(np.sqrt(np.mean(table["characteristic"][valid] ** 2))),
+            "state_rms": float(np.sqrt(np.mean(table["state"][valid] ** 2))),
+            "initial": float(np.sqrt(np.mean((states[0, : len(labels[0])] - u0) ** 2))),
+            "min_jacobian": float(np.min(table["jacobian"][valid])),
+        }
+        few = [s[:: max(1, len(s) // 32)] for s in labels]
+        pos_few, _ = self.lagrangian(times, few)
+        chars = {"t": times, "positions": pos_few, "lo": ax.lo, "hi": ax.hi, "periodic": ax.periodic, "axis": ax.name}
+        return {"residual_map": res_map[None], "violations": violations, "characteristics": chars,
+                "figures": {"characteristics": partial(plot_characteristics, chars=chars)}}
+
+
+def _split(flat: np.ndarray, labels: list[np.ndarray], nt: int) -> list[np.ndarray]:
+    """Undo the per-family flattening of ``[time, labels]`` meshes."""
+    out, start = [], 0
+    for s in labels:
+        n = nt * len(s)
+        out.append(flat[start : start + n].reshape(nt, len(s)))
+        start += n
+    return out
+
+
+def plot_characteristics(path: str | Path, chars: dict[str, Any]) -> None:
+    """The learned characteristics ``X(s, t)`` as curves in the (x, t) plane (wrapped on a periodic axis)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.0, 4.0))
+    t, pos, lo, hi = chars["t"], chars["positions"], chars["lo"], chars["hi"]
+    for x in pos.T:
+        if chars["periodic"]:
+            x = lo + np.mod(x - lo, hi - lo)
+            x = np.where(np.abs(np.diff(x, prepend=x[0])) > 0.5 * (hi - lo), np.nan, x)  # break the line where it wraps
+        ax.plot(x, t, lw=0.8, color="tab:blue")
+    ax.set_xlim(lo, hi)
+    ax.set_xlabel(chars["axis"])
+    ax.set_ylabel("t")
+    ax.set_title("learned characteristics X(s, t)")
+    fig.tight_layout()
+    write_with(path, lambda p: fig.savefig(p, dpi=110, format="png"))
+    plt.close(fig)
