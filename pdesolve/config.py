@@ -265,15 +265,19 @@ def _build(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         reference = Reference(ref.kind, ref.options)
 
     problem = None
-    if equation is not None and space and not errors:
+    if equation is not None and space:
+        # checked even after other errors (every error at once), leaving out keys already reported
+        reported = {e.split(":")[0].split(".")[0].split("[")[0] for e in errors}
         try:
             problem, problem_errors = Problem.validated(
                 name=spec.name, equation=equation, params=params, domain=Domain(tuple(space), time), initial=initial,
                 boundary=tuple(boundary), reference=reference, source=source,
             )
-            errors += [str(e) for e in problem_errors]
+            errors += [str(e) for e in problem_errors if e.path.split(".")[0].split("[")[0] not in reported]
         except ProblemError as e:
             errors.append(str(e))
+        if errors:
+            problem = None
 
     # evaluation grid
     eval_grid: dict[str, int] = {}
