@@ -71,8 +71,8 @@ class ConvectionReaction(Equation):
         u = d("u")
         return (-p["beta"] * d("u", "x") + p["rho"] * u * (1 - u)).unsqueeze(-1)
 
-    def rhs(self, u, grid, p):  # pragma: no cover - not used here
-        raise NotImplementedError
+    def rhs(self, u, grid, p):
+        return -p["beta"] * grid.diff(u, grid.space[0].name) + p["rho"] * u * (1 - u)
 
     def velocity(self, d, p):
         return torch.full_like(d("u"), p["beta"])
@@ -210,3 +210,19 @@ def test_inflow_wall_carries_its_data_in():
     m = grid.mesh()
     exact = np.where(m["x"] <= m["t"], 1.0, 1 + 0.2 * (m["x"] - m["t"]) / (1 + 0.2 * m["t"]))
     assert np.abs(u - exact).max() < 2e-2, np.abs(u - exact).max()
+
+
+def test_conservation_loss_is_offered_only_where_the_total_is_conserved():
+    from pdesolve.solvers.lpinn import conserves
+
+    shock = load_run_config(PROBLEMS / "burgers_shock_periodic.yaml").problem
+    reaction = load_run_config(PROBLEMS / "reaction.yaml").problem
+    assert conserves(shock) and not conserves(reaction)
+    opts = LPINN.Options.model_validate({"conservation": {"weight": 1.0, "times": 4, "labels": 64}})
+    solver = LPINN(shock, opts, torch.device("cpu"), torch.float64)
+    task = solver.task(lambda: {})
+    # at the start the characteristics keep their spacing and values, so int W X_s ds is the initial total
+    np.testing.assert_allclose(task.totals().detach().numpy(), 0.5 * 2 * np.pi, rtol=1e-12)
+    assert task.loss()[1]["conservation"] < 1e-24
+    with pytest.raises(SolverMismatch, match="does not keep int u dx"):
+        LPINN(_problem(ConvectionReaction(), {"beta": 1.0, "rho": 1.0}, "0.5"), opts, torch.device("cpu"))

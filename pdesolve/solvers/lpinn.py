@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 from .. import sampling
 from ..expr import Expression
-from ..grid import Grid
+from ..grid import Grid, GridAxis
 from ..io import write_with
 from ..nn.features import CoordinateFeatures
 from ..nn.jet import Jet, JetBackend
@@ -44,7 +44,7 @@ from ..nn.lagrangian import LagrangianDerivatives, to_grid
 from ..nn.mlp import MLP
 from ..problem import Axis, Domain, Problem
 from ..solution import Solution
-from .base import Solver
+from .base import Solver, SolverMismatch
 
 
 class LPointsOptions(BaseModel):
@@ -59,6 +59,15 @@ class LWeightsOptions(BaseModel):
     characteristic: float = Field(1.0, ge=0, description="weight of (X_t - f)^2 / V^2")
     state: float = Field(1.0, ge=0, description="weight of (W_t - G)^2")
     crossing: float = Field(0.0, ge=0, description="weight of min(dX/ds, 0)^2: characteristics of a viscous problem never cross")
+
+
+class ConservationOptions(BaseModel):
+    """A loss on the conserved total ``int u dx = int u0 dx`` (periodic conservation laws), by quadrature over labels."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    weight: float = Field(0.0, ge=0, description="0: off")
+    times: int = Field(16, gt=0, description="equispaced times in (t0, t1] where the total is checked")
+    labels: int = Field(256, gt=1, description="uniform labels of the quadrature (trapezoid rule, periodic)")
 
 
 class LPINNOptions(BaseModel):
@@ -79,6 +88,7 @@ class LPINNOptions(BaseModel):
     dtype: Literal["float32", "float64"] = "float32"
     points: LPointsOptions = LPointsOptions()
     weights: LWeightsOptions = LWeightsOptions()
+    conservation: ConservationOptions = ConservationOptions()
 
 
 # ----------------------------------------------------------------------------- pieces fit
@@ -281,6 +291,24 @@ def derivative_order(problem: Problem) -> int:
     return 2 if max(rec.orders) >= 2 else 1
 
 
+def conserves(problem: Problem, n: int = 64) -> bool:
+    """Whether the equation keeps ``int u dx`` on its periodic axis: its grid right-hand side integrates to zero
+    for a few random smooth periodic states (true of convection, convection-diffusion and Burgers; not of reactions)."""
+    ax = problem.domain.space[0]
+    if not ax.periodic or problem.source is not None:
+        return False
+    grid = Grid((GridAxis(ax.name, ax.lo, ax.hi, n, True),))
+    theta = 2 * np.pi * (grid.coords(ax.name) - ax.lo) / (ax.hi - ax.lo)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        a, b = rng.normal(size=(2, 4))
+        u = 0.5 + sum(a[k] * np.cos(k * theta) + b[k] * np.sin(k * theta) for k in range(1, 4)) / 3
+        rhs = problem.equation.rhs(torch.as_tensor(u[None]), grid, problem.coefficients).numpy()
+        if abs(rhs.mean()) > 1e-9 * (np.abs(rhs).mean() + 1e-300):
+            return False
+    return True
+
+
 # ----------------------------------------------------------------------------- model
 class LPINNModel(nn.Module):
     """``(t, s) [N, 2]`` -> raw branch outputs ``(N_W, N_X)``, each ``[N]``; the start transform is applied by the task."""
@@ -325,7 +353,19 @@ class LPINNTask:
         self.points = self._sample()
         self.order = derivative_order(problem)
         w = options.weights
-        self.weights = torch.tensor([w.characteristic, w.state, w.crossing], dtype=dtype, device=device)
+        c = options.conservation
+        self.names = ["characteristic", "state"] + (["crossing"] if w.crossing else []) + (["conservation"] if c.weight else [])
+        self.weights = torch.tensor([w.characteristic, w.state] + ([w.crossing] if w.crossing else []) + ([c.weight] if c.weight else []),
+                                    dtype=dtype, device=device)
+        if c.weight:
+            ax, (t0, t1) = chars.axis, (chars.t0, chars.t1)
+            labels = ax.lo + (ax.hi - ax.lo) * np.arange(c.labels) / c.labels
+            times = t0 + (t1 - t0) * np.arange(1, c.times + 1) / c.times
+            tt, ss = np.meshgrid(times, labels, indexing="ij")
+            self.quadrature = torch.as_tensor(np.stack([tt.ravel(), ss.ravel()], 1), dtype=dtype, device=device)
+            u0 = chars.u0.numpy(**{ax.name: labels})
+            self.total0 = float(u0.mean() * (ax.hi - ax.lo))
+            self.total_scale = float(max(np.sqrt((u0**2).mean()), 1e-12) * (ax.hi - ax.lo))
 
     def _sample(self) -> list[Tensor]:
         p = self.options.points
@@ -356,17 +396,27 @@ class LPINNTask:
                  for t, X, W in self.fields(groups, order or self.order)]
         return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
+    def totals(self) -> Tensor:
+        """``int u dx = int W X_s ds`` at the quadrature times, ``[times]`` (trapezoid rule over periodic labels)."""
+        c = self.options.conservation
+        _, X, W = self.fields([self.quadrature], order=1)[0]
+        length = self.chars.axis.hi - self.chars.axis.lo
+        return (W.v * X.g[:, 1]).reshape(c.times, c.labels).mean(-1) * length
+
     def loss(self) -> tuple[Tensor, dict[str, float]]:
         r = self.residuals(self.points)
-        cross = torch.relu(-r["jacobian"])
-        squares = torch.stack([r["characteristic"] ** 2, r["state"] ** 2, cross * cross])  # [3, N]
+        squares = [r["characteristic"] ** 2, r["state"] ** 2]
+        if self.options.weights.crossing:
+            squares.append(torch.relu(-r["jacobian"]) ** 2)
         if self.chars.axis.periodic:
-            terms = squares.mean(-1)
+            terms = [q.mean() for q in squares]
         else:  # characteristics that left the domain carry nothing the problem asks for
-            m = r["inside"].detach().to(squares.dtype)
-            terms = (squares * m).sum(-1) / m.sum().clamp_min(1.0)
-        names = ("characteristic", "state", "crossing") if self.options.weights.crossing else ("characteristic", "state")
-        return (terms * self.weights).sum(), dict(zip(names, terms.detach().tolist()))
+            m = r["inside"].detach().to(squares[0].dtype)
+            terms = [(q * m).sum() / m.sum().clamp_min(1.0) for q in squares]
+        if self.options.conservation.weight:
+            terms.append((((self.totals() - self.total0) / self.total_scale) ** 2).mean())
+        stacked = torch.stack(terms)
+        return (stacked * self.weights).sum(), dict(zip(self.names, stacked.detach().tolist()))
 
     def before_step(self, step: int) -> None:
         every = self.options.points.resample_every
@@ -394,6 +444,10 @@ class LPINN(Solver):
     def __init__(self, problem: Problem, options: LPINNOptions, device: torch.device, dtype: torch.dtype | None = None):
         dtype = dtype or (torch.float64 if options.dtype == "float64" else torch.float32)
         super().__init__(problem, options, device, dtype)
+        if options.conservation.weight and not conserves(problem):
+            raise SolverMismatch(f"solver 'lpinn' cannot solve problem {problem.name!r} with conservation.weight > 0: "
+                                 f"{problem.equation.name!r} does not keep int u dx here (it needs a periodic axis, no source "
+                                 "and an equation in conservation form); set solvers.lpinn.conservation.weight: 0")
         self.chars = Characteristics(problem)
         self.model = LPINNModel(self.chars.label_domain, options).to(device=device, dtype=dtype)
         self._task: LPINNTask | None = None
