@@ -293,7 +293,8 @@ class Server:
         if p.validation is not None and (not p.monitor.validation or p.monitor.validation[-1]["step"] != p.trainer.step):
             if p.trainer.normalized:
                 self._validate()
-        self._row({})
+        if not p.monitor.rows or p.monitor.rows[-1]["step"] != p.trainer.step:
+            self._row({})
         if reason != "diverged":
             self.checkpoint()
         for client in sorted(self.live):
