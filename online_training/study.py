@@ -17,7 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from pdesolve.config import ConfigError, OptimizerSpec, _pydantic_errors, _unknown, apply_overrides, load_run_config, read_yaml
+from pdesolve.config import ConfigError, OptimizerSpec, apply_overrides, load_run_config, read_yaml, unknown_name, validation_errors
 from pdesolve.nn.mlp import ACTIVATIONS
 from pdesolve.problem import Problem
 from pdesolve.simulate import SimulateSettings, select_simulator
@@ -156,7 +156,7 @@ def load_study(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
     try:
         spec = StudyFile.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(path, _pydantic_errors(err, StudyFile)) from None
+        raise ConfigError(path, validation_errors(err, StudyFile)) from None
     surrogate = _surrogate(path, spec.surrogate)
     errors: list[str] = []
 
@@ -176,7 +176,7 @@ def load_study(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
     try:
         settings = SimulateSettings.model_validate({**base, **spec.simulate})
     except ValidationError as err:
-        raise ConfigError(path, _pydantic_errors(err, SimulateSettings, prefix="simulate")) from None
+        raise ConfigError(path, validation_errors(err, SimulateSettings, prefix="simulate")) from None
     try:
         sim = select_simulator(problem, settings.simulator)
         valid = set(problem.equation.parameters) | {f"initial.{f}" for f in problem.equation.fields} | set(sim.boundary_keys(problem))
@@ -215,12 +215,12 @@ def load_study(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
     optimizer_options = None
     opt = spec.train.optimizer
     if opt.name not in OPTIMIZERS:
-        errors.append(_unknown("train.optimizer.name", "optimizer", opt.name, OPTIMIZERS))
+        errors.append(unknown_name("train.optimizer.name", "optimizer", opt.name, OPTIMIZERS))
     else:
         try:
             optimizer_options = OPTIMIZERS[opt.name][1].model_validate(opt.model_extra or {})
         except ValidationError as err:
-            errors += _pydantic_errors(err, OPTIMIZERS[opt.name][1], prefix="train.optimizer")
+            errors += validation_errors(err, OPTIMIZERS[opt.name][1], prefix="train.optimizer")
         if spec.online.servers > 1 and opt.name in ("lbfgs", "adam_lbfgs"):
             errors.append(
                 f"train.optimizer.name: {opt.name!r} runs line searches on each server's own batch, which would "
@@ -243,11 +243,11 @@ def load_study(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
 def _surrogate(path: str, data: dict[str, Any]) -> MLPSurrogate | SineNetSurrogate:
     kind = data.get("kind")
     if kind not in SURROGATES:
-        raise ConfigError(path, [_unknown("surrogate.kind", "surrogate", str(kind), SURROGATES)])
+        raise ConfigError(path, [unknown_name("surrogate.kind", "surrogate", str(kind), SURROGATES)])
     try:
         return SURROGATES[kind].model_validate(data)
     except ValidationError as err:
-        raise ConfigError(path, _pydantic_errors(err, SURROGATES[kind], prefix="surrogate")) from None
+        raise ConfigError(path, validation_errors(err, SURROGATES[kind], prefix="surrogate")) from None
 
 
 def study_text(study: Study) -> str:

@@ -179,7 +179,7 @@ def _build(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     try:
         spec = ProblemFile.model_validate(raw)
     except ValidationError as err:
-        return {}, _pydantic_errors(err, ProblemFile)
+        return {}, validation_errors(err, ProblemFile)
     errors: list[str] = []
 
     def num(value: Number, where: str) -> float:
@@ -192,7 +192,7 @@ def _build(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     # equation and parameters
     equation = None
     if spec.equation not in EQUATIONS:
-        errors.append(_unknown("equation", "equation", spec.equation, EQUATIONS))
+        errors.append(unknown_name("equation", "equation", spec.equation, EQUATIONS))
     else:
         equation = get_equation(spec.equation)
     params = {k: num(v, f"params.{k}") for k, v in spec.params.items()}
@@ -261,7 +261,7 @@ def _build(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         from .reference import REFERENCES
 
         if ref.kind not in REFERENCES:
-            errors.append(_unknown("reference", "reference", ref.kind, REFERENCES))
+            errors.append(unknown_name("reference", "reference", ref.kind, REFERENCES))
         reference = Reference(ref.kind, ref.options)
 
     problem = None
@@ -295,16 +295,16 @@ def _build(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
 
     solver_options = None
     if spec.solver not in SOLVERS:
-        errors.append(_unknown("solver", "solver", spec.solver, SOLVERS))
+        errors.append(unknown_name("solver", "solver", spec.solver, SOLVERS))
     for name, opts in spec.solvers.items():
         if name not in SOLVERS:
-            errors.append(_unknown(f"solvers.{name}", "solver", name, SOLVERS))
+            errors.append(unknown_name(f"solvers.{name}", "solver", name, SOLVERS))
             continue
         model = SOLVERS[name].Options
         try:
             validated = model.model_validate(opts or {})
         except ValidationError as err:
-            errors += _pydantic_errors(err, model, prefix=f"solvers.{name}")
+            errors += validation_errors(err, model, prefix=f"solvers.{name}")
             continue
         if name == spec.solver:
             solver_options = validated
@@ -317,13 +317,13 @@ def _build(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     opt = spec.train.optimizer
     optimizer_options = None
     if opt.name not in OPTIMIZERS:
-        errors.append(_unknown("train.optimizer.name", "optimizer", opt.name, OPTIMIZERS))
+        errors.append(unknown_name("train.optimizer.name", "optimizer", opt.name, OPTIMIZERS))
     else:
         model = OPTIMIZERS[opt.name][1]
         try:
             optimizer_options = model.model_validate(opt.model_extra or {})
         except ValidationError as err:
-            errors += _pydantic_errors(err, model, prefix="train.optimizer")
+            errors += validation_errors(err, model, prefix="train.optimizer")
 
     simulate = None
     if spec.simulate is not None and importlib.util.find_spec("pdesolve.simulate.settings") is not None:
@@ -332,7 +332,7 @@ def _build(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         try:
             simulate = SimulateSettings.model_validate(spec.simulate)
         except ValidationError as err:
-            errors += _pydantic_errors(err, SimulateSettings, prefix="simulate")
+            errors += validation_errors(err, SimulateSettings, prefix="simulate")
     elif spec.simulate is not None:
         simulate = spec.simulate
 
@@ -342,7 +342,7 @@ def _build(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
 
 
 # ----------------------------------------------------------------------------- messages
-def _unknown(path: str, what: str, name: str, valid: Mapping[str, Any]) -> str:
+def unknown_name(path: str, what: str, name: str, valid: Mapping[str, Any]) -> str:
     return f"{path}: unknown {what} {name!r}; valid {what}s are {sorted(valid)}" + _did_you_mean(name, valid)
 
 
@@ -390,7 +390,7 @@ def _model_in(ann: Any) -> Any:
     return None
 
 
-def _pydantic_errors(err: ValidationError, model: type[BaseModel], prefix: str = "") -> list[str]:
+def validation_errors(err: ValidationError, model: type[BaseModel], prefix: str = "") -> list[str]:
     out, seen = [], set()
     for e in err.errors():
         where = _loc(e["loc"], prefix)
