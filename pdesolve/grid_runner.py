@@ -31,7 +31,7 @@ from .data import TrajectoryFile, split_trajectories
 from .errors import UserError
 from .io import write_json, write_text
 from .optim import make_optimizer
-from .plot import _save, plot_history
+from .plot import plot_history, save_figure
 from .rollout import (
     DatasetMismatch,
     RolloutReport,
@@ -275,7 +275,7 @@ def plot_frame_strip(path: Path, data: Trajectories, pred: np.ndarray, ref: np.n
                 ax.set_title(f"t = {t[i]:.3g}" + (" (start)" if i < history else ""), fontsize=9)
             if j == 0:
                 ax.set_ylabel(f"{label} {name}", fontsize=9)
-    _save(plt, fig, path)
+    save_figure(plt, fig, path)
 
 
 def plot_error_vs_step(path: Path, report: RolloutReport, dt: float) -> None:
@@ -288,4 +288,4 @@ def plot_error_vs_step(path: Path, report: RolloutReport, dt: float) -> None:
     ax.set_ylabel("relative L2 error")
     ax.set_title(f"{report.trajectories} trajectories x {len(report.starts)} start times")
     ax.grid(True, which="both", alpha=0.3)
-    _save(plt, fig, path)
+    save_figure(plt, fig, path)

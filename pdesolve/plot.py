@@ -22,7 +22,7 @@ def _figure(ncols: int, width: float = 4.2, height: float = 3.4):
     return plt, fig, axes[0]
 
 
-def _save(plt: Any, fig: Any, path: Path) -> None:
+def save_figure(plt: Any, fig: Any, path: Path) -> None:
     fig.tight_layout()
     write_with(path, lambda p: fig.savefig(p, dpi=110, format="png"))
     plt.close(fig)
@@ -54,7 +54,7 @@ def plot_fields(path: Path, grid: Grid, pred: np.ndarray, ref: np.ndarray | None
     if ref is not None:
         _panel(axes[1], grid, ref, f"reference {field}")
         _panel(axes[2], grid, np.abs(pred - ref), f"|error| {field}", cmap="magma", symmetric=False)
-    _save(plt, fig, path)
+    save_figure(plt, fig, path)
 
 
 def plot_slices(path: Path, grid: Grid, pred: np.ndarray, ref: np.ndarray | None, count: int = 4) -> None:
@@ -71,7 +71,7 @@ def plot_slices(path: Path, grid: Grid, pred: np.ndarray, ref: np.ndarray | None
         ax.set_title(f"t = {t[i]:.3g}")
         ax.set_xlabel(grid.space[0].name)
     axes[0].legend(fontsize=8)
-    _save(plt, fig, path)
+    save_figure(plt, fig, path)
 
 
 def plot_history(path: Path, history: Sequence[Mapping[str, float]]) -> None:
@@ -94,7 +94,7 @@ def plot_history(path: Path, history: Sequence[Mapping[str, float]]) -> None:
         axes[1].semilogy(s, e, "o-")
     axes[1].set_xlabel("step")
     axes[1].set_title("relative L2 error vs reference")
-    _save(plt, fig, path)
+    save_figure(plt, fig, path)
 
 
 def plot_residual(path: Path, grid: Grid, residual: np.ndarray) -> None:
@@ -117,4 +117,4 @@ def plot_residual(path: Path, grid: Grid, residual: np.ndarray) -> None:
     axes[0].set_ylabel(yl)
     axes[0].set_title("|PDE residual|")
     fig.colorbar(im, ax=axes[0])
-    _save(plt, fig, path)
+    save_figure(plt, fig, path)

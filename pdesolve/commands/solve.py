@@ -23,7 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="override a key of the file, e.g. --set solvers.pinn.width=40 (repeatable)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     p.add_argument("--threads", type=int, help="torch CPU threads (1 is best on a shared machine)")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    # SUPPRESS keeps `pdesolve -q solve ...` (the global flag) from being reset by this option's default
+    p.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
             data[key] = getattr(args, key)
     overrides = list(args.overrides) + ([f"train.steps={args.steps}"] if args.steps is not None else [])
     cfg = load_run_config(source, overrides, data=data)
-    result = runner.run(cfg, args.resume or args.out, resume=bool(args.resume), quiet=args.quiet)
+    result = runner.run(cfg, args.resume or args.out, resume=bool(args.resume), quiet=getattr(args, "quiet", False))
     m = result.metrics
     summary = f"{cfg.problem.name} / {cfg.solver}: {result.status}"
     if "rel_l2" in m:
