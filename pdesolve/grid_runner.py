@@ -25,7 +25,6 @@ import numpy as np
 import torch
 import yaml
 
-from . import __version__
 from .config import RunConfig
 from .data import TrajectoryFile, split_trajectories
 from .errors import UserError
@@ -41,7 +40,7 @@ from .rollout import (
     full_rollout,
     load_trajectories,
 )
-from .runner import build_solver, load_run, resolve_device, write_history, write_solution
+from .runner import build_solver, load_run, resolve_device, run_summary, write_history, write_solution
 from .solution import Solution
 from .solvers import SOLVERS
 from .train import RunStatus, TrainSettings, seed_everything, train
@@ -155,20 +154,11 @@ def train_grid(cfg: RunConfig, data: str | Path | None, out: str | Path | None =
     report = evaluate(solver, test_data, cfg)
     n_params = sum(p.numel() for p in solver.model.parameters())  # type: ignore[attr-defined]
     metrics: dict[str, Any] = {
-        "problem": cfg.problem.name,
-        "solver": cfg.solver,
-        "status": result.status.kind,
-        "status_message": result.status.message,
-        "steps": result.status.step,
-        "wall_time_s": round(result.wall_time, 3),
-        "device": str(device),
-        "torch_threads": torch.get_num_threads(),
-        "seed": cfg.seed,
+        **run_summary(cfg, result, device),
         "parameters": n_params,
         "network": solver.network.describe(),  # type: ignore[attr-defined]
         "data": str(Path(file.path).resolve()),
         "split": "test",
-        "pdesolve_version": __version__,
         **report.as_dict(),
     }
     write_json(run_dir / "metrics.json", metrics)

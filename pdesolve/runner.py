@@ -118,7 +118,22 @@ def run(cfg: RunConfig, out: str | Path | None = None, *, resume: bool = False, 
         log.info("resumed %s from step %d", run_dir, result.resumed_from)
     solution = solver.predict(grid)
     diagnostics = solver.diagnostics(grid)
-    metrics: dict[str, Any] = {
+    metrics = run_summary(cfg, result, device)
+    if ref is not None:
+        metrics.update(error_metrics(solution.numpy(), ref))
+    if "violations" in diagnostics:
+        metrics["violations"] = diagnostics["violations"]
+    write_json(run_dir / "metrics.json", metrics)
+    write_history(run_dir / "history.csv", result.history)
+    write_solution(run_dir / "solution.h5", solution, ref, diagnostics)
+    res = Result(metrics, solution, ref, result.status, run_dir, result.history, diagnostics)
+    res.plot()
+    return res
+
+
+def run_summary(cfg: RunConfig, result: Any, device: torch.device) -> dict[str, Any]:
+    """What every run's metrics.json starts with: what ran, how it ended, where and how long."""
+    return {
         "problem": cfg.problem.name,
         "solver": cfg.solver,
         "status": result.status.kind,
@@ -130,16 +145,6 @@ def run(cfg: RunConfig, out: str | Path | None = None, *, resume: bool = False, 
         "seed": cfg.seed,
         "pdesolve_version": __version__,
     }
-    if ref is not None:
-        metrics.update(error_metrics(solution.numpy(), ref))
-    if "violations" in diagnostics:
-        metrics["violations"] = diagnostics["violations"]
-    write_json(run_dir / "metrics.json", metrics)
-    write_history(run_dir / "history.csv", result.history)
-    write_solution(run_dir / "solution.h5", solution, ref, diagnostics)
-    res = Result(metrics, solution, ref, result.status, run_dir, result.history, diagnostics)
-    res.plot()
-    return res
 
 
 # ----------------------------------------------------------------------------- files

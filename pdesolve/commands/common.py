@@ -1,0 +1,48 @@
+"""Options and start-up shared by the commands that train (`solve`, `train`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+
+
+def add_run_arguments(p: argparse.ArgumentParser, example: str) -> None:
+    """--steps, --device, --out, --seed, --set, --resume, --threads, --quiet (after the command's own)."""
+    p.add_argument("--steps", type=int, help="training steps (default: the file's train.steps)")
+    p.add_argument("--device", choices=("cpu", "cuda", "auto"), help="where to train (default: the file's, else auto)")
+    p.add_argument("--out", help="run folder (default: runs/<problem>-<solver>-<time>)")
+    p.add_argument("--seed", type=int, help="one seed for everything (default: the file's)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help=f"override a key of the file, e.g. --set {example} (repeatable)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    p.add_argument("--threads", type=int, help="torch CPU threads (1 is best on a shared machine)")
+    # SUPPRESS keeps `pdesolve -q <command> ...` (the global flag) from being reset by this option's default
+    p.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help="no progress bar")
+
+
+def set_threads(args: argparse.Namespace) -> None:
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UserError(f"--threads: expected a positive number, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
+def config_source(args: argparse.Namespace) -> Path:
+    """The file to read: the run's resolved config.yaml when resuming, else the problem file."""
+    source = Path(args.resume) / "config.yaml" if args.resume else Path(args.file)
+    if args.resume and not source.exists():
+        raise UserError(f"--resume {args.resume}: not a run folder (no config.yaml)")
+    return source
+
+
+def cli_overrides(args: argparse.Namespace, data: dict[str, Any]) -> list[str]:
+    """Apply --device/--seed to the file's data and return the --set list plus --steps."""
+    for key in ("device", "seed"):
+        if getattr(args, key) is not None:
+            data[key] = getattr(args, key)
+    return list(args.overrides) + ([f"train.steps={args.steps}"] if args.steps is not None else [])
