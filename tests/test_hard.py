@@ -41,8 +41,14 @@ def _check(problem, n=400, seed=0):
 
 
 def test_ic_and_dirichlet_walls_hold_exactly_for_burgers():
-    p = Problem("b", get_equation("burgers"), {"nu": 0.01}, Domain((Axis("x", -1.0, 1.0),), (0.0, 1.0)),
-                InitialCondition.of({"u": "-sin(pi*x)"}, ("x",)), BoundaryCondition.dirichlet_walls("x", ("t", "x")))
+    p = Problem(
+        "b",
+        get_equation("burgers"),
+        {"nu": 0.01},
+        Domain((Axis("x", -1.0, 1.0),), (0.0, 1.0)),
+        InitialCondition.of({"u": "-sin(pi*x)"}, ("x",)),
+        BoundaryCondition.dirichlet_walls("x", ("t", "x")),
+    )
     assert _check(p) == 3
 
 
@@ -50,9 +56,17 @@ def test_time_dependent_walls_and_2d_corners_hold_exactly():
     """Compatible but non-trivial data: u = x + y^2 + t (x - y) on every face of a 2D box."""
     v = ("t", "x", "y")
     value = "x + y**2 + t*(x - y)"
-    bcs = tuple(BoundaryCondition("dirichlet", a, s, __import__("pdesolve").Expression.parse(value, v)) for a in ("x", "y") for s in ("lo", "hi"))
-    p = Problem("h", get_equation("heat"), {"nu": 0.1}, Domain((Axis("x", 0.0, 1.0), Axis("y", -1.0, 2.0)), (0.0, 2.0)),
-                InitialCondition.of({"u": "x + y**2"}, ("x", "y")), bcs)
+    bcs = tuple(
+        BoundaryCondition("dirichlet", a, s, __import__("pdesolve").Expression.parse(value, v)) for a in ("x", "y") for s in ("lo", "hi")
+    )
+    p = Problem(
+        "h",
+        get_equation("heat"),
+        {"nu": 0.1},
+        Domain((Axis("x", 0.0, 1.0), Axis("y", -1.0, 2.0)), (0.0, 2.0)),
+        InitialCondition.of({"u": "x + y**2"}, ("x", "y")),
+        bcs,
+    )
     assert _check(p) == 5
 
 
@@ -60,10 +74,18 @@ def test_one_sided_inflow_wall_and_neumann_left_soft():
     from pdesolve.expr import Expression
 
     v = ("t", "x")
-    bcs = (BoundaryCondition("dirichlet", "x", "lo", Expression.parse("sin(-2*t)", v)),
-           BoundaryCondition("neumann", "x", "hi", Expression.parse("0", v)))
-    p = Problem("c", get_equation("convection"), {"beta": 2.0}, Domain((Axis("x", 0.0, 2 * math.pi),), (0.0, 1.0)),
-                InitialCondition.of({"u": "sin(x)"}, ("x",)), bcs)
+    bcs = (
+        BoundaryCondition("dirichlet", "x", "lo", Expression.parse("sin(-2*t)", v)),
+        BoundaryCondition("neumann", "x", "hi", Expression.parse("0", v)),
+    )
+    p = Problem(
+        "c",
+        get_equation("convection"),
+        {"beta": 2.0},
+        Domain((Axis("x", 0.0, 2 * math.pi),), (0.0, 1.0)),
+        InitialCondition.of({"u": "sin(x)"}, ("x",)),
+        bcs,
+    )
     model = PINNModel(p, PINNOptions())
     assert model.hard.enforced() == {"initial:u", "dirichlet:u@x.lo"}
     with pytest.raises(AssertionError):

@@ -14,14 +14,30 @@ def test_pinn_reaches_one_percent_on_1d_diffusion(tmp_path):
     assert result.status.ok
     assert result.metrics["rel_l2"] < 1e-2
     assert result.metrics["violations"]["initial"] < 1e-6  # exact transform
-    for name in ("config.yaml", "solution.h5", "metrics.json", "history.csv", "checkpoint.pt", "fields_u.png", "history.png", "residual.png"):
+    for name in (
+        "config.yaml",
+        "solution.h5",
+        "metrics.json",
+        "history.csv",
+        "checkpoint.pt",
+        "fields_u.png",
+        "history.png",
+        "residual.png",
+    ):
         assert (tmp_path / "run" / name).exists(), name
 
 
 def test_soft_constraints_and_a_python_built_problem(tmp_path):
     problem = ps.load_problem(HEAT)
-    result = ps.solve(problem, "pinn", steps=60, options={"hard_constraints": False, "points": {"interior": 200}},
-                      out=tmp_path / "soft", quiet=True, device="cpu")
+    result = ps.solve(
+        problem,
+        "pinn",
+        steps=60,
+        options={"hard_constraints": False, "points": {"interior": 200}},
+        out=tmp_path / "soft",
+        quiet=True,
+        device="cpu",
+    )
     assert {"residual", "initial", "dirichlet:u@x.lo", "dirichlet:u@x.hi"} <= set(result.history[0])
     assert result.history[-1]["loss"] < result.history[0]["loss"]
     again = ps.load_problem(tmp_path / "soft" / "config.yaml")
@@ -29,10 +45,10 @@ def test_soft_constraints_and_a_python_built_problem(tmp_path):
 
 
 def test_adaptive_refinement_adds_points(tmp_path):
+    import torch
+
     from pdesolve.config import load_run_config
     from pdesolve.solvers.pinn import PINN
-
-    import torch
 
     cfg = load_run_config(HEAT, ["solvers.pinn.rar.every=5", "solvers.pinn.rar.add=7", "solvers.pinn.points.interior=50"])
     solver = PINN(cfg.problem, cfg.solver_options, torch.device("cpu"))

@@ -16,14 +16,21 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "burgers_shoc
 
 def _burgers(reference="cole_hopf"):
     return Problem(
-        "burgers", get_equation("burgers"), {"nu": 0.01 / math.pi}, Domain((Axis("x", -1.0, 1.0),), (0.0, 1.0)),
-        InitialCondition.of({"u": "-sin(pi*x)"}, ("x",)), BoundaryCondition.dirichlet_walls("x", ("t", "x")), Reference(reference),
+        "burgers",
+        get_equation("burgers"),
+        {"nu": 0.01 / math.pi},
+        Domain((Axis("x", -1.0, 1.0),), (0.0, 1.0)),
+        InitialCondition.of({"u": "-sin(pi*x)"}, ("x",)),
+        BoundaryCondition.dirichlet_walls("x", ("t", "x")),
+        Reference(reference),
     )
 
 
 def test_cole_hopf_matches_the_published_shock_gradient():
     """Basdevant et al. (1986): at t = 1.6037/pi, du/dx(0) = -152.00516 for nu = 0.01/pi."""
-    ux = cole_hopf_burgers(lambda y: -np.sin(np.pi * y), 0.01 / np.pi, np.array([0.0]), np.array([1.6037 / np.pi]), -1.0, 2.0, derivative=True)
+    ux = cole_hopf_burgers(
+        lambda y: -np.sin(np.pi * y), 0.01 / np.pi, np.array([0.0]), np.array([1.6037 / np.pi]), -1.0, 2.0, derivative=True
+    )
     assert ux[0, 0] == pytest.approx(-152.00516, abs=2e-5)
 
 
@@ -50,8 +57,15 @@ def test_cole_hopf_periodic_mean_flow_is_galilean_shifted():
 
 
 def _periodic(equation, params, u0, t1=1.0, reference="spectral"):
-    return Problem(equation, get_equation(equation), params, Domain((Axis("x", 0.0, 2 * math.pi, True),), (0.0, t1)),
-                   InitialCondition.of({"u": u0}, ("x",)), (), Reference(reference))
+    return Problem(
+        equation,
+        get_equation(equation),
+        params,
+        Domain((Axis("x", 0.0, 2 * math.pi, True),), (0.0, t1)),
+        InitialCondition.of({"u": u0}, ("x",)),
+        (),
+        Reference(reference),
+    )
 
 
 def test_spectral_reference_against_closed_forms():
@@ -66,13 +80,21 @@ def test_spectral_reference_against_closed_forms():
 
 def test_sine_modes_for_heat_in_2d_with_zero_walls():
     walls = BoundaryCondition.dirichlet_walls("x", ("t", "x", "y")) + BoundaryCondition.dirichlet_walls("y", ("t", "x", "y"))
-    p = Problem("heat2d", get_equation("heat"), {"nu": 0.05}, Domain((Axis("x", 0.0, 1.0), Axis("y", 0.0, 2.0)), (0.0, 1.0)),
-                InitialCondition.of({"u": "sin(pi*x)*sin(pi*y/2) + 0.3*sin(2*pi*x)*sin(3*pi*y/2)"}, ("x", "y")), walls, Reference("spectral"))
+    p = Problem(
+        "heat2d",
+        get_equation("heat"),
+        {"nu": 0.05},
+        Domain((Axis("x", 0.0, 1.0), Axis("y", 0.0, 2.0)), (0.0, 1.0)),
+        InitialCondition.of({"u": "sin(pi*x)*sin(pi*y/2) + 0.3*sin(2*pi*x)*sin(3*pi*y/2)"}, ("x", "y")),
+        walls,
+        Reference("spectral"),
+    )
     g = Grid((GridAxis("x", 0.0, 1.0, 17), GridAxis("y", 0.0, 2.0, 21)), GridAxis("t", 0.0, 1.0, 4))
     m = g.mesh()
     lam1, lam2 = 0.05 * (math.pi**2 + (math.pi / 2) ** 2), 0.05 * ((2 * math.pi) ** 2 + (3 * math.pi / 2) ** 2)
-    exact = np.exp(-lam1 * m["t"]) * np.sin(math.pi * m["x"]) * np.sin(math.pi * m["y"] / 2) \
-        + 0.3 * np.exp(-lam2 * m["t"]) * np.sin(2 * math.pi * m["x"]) * np.sin(3 * math.pi * m["y"] / 2)
+    exact = np.exp(-lam1 * m["t"]) * np.sin(math.pi * m["x"]) * np.sin(math.pi * m["y"] / 2) + 0.3 * np.exp(-lam2 * m["t"]) * np.sin(
+        2 * math.pi * m["x"]
+    ) * np.sin(3 * math.pi * m["y"] / 2)
     np.testing.assert_allclose(reference_solution(p, g)[:, 0], exact, atol=1e-12)
 
 

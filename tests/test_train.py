@@ -10,8 +10,13 @@ from pdesolve.solvers.pinn import PINN
 from pdesolve.train import TrainSettings, seed_everything, train
 
 HEAT = Path(__file__).resolve().parents[1] / "problems" / "heat.yaml"
-OVERRIDES = ["solvers.pinn.points.interior=64", "solvers.pinn.rar.every=7", "solvers.pinn.rar.add=5",
-             "solvers.pinn.rar.candidates=500", "solvers.pinn.points.resample_every=11"]
+OVERRIDES = [
+    "solvers.pinn.points.interior=64",
+    "solvers.pinn.rar.every=7",
+    "solvers.pinn.rar.add=5",
+    "solvers.pinn.rar.candidates=500",
+    "solvers.pinn.points.resample_every=11",
+]
 
 
 def _run(steps, ckpt, resume=False):
@@ -63,7 +68,9 @@ class _Exploding:
 
 def test_divergence_guard_names_the_step_and_a_remedy(tmp_path):
     task = _Exploding()
-    result = train(task, make_optimizer("adam", {}, 20), TrainSettings(steps=20, checkpoint_every=3, quiet=True), checkpoint=tmp_path / "c.pt")
+    result = train(
+        task, make_optimizer("adam", {}, 20), TrainSettings(steps=20, checkpoint_every=3, quiet=True), checkpoint=tmp_path / "c.pt"
+    )
     assert result.status.kind == "diverged" and result.status.step == 5
     assert "step 5" in result.status.message and "learning rate" in result.status.message
     assert "restored" in result.status.message
