@@ -118,3 +118,21 @@ def plot_residual(path: Path, grid: Grid, residual: np.ndarray) -> None:
     axes[0].set_title("|PDE residual|")
     fig.colorbar(im, ax=axes[0])
     save_figure(plt, fig, path)
+
+
+def plot_characteristics(path: str | Path, chars: dict[str, Any]) -> None:
+    """The learned characteristics ``X(s, t)`` as curves in the (x, t) plane (wrapped on a periodic axis)."""
+    plt, fig, axes = _figure(1, width=5.0, height=4.0)
+    ax = axes[0]
+    t, pos, lo, hi = chars["t"], chars["positions"], chars["lo"], chars["hi"]
+    for x in pos.T:
+        if chars["periodic"]:
+            x = lo + np.mod(x - lo, hi - lo)
+            x = np.where(np.abs(np.diff(x, prepend=x[0])) > 0.5 * (hi - lo), np.nan, x)  # break the line where it wraps
+        ax.plot(x, t, lw=0.8, color="tab:blue")
+    ax.set_xlim(lo, hi)
+    ax.set_xlabel(chars["axis"])
+    ax.set_ylabel("t")
+    ax.set_title("learned characteristics X(s, t)")
+    save_figure(plt, fig, Path(path))
+    plt.close(fig)

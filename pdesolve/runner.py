@@ -225,6 +225,10 @@ def write_figures(folder: Path, solution: Solution, ref: np.ndarray | None, hist
         p = folder / "residual.png"
         plot_residual(p, grid, diagnostics["residual_map"])
         paths.append(p)
+    for name, draw in diagnostics.get("figures", {}).items():  # a solver's own figures, e.g. LPINN's characteristics
+        p = folder / f"{name}.png"
+        draw(p)
+        paths.append(p)
     return paths
 
 

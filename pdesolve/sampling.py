@@ -1,20 +1,25 @@
 """Collocation points in a space-time box: interior, initial slice and boundary faces.
 
-Samplers: ``uniform`` (a tensor-product grid), ``random``, ``lhs`` (Latin hypercube) and ``sobol``
-(scrambled), the last two from ``scipy.stats.qmc``; all seeded by the caller's generator.
+Samplers: ``uniform`` (a tensor-product grid), ``random``, ``lhs`` (Latin hypercube), ``sobol``
+(scrambled) and ``hammersley`` (``i / n`` in the first column, the Halton sequence in the others: DeepXDE's
+default for collocation points); ``lhs``, ``sobol`` and ``hammersley`` use ``scipy.stats.qmc``. All are
+seeded by the caller's generator (``hammersley`` through a random shift modulo 1, so that refinement
+rounds and restarts do not repeat the same points; ``uniform`` is deterministic).
 Columns are in the order (t, x, y, z) of :attr:`Domain.names`.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Literal, get_args
 
 import numpy as np
 from scipy.stats import qmc
 
 from .problem import Domain
 
-SAMPLERS = ("uniform", "random", "lhs", "sobol")
+Sampler = Literal["uniform", "random", "lhs", "sobol", "hammersley"]
+SAMPLERS: tuple[str, ...] = get_args(Sampler)
 
 
 def unit_samples(n: int, dim: int, sampler: str, rng: np.random.Generator) -> np.ndarray:
@@ -34,6 +39,10 @@ def unit_samples(n: int, dim: int, sampler: str, rng: np.random.Generator) -> np
     if sampler == "sobol":
         m = max(1, math.ceil(math.log2(n)))
         return qmc.Sobol(d=dim, scramble=True, seed=int(rng.integers(2**63))).random_base2(m)[:n]
+    if sampler == "hammersley":
+        first = (np.arange(n) + 0.5)[:, None] / n
+        rest = qmc.Halton(d=dim - 1, scramble=False).random(n + 1)[1:] if dim > 1 else np.zeros((n, 0))
+        return (np.concatenate([first, rest], axis=1) + rng.random(dim)) % 1.0
     per_axis = max(2, math.ceil(n ** (1 / dim)))
     axes = [(np.arange(per_axis) + 0.5) / per_axis] * dim
     pts = np.stack([m.ravel() for m in np.meshgrid(*axes, indexing="ij")], axis=1)

@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pdesolve.io import write_json
+
 ROOT = Path(__file__).resolve().parents[1]
 PROBLEMS = ROOT / "problems"
 SOLVERS = ("lpinn", "pinn", "deepxde")
@@ -141,7 +143,15 @@ def main() -> None:
     ap.add_argument("--lr-lpinn", type=float, default=5e-3, help="Adam learning rate of LPINN (its problem files' value)")
     ap.add_argument("--lr-pinn", type=float, default=1e-3, help="Adam learning rate of both PINNs (the usual PINN setting)")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "bench_lpinn.json")
+    ap.add_argument("--merge", type=Path, nargs="+", help="only merge the rows of these result files (parts of one matrix run "
+                    "as parallel processes) into --out and print the table")
     args = ap.parse_args()
+    if args.merge:
+        parts = [json.loads(p.read_text()) for p in args.merge]
+        merged = {"meta": {**parts[0]["meta"], "parts": [str(p) for p in args.merge]}, "rows": [r for part in parts for r in part["rows"]]}
+        write_json(args.out, merged)
+        print(summary(merged["rows"]))
+        return
     torch.set_num_threads(1)
     base_seeds = args.baseline_seeds if args.baseline_seeds is not None else args.seeds
     meta = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, 1 torch thread",
@@ -175,7 +185,7 @@ def main() -> None:
                 except ImportError:
                     pass
                 args.out.parent.mkdir(parents=True, exist_ok=True)
-                args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+                write_json(args.out, {"meta": meta, "rows": rows})
     print(summary(rows))
 
 

@@ -11,7 +11,6 @@ per iteration over ours. Errors are relative L2 on a 256 x 100 grid against the 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -20,10 +19,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pdesolve.io import write_json
+from pdesolve.sampling import SAMPLERS
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def ours(variant: str, seed: int):
+def ours(variant: str, seed: int, sampler: str):
     from pdesolve.config import load_run_config
     from pdesolve.optim import make_optimizer
     from pdesolve.solvers.pinn import PINN
@@ -32,7 +34,8 @@ def ours(variant: str, seed: int):
     hard = variant.startswith("hard")
     compiled = variant.endswith("compiled")
     overrides = [f"solvers.pinn.hard_constraints={str(hard).lower()}", f"solvers.pinn.compile={str(compiled).lower()}",
-                 "solvers.pinn.points.interior=2540", "solvers.pinn.points.boundary=80", "solvers.pinn.points.initial=160"]
+                 "solvers.pinn.points.interior=2540", "solvers.pinn.points.boundary=80", "solvers.pinn.points.initial=160",
+                 f"solvers.pinn.points.sampler={sampler}"]
     cfg = load_run_config(ROOT / "problems" / "burgers.yaml", overrides)
     seed_everything(seed)
     solver = PINN(cfg.problem, cfg.solver_options, torch.device("cpu"))
@@ -107,22 +110,29 @@ def main() -> None:
     ap.add_argument("--variants", nargs="+", default=["hard", "soft", "hard-compiled", "soft-compiled"],
                     choices=["hard", "soft", "hard-compiled", "soft-compiled"],
                     help="hard/soft: exact transform or penalty for IC and walls; -compiled: with torch.compile")
+    ap.add_argument("--samplers", nargs="+", default=["lhs"], choices=list(SAMPLERS),
+                    help="collocation samplers of our variants (DeepXDE always uses its default, Hammersley)")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "bench_pinn.json")
     args = ap.parse_args()
     torch.set_num_threads(1)
     from pdesolve.metrics import relative_l2
     from pdesolve.reference import reference_solution
 
+    meta = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, 1 torch thread",
+            "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"), "adam": args.adam, "lbfgs": args.lbfgs,
+            "samplers": args.samplers}
     rows = []
     for seed in args.seeds:
         runners = {}
         compile_time = {}
         for v in args.variants:
-            cfg, adam, lbfgs, predict = ours(v, seed)
-            t0 = time.perf_counter()
-            adam(1)  # warm-up (and compilation for the compiled variants), not timed below
-            compile_time[f"pdesolve-{v}"] = time.perf_counter() - t0
-            runners[f"pdesolve-{v}"] = (adam, lbfgs, predict)
+            for sampler in args.samplers:
+                name = f"pdesolve-{v}" + (f"-{sampler}" if len(args.samplers) > 1 else "")
+                cfg, adam, lbfgs, predict = ours(v, seed, sampler)
+                t0 = time.perf_counter()
+                adam(1)  # warm-up (and compilation for the compiled variants), not timed below
+                compile_time[name] = time.perf_counter() - t0
+                runners[name] = (adam, lbfgs, predict)
         runners["deepxde"] = deepxde_model(seed)
         runners["deepxde"][0](1)
         compile_time["deepxde"] = 0.0
@@ -153,16 +163,11 @@ def main() -> None:
                 "warmup_s": compile_time[name],
                 "rel_l2_after_lbfgs": relative_l2(r[2](grid), ref),
             })
-    meta = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, 1 torch thread",
-            "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"), "adam": args.adam, "lbfgs": args.lbfgs}
-    try:
         import deepxde
 
         meta["deepxde"] = deepxde.__version__
-    except ImportError:
-        pass
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        write_json(args.out, {"meta": meta, "rows": rows})  # after every seed, so a long run keeps what it measured
     heads = ("seed", "warm-up s", "Adam ms/it", "speed x", "L2 Adam", "L-BFGS s", "L2 final")
     print(f"{'solver':24s} " + " ".join(f"{h:>10s}" for h in heads))
     for r in rows:

@@ -226,3 +226,14 @@ def test_conservation_loss_is_offered_only_where_the_total_is_conserved():
     assert task.loss()[1]["conservation"] < 1e-24
     with pytest.raises(SolverMismatch, match="does not keep int u dx"):
         LPINN(_problem(ConvectionReaction(), {"beta": 1.0, "rho": 1.0}, "0.5"), opts, torch.device("cpu"))
+
+
+def test_run_folder_holds_the_characteristics_figure(tmp_path):
+    """``pdesolve solve --solver lpinn`` writes the learned characteristics beside the standard figures."""
+    import pdesolve as ps
+
+    run = ps.solve(PROBLEMS / "convection_beta10.yaml", "lpinn", steps=3, out=tmp_path / "run", quiet=True, device="cpu",
+                   overrides=["solvers.lpinn.points.interior=64", "evaluate.grid.x=32", "evaluate.grid.t=9"])
+    figure = run.run_dir / "characteristics.png"
+    assert figure.stat().st_size > 1000
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -44,5 +44,10 @@ class Solver(abc.ABC):
         """The learned solution on ``grid`` (batch of one), float64."""
 
     def diagnostics(self, grid: Grid) -> dict[str, Any]:
-        """Extra fields and numbers beyond the loss (residual map, condition violations)."""
+        """Extra fields and numbers beyond the loss.
+
+        Known keys: ``residual_map`` (the PDE residual on ``grid``, saved and plotted), ``violations``
+        (numbers per condition, copied into the metrics) and ``figures`` (name -> ``draw(path)``: the
+        runner writes each as ``<name>.png`` in the run folder).
+        """
         return {}

@@ -22,11 +22,8 @@ why LPINN succeeds where a plain PINN fails on ``u_t + beta u_x = 0`` at large b
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -34,23 +31,23 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-from .. import sampling
-from ..expr import Expression
 from ..grid import Grid, GridAxis
-from ..io import write_with
 from ..nn.features import CoordinateFeatures
-from ..nn.jet import Jet, JetBackend
+from ..nn.jet import Jet
 from ..nn.lagrangian import LagrangianDerivatives, to_grid
 from ..nn.mlp import MLP
-from ..problem import Axis, Domain, Problem
+from ..plot import plot_characteristics
+from ..problem import Domain, Problem
+from ..sampling import Sampler
 from ..solution import Solution
 from .base import Solver, SolverMismatch
+from .characteristics import Characteristics, transport_speed, wall_speeds, wall_value
 
 
 class LPointsOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     interior: int = Field(2000, gt=0, description="collocation points (label, time), shared among the characteristic families")
-    sampler: Literal["uniform", "random", "lhs", "sobol"] = "lhs"
+    sampler: Sampler = "lhs"
     resample_every: int = Field(0, ge=0, description="draw fresh points every N steps (0: never)")
 
 
@@ -92,158 +89,6 @@ class LPINNOptions(BaseModel):
 
 
 # ----------------------------------------------------------------------------- pieces fit
-class _Pointwise:
-    """A Derivatives accessor with values only, to read an equation's velocity from known data."""
-
-    def __init__(self, axis: str, u: Tensor, x: Tensor, t: Tensor):
-        self.space = (axis,)
-        self._u, self._coords = u, {axis: x, "t": t}
-
-    def __call__(self, field: str, *axes: str) -> Tensor:
-        if axes:
-            raise ValueError(f"a characteristic speed that depends on derivatives {axes} is not a transport speed")
-        return self._u
-
-    def coord(self, name: str) -> Tensor:
-        return self._coords[name]
-
-
-def _speed(problem: Problem, u: np.ndarray, x: np.ndarray, t: np.ndarray) -> np.ndarray | None:
-    """The equation's characteristic speed at known states (float64), or None when it has no transport."""
-    axis = problem.domain.space[0].name
-    u_, x_, t_ = (torch.as_tensor(np.broadcast_to(a, np.broadcast_shapes(u.shape, x.shape, t.shape)).copy(), dtype=torch.float64)
-                  for a in (u, x, t))
-    f = problem.equation.velocity(_Pointwise(axis, u_, x_, t_), problem.coefficients)
-    return None if f is None else np.broadcast_to(torch.as_tensor(f).double().numpy(), u_.shape)
-
-
-def _wall_value(problem: Problem, side: str) -> Expression | None:
-    walls = [bc for bc in problem.boundary if bc.side == side and bc.kind == "dirichlet"]
-    return walls[0].value if walls else None
-
-
-def _wall_speeds(problem: Problem, side: str, n: int = 65) -> np.ndarray:
-    """The speed at the wall over time, from the wall data (or the initial state where there is none)."""
-    ax = problem.domain.space[0]
-    t0, t1 = problem.domain.time  # type: ignore[misc]
-    x = ax.lo if side == "lo" else ax.hi
-    t = np.linspace(t0, t1, n)
-    g = _wall_value(problem, side)
-    if g is not None:
-        u = g.numpy(t=t, **{ax.name: np.full_like(t, x)})
-    else:
-        u = np.full_like(t, float(problem.initial.values[problem.equation.fields[0]].numpy(**{ax.name: np.array([x])})[0]))  # type: ignore[union-attr]
-    return _speed(problem, u, np.full_like(t, x), t)  # type: ignore[return-value]
-
-
-def inflow_sides(problem: Problem) -> list[str]:
-    """The walls through which characteristics enter (bounded axis), decided from the wall data."""
-    if problem.domain.space[0].periodic:
-        return []
-    sides = []
-    for side, sign in (("lo", 1.0), ("hi", -1.0)):
-        inward = sign * _wall_speeds(problem, side)
-        if np.all(inward > 0):
-            sides.append(side)
-    return sides
-
-
-# ----------------------------------------------------------------------------- characteristic families
-@dataclass(frozen=True)
-class Family:
-    """Characteristics that start on one part of the boundary of space-time: labels ``s`` in [lo, hi].
-
-    ``initial``: start at ``(x = s, t0)`` with ``u0(s)``; ``inflow`` at a wall: start at ``(wall, tau(s))``
-    with the wall value, ``tau`` growing with the distance of ``s`` from the wall at the speed scale.
-    """
-
-    kind: Literal["initial", "inflow"]
-    lo: float
-    hi: float
-    side: str = ""
-    drift: float = 0.0  # the position branch's offset, in units of the speed scale (see Characteristics)
-
-    @property
-    def label(self) -> str:
-        return self.kind if self.kind == "initial" else f"inflow@{self.side}"
-
-
-class Characteristics:
-    """Where characteristics start, for one problem: the label axis, the families and their start data."""
-
-    def __init__(self, problem: Problem):
-        self.problem = problem
-        ax = problem.domain.space[0]
-        self.axis, self.field = ax, problem.equation.fields[0]
-        self.t0, self.t1 = problem.domain.time  # type: ignore[misc]
-        self.u0 = problem.initial.values[self.field]  # type: ignore[union-attr]
-        s = np.linspace(ax.lo, ax.hi, 4097)
-        speeds = [np.abs(_speed(problem, self.u0.numpy(**{ax.name: s}), s, np.full_like(s, self.t0)))]  # type: ignore[arg-type]
-        self.inflow = inflow_sides(problem)
-        speeds += [np.abs(_wall_speeds(problem, side)) for side in self.inflow]
-        top = float(max(np.max(v) for v in speeds))
-        self.speed = top if top > 0 else 1.0  # V: the velocity scale of the position branch
-        reach = self.speed * (self.t1 - self.t0)
-        # X = x_s + age V (N + drift): with drift 0, characteristics start at rest (dX/ds = 1); an inflow family
-        # needs motion (at rest all its labels would sit on the wall, dX/ds = 0), so it enters at the speed
-        # scale (dX/ds = 1 again); the initial family shares that drift so that X stays continuous where
-        # the families meet (only with inflow through both walls does one junction take a jump)
-        drift = 1.0 if "lo" in self.inflow else -1.0 if "hi" in self.inflow else 0.0
-        self.families = [Family("initial", ax.lo, ax.hi, "", drift)]
-        if "lo" in self.inflow:
-            self.families.append(Family("inflow", ax.lo - reach, ax.lo, "lo", 1.0))
-        if "hi" in self.inflow:
-            self.families.append(Family("inflow", ax.hi, ax.hi + reach, "hi", -1.0))
-        lo, hi = min(f.lo for f in self.families), max(f.hi for f in self.families)
-        # the label axis: the periodic space axis itself, or the bounded axis extended beyond its inflow walls
-        self.label_domain = Domain((Axis(ax.name, lo, hi, ax.periodic),), (self.t0, self.t1))
-
-    def start_time(self, fam: Family, s: Any) -> Any:
-        """``tau(s)``: when the characteristic with label ``s`` starts (numpy, tensor or jet)."""
-        if fam.kind == "initial":
-            return s * 0.0 + self.t0
-        dist = (fam.hi - s) if fam.side == "lo" else (s - fam.lo)
-        return dist * (1.0 / self.speed) + self.t0
-
-    def start(self, fam: Family, s: Any) -> tuple[Any, Any, Any]:
-        """``(x_s, tau_s, u_s)`` of the labels ``s`` ``[N]`` (a tensor or a jet)."""
-        tau = self.start_time(fam, s)
-        if fam.kind == "initial":
-            x, u = s, self._eval(self.u0, s, {self.axis.name: s})
-        else:
-            x = s * 0.0 + (self.axis.lo if fam.side == "lo" else self.axis.hi)
-            g = _wall_value(self.problem, fam.side)
-            u = self._eval(g, s, {"t": tau, self.axis.name: x})  # type: ignore[arg-type]
-        return x, tau, u
-
-    @staticmethod
-    def _eval(expr: Expression, like: Any, env: dict[str, Any]) -> Any:
-        out = expr.evaluate(JetBackend(), **env) if isinstance(like, Jet) else expr.torch(**env)
-        return out if isinstance(out, (Jet, Tensor)) else like * 0.0 + float(out)
-
-    def sample(self, n: int, sampler: str, rng: np.random.Generator) -> list[np.ndarray]:
-        """Collocation points ``(t, s)`` per family, ``[n_f, 2]``, spread in proportion to each family's area."""
-        T = self.t1 - self.t0
-        areas = np.array([(f.hi - f.lo) * T * (1.0 if f.kind == "initial" else 0.5) for f in self.families])
-        counts = np.maximum(1, np.round(n * areas / areas.sum()).astype(int))
-        out = []
-        for fam, m in zip(self.families, counts):
-            unit = sampling.unit_samples(int(m), 2, sampler, rng)
-            s = fam.lo + unit[:, 1] * (fam.hi - fam.lo)
-            tau = self.start_time(fam, s)
-            out.append(np.stack([tau + unit[:, 0] * (self.t1 - tau), s], axis=1))
-        return out
-
-    def labels(self, per_length: float) -> list[np.ndarray]:
-        """Uniform labels per family for mapping back to a grid (the periodic end point excluded)."""
-        out = []
-        for fam in self.families:
-            m = max(2, int(math.ceil((fam.hi - fam.lo) * per_length)))
-            end = self.axis.periodic and fam.kind == "initial"
-            out.append(np.linspace(fam.lo, fam.hi, m, endpoint=not end))
-        return out
-
-
 # ----------------------------------------------------------------------------- physics along characteristics
 def residuals(problem: Problem, t: Jet, X: Jet, W: Jet, speed: float = 1.0, label_derivatives: bool = False,
               jacobian_power: int = 0) -> dict[str, Tensor]:
@@ -468,7 +313,7 @@ class LPINN(Solver):
             return out
         ax = dom.space[0]
         s = np.linspace(ax.lo, ax.hi, 9)
-        if _speed(problem, np.zeros_like(s), s, np.full_like(s, dom.time[0])) is None:
+        if transport_speed(problem, np.zeros_like(s), s, np.full_like(s, dom.time[0])) is None:
             return [f"equation {eq.name!r} has no transport term u_t + f u_{ax.name} (its velocity() is None), "
                     "so it has no characteristics to follow; use solver 'pinn'"]
         for bc in problem.boundary:
@@ -477,11 +322,11 @@ class LPINN(Solver):
         if out or ax.periodic:
             return out
         for side, sign in (("lo", 1.0), ("hi", -1.0)):
-            inward = sign * _wall_speeds(problem, side)
+            inward = sign * wall_speeds(problem, side)
             if np.any(inward > 0) and not np.all(inward > 0):
                 out.append(f"the flow through {ax.name}.{side} changes direction over time; LPINN needs a wall that is "
                            "either inflow or not over the whole run")
-            elif np.all(inward > 0) and _wall_value(problem, side) is None:
+            elif np.all(inward > 0) and wall_value(problem, side) is None:
                 out.append(f"characteristics enter through {ax.name}.{side} but it has no Dirichlet condition to carry in")
         return out
 
@@ -563,26 +408,3 @@ def _split(flat: np.ndarray, labels: list[np.ndarray], nt: int) -> list[np.ndarr
         out.append(flat[start : start + n].reshape(nt, len(s)))
         start += n
     return out
-
-
-def plot_characteristics(path: str | Path, chars: dict[str, Any]) -> None:
-    """The learned characteristics ``X(s, t)`` as curves in the (x, t) plane (wrapped on a periodic axis)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.0, 4.0))
-    t, pos, lo, hi = chars["t"], chars["positions"], chars["lo"], chars["hi"]
-    for x in pos.T:
-        if chars["periodic"]:
-            x = lo + np.mod(x - lo, hi - lo)
-            x = np.where(np.abs(np.diff(x, prepend=x[0])) > 0.5 * (hi - lo), np.nan, x)  # break the line where it wraps
-        ax.plot(x, t, lw=0.8, color="tab:blue")
-    ax.set_xlim(lo, hi)
-    ax.set_xlabel(chars["axis"])
-    ax.set_ylabel("t")
-    ax.set_title("learned characteristics X(s, t)")
-    fig.tight_layout()
-    write_with(path, lambda p: fig.savefig(p, dpi=110, format="png"))
-    plt.close(fig)

@@ -24,6 +24,7 @@ from ..nn.hard import HardConstraint
 from ..nn.jet import Jet, JetDerivatives
 from ..nn.mlp import MLP
 from ..problem import BoundaryCondition, Problem
+from ..sampling import Sampler
 from ..solution import Solution
 from .base import Solver
 
@@ -33,7 +34,7 @@ class PointsOptions(BaseModel):
     interior: int = Field(2540, gt=0, description="collocation points inside the space-time box")
     boundary: int = Field(80, ge=0, description="points on the walls (shared among soft wall conditions)")
     initial: int = Field(160, ge=0, description="points on the initial slice (when the IC is soft)")
-    sampler: Literal["uniform", "random", "lhs", "sobol"] = "lhs"
+    sampler: Sampler = "lhs"
     resample_every: int = Field(0, ge=0, description="draw fresh interior points every N steps (0: never)")
 
 
