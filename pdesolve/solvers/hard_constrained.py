@@ -20,7 +20,9 @@ rows u, du/d(each coordinate), d2u/d(space axis)^2, weights ``w [K, N]``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -45,8 +47,12 @@ from ..nn.features import CoordinateFeatures
 from ..nn.jet import Jet
 from ..nn.mlp import MLP
 from ..problem import Problem
+from ..sampling import Sampler
 from ..solution import Solution
 from .base import Solver, SolverMismatch
+from .hc_family import FamilyOptions, ICFamily, family_errors
+
+log = logging.getLogger(__name__)
 
 
 class HCPointsOptions(BaseModel):
@@ -55,7 +61,7 @@ class HCPointsOptions(BaseModel):
     loss: int = Field(512, gt=0, description="fresh points per expert for the backbone's loss, each step")
     initial: int = Field(12, ge=0, description="initial-condition constraint points (exact, shared by all experts)")
     boundary: int = Field(8, ge=0, description="constraint points per boundary condition (exact, shared by all experts)")
-    sampler: Literal["uniform", "random", "lhs", "sobol"] = "lhs"
+    sampler: Sampler = "lhs"
 
 
 class NonlinearOptions(BaseModel):
@@ -80,9 +86,15 @@ class HCOptions(BaseModel):
     periodic_modes: int = Field(1, ge=1)
     dtype: Literal["float32", "float64"] = Field("float64", description="float32 bases lose the exact conditions to cancellation in b . w")
     tikhonov: float = Field(1e-9, ge=0, description="lambda relative to the mean diagonal of the normal matrix")
+    constraint_weight: float | None = Field(None, gt=0, description="None: initial/boundary conditions exact (KKT); rho: "
+                                            "weighted rows, rho times the mean square violation beside the mean square residual")
     bounds: tuple[float, float] | None = Field(None, description="lo <= u <= hi at the solve points (cvxpylayers)")
     points: HCPointsOptions = HCPointsOptions()
     nonlinear: NonlinearOptions = NonlinearOptions()
+    soft: bool = Field(False, description="the soft-constraint baseline on the same backbone: the weights w are trained with it "
+                       "(residual plus constraint_weight (default 1) times the condition violations) instead of solved for")
+    family: FamilyOptions | None = Field(None, description="learn over drawn initial conditions (backbone input: the "
+                                         "initial condition at sensor points); see pdesolve.solvers.hc_family")
 
 
 class MoEHCOptions(HCOptions):
@@ -178,20 +190,31 @@ def feature_rows(names: tuple[str, ...]) -> dict[tuple[str, ...], int]:
 
 
 class BasisNet(nn.Module):
-    """coordinates ``[n, d]`` -> N basis functions ``[n, N]``; :meth:`features` adds their derivatives."""
+    """coordinates ``[n, d]`` (and, for a family, the initial condition at sensor points ``[n, s]``) -> N basis
+    functions ``[n, N]``; :meth:`features` adds their derivatives."""
 
     def __init__(self, problem: Problem, options: HCOptions):
         super().__init__()
         self.features_in = CoordinateFeatures(problem.domain, options.periodic_modes)
-        self.net = MLP(self.features_in.size, options.basis, options.width, options.depth, options.activation)
+        self.sensors = 0 if options.family is None else options.family.sensors ** len(problem.domain.space)
+        self.net = MLP(self.features_in.size + self.sensors, options.basis, options.width, options.depth, options.activation)
         self.hess = slice(1 if problem.domain.time is not None else 0, len(problem.domain.names))
 
-    def forward(self, coords: Tensor) -> Tensor:
-        return self.net(self.features_in(coords))
+    def forward(self, coords: Tensor, sensors: Tensor | None = None) -> Tensor:
+        x = self.features_in(coords)
+        return self.net(x if sensors is None else torch.cat([x, sensors], dim=-1))
 
-    def features(self, coords: Tensor) -> Tensor:
-        """``[n, k, N]``: values, gradients and diagonal second space derivatives, rows as :func:`feature_rows`."""
-        out = self.net.forward_jet(self.features_in.jet(Jet.variables(coords, 2, self.hess)))
+    def features(self, coords: Tensor, sensors: Tensor | None = None) -> Tensor:
+        """``[n, k, N]``: values, gradients and diagonal second space derivatives, rows as :func:`feature_rows`.
+
+        ``sensors [n, s]`` enter as constants (zero derivatives in the coordinates).
+        """
+        x = self.features_in.jet(Jet.variables(coords, 2, self.hess))
+        if sensors is not None:
+            zeros = sensors.new_zeros(len(sensors), x.g.shape[1], sensors.shape[1])
+            h = None if x.h is None else torch.cat([x.h, sensors.new_zeros(len(sensors), x.h.shape[1], sensors.shape[1])], -1)
+            x = Jet(torch.cat([x.v, sensors], -1), torch.cat([x.g, zeros], -1), h, x.hess)
+        out = self.net.forward_jet(x)
         return torch.cat([out.v[:, None], out.g, out.h], dim=1)
 
 
@@ -201,6 +224,8 @@ class HCModel(nn.Module):
     def __init__(self, problem: Problem, options: HCOptions, boxes: ExpertBoxes, rng: np.random.Generator):
         super().__init__()
         self.basis = BasisNet(problem, options)
+        # soft baseline: the output layer's weights per expert, trained (not solved for)
+        self.soft_w = nn.Parameter(torch.randn(boxes.count, options.basis) / options.basis**0.5) if options.soft else None
         self.register_buffer("solve_points", torch.as_tensor(boxes.sample(options.points.solve, options.points.sampler, rng)))
 
     def forward(self, coords: Tensor) -> Tensor:
@@ -246,14 +271,15 @@ class Constraints:
             start += n
         self.target = torch.cat(target) if target else torch.zeros(0, dtype=torch.float64)
         n_initial = options.initial if values and values[0][0] == "initial" else 0
+        self.n_initial = n_initial
         self.initial_mean = float(self.target[:n_initial].mean()) if n_initial else float(self.target.mean()) if self.count else 0.0
 
     def rows(self, D: Tensor) -> Tensor:
-        """C ``[p, N]`` from the features ``[p, k, N]`` at the constraint points."""
+        """C ``[..., p, N]`` from the features ``[..., p, k, N]`` at the constraint points."""
         alpha = torch.as_tensor(self.alpha, dtype=D.dtype, device=D.device)[:, None]
         beta = torch.as_tensor(self.beta, dtype=D.dtype, device=D.device)[:, None]
-        grad = D[torch.arange(len(D), device=D.device), 1 + torch.as_tensor(self.axis, device=D.device)]  # [p, N]
-        return alpha * D[:, 0] + beta * grad
+        grad = D[..., torch.arange(self.count, device=D.device), 1 + torch.as_tensor(self.axis, device=D.device), :]  # [..., p, N]
+        return alpha * D[..., 0, :] + beta * grad
 
 
 def face_points(problem: Problem, axis: str, side: str, n: int) -> np.ndarray:
@@ -297,7 +323,7 @@ class HardConstrainedSolver(Solver):
                                  f"{options.width + 1} dimensions (a singular solve); expected basis <= width")
         self.boxes = ExpertBoxes(problem, self.expert_counts())
         self.constraints = Constraints(problem, options.points)
-        if self.constraints.count > options.basis:
+        if self.constraints.count > options.basis and options.constraint_weight is None and not options.soft:
             raise SolverMismatch(f"{self.constraints.count} exact constraint points on {options.basis} basis functions, expected "
                                  "at most as many; raise basis or lower points.initial / points.boundary")
         self.rows = feature_rows(problem.domain.names)
@@ -315,6 +341,10 @@ class HardConstrainedSolver(Solver):
             raise SolverMismatch(str(err)) from None
         rng = np.random.default_rng(int(torch.randint(0, 2**31, (1,)).item()))
         self.model = HCModel(problem, options, self.boxes, rng).to(device=device, dtype=dtype)
+        try:
+            self.family = None if options.family is None else ICFamily(problem, options.family)
+        except ValueError as err:
+            raise SolverMismatch(f"solvers.{self.name}.{err}") from None
         self._task: HCTask | None = None
 
     def _check_jacobian_path(self) -> None:
@@ -334,47 +364,100 @@ class HardConstrainedSolver(Solver):
         env = dict(zip(self.problem.domain.names, coords.unbind(-1)))
         return torch.broadcast_to(self.problem.source.torch(**env), coords.shape[:-1])
 
-    def solve(self, points: Tensor) -> tuple[Tensor, SolveStatus]:
-        """Weights ``w [K, N]`` of every expert from the solve points ``[K, m, d]``; differentiable in the backbone."""
+    def problem_ics(self) -> ICBatch | None:
+        """The problem's own initial condition as a batch of one (None outside the family setting)."""
+        if self.family is None:
+            return None
+        sensors = self.problem.initial_numpy(self.family.sensor_grid)[0].reshape(1, -1)
+        return ICBatch(torch.as_tensor(sensors, dtype=self.dtype, device=self.device), self.constraints.target[None].to(self.device),
+                       torch.tensor([self.constraints.initial_mean], dtype=torch.float64))
+
+    def family_ics(self, index: np.ndarray) -> ICBatch:
+        """Drawn initial conditions ``index`` of the family as a batch."""
+        assert self.family is not None
+        con, fam = self.constraints, self.family
+        n0 = con.n_initial
+        init = fam.targets(index, con.points[:n0, 1:])  # [S, n0]
+        target = torch.cat([init, con.target[n0:].expand(len(index), -1)], dim=1).to(self.device)
+        mean = torch.as_tensor(fam.values[index].reshape(len(index), -1).mean(1))
+        return ICBatch(torch.as_tensor(fam.sensors[index], dtype=self.dtype, device=self.device), target, mean)
+
+    def basis_features(self, pts: Tensor, ics: ICBatch | None) -> Tensor:
+        """Features at ``pts [n, d]`` for every IC of the batch, ``[S, n, k, N]`` (S = 1 without a family)."""
+        if ics is None:
+            return self.model.basis.features(pts)[None]
+        S, n = len(ics.sensors), len(pts)
+        sensors = ics.sensors[:, None].expand(S, n, -1).reshape(S * n, -1)
+        return self.model.basis.features(pts.repeat(S, 1), sensors).reshape(S, n, *self.feature_shape)
+
+    @property
+    def feature_shape(self) -> tuple[int, int]:
+        return (len(self.rows), self.options.basis)
+
+    def solve(self, points: Tensor, ics: ICBatch | None = None) -> tuple[Tensor, SolveStatus]:
+        """Weights ``w [S K, N]`` of every expert (and initial condition) from the solve points ``[K, m, d]``.
+
+        Differentiable in the backbone. S initial conditions of a family are solved as one batch with the
+        experts (sample-major: row ``s K + k``); S = 1 for a single problem.
+        """
         K, m, d = points.shape
         con = self.constraints
+        if self.model.soft_w is not None:  # the soft baseline: nothing to solve
+            S = 1 if ics is None else len(ics.sensors)
+            w = self.model.soft_w.repeat(S, 1)
+            zero = w.new_zeros(len(w)).detach().double()
+            return w, SolveStatus(torch.ones(len(w), dtype=torch.bool), torch.zeros(len(w), dtype=torch.int64), zero, zero)
         cpts = torch.as_tensor(con.points, dtype=self.dtype, device=self.device)
-        D_all = self.model.basis.features(torch.cat([points.reshape(K * m, d), cpts]))  # [K m + p, k, N]
-        D = D_all[: K * m].reshape(K, m, *D_all.shape[1:]).transpose(1, 2)  # [K, k, m, N]
-        C = con.rows(D_all[K * m:]).expand(K, -1, -1) if con.count else None  # [K, p, N]
-        target = con.target.to(self.device).expand(K, -1) if con.count else None
-        src = self.source(points)
+        D_all = self.basis_features(torch.cat([points.reshape(K * m, d), cpts]), ics)  # [S, K m + p, k, N]
+        S = len(D_all)
+        D = D_all[:, : K * m].reshape(S * K, m, *self.feature_shape).transpose(1, 2)  # [S K, k, m, N]
+        C = target = None
+        if con.count:
+            C = con.rows(D_all[:, K * m:])  # [S, p, N]
+            C = C[:, None].expand(S, K, -1, -1).flatten(0, 1)  # [S K, p, N]
+            target = (con.target[None] if ics is None else ics.targets).to(self.device)
+            target = target[:, None].expand(S, K, -1).flatten(0, 1)  # [S K, p]
+        pts = points.repeat(S, 1, 1)  # [S K, m, d]
+        src = self.source(pts)
         if self.linear:
-            zero = points.new_zeros(K, self.options.basis)
-            A = self.pointwise.jacobian(zero, D, points, src)  # [K, m, N], exact for a linear residual
-            b = -self.pointwise(zero, D, points, src)
+            zero = pts.new_zeros(S * K, self.options.basis)
+            A = self.pointwise.jacobian(zero, D, pts, src)  # [S K, m, N], exact for a linear residual
+            b = -self.pointwise(zero, D, pts, src)
             self.layer.tikhonov = self.options.tikhonov * float(A.detach().double().pow(2).sum(1).mean())
+            self.layer.penalty = self.penalty(m)
             extra = ()
             if self.options.bounds is not None:
                 extra = bounds_as_inequalities(D[:, 0], *self.options.bounds)
             w, status = self.layer(A, b, C, target, *extra)
             return w.to(self.dtype), status
-        w0, scale = self._linearized_start(D, points, src, C, target)
+        means = torch.full((S,), con.initial_mean, dtype=torch.float64) if ics is None else ics.means
+        w0, scale = self._linearized_start(D, pts, src, C, target, means.repeat_interleave(K).to(self.device))
         lm = LevenbergMarquardt(max_iter=self.options.nonlinear.max_iter, xtol=self.options.nonlinear.tol,
-                                gtol=self.options.nonlinear.tol, tikhonov=self.options.tikhonov * scale)
-        w, status = solve_nonlinear(self.pointwise, w0, (D, points, src), C, target, jacobian=self.pointwise.jacobian,
+                                gtol=self.options.nonlinear.tol, tikhonov=self.options.tikhonov * scale, penalty=self.penalty(m))
+        w, status = solve_nonlinear(self.pointwise, w0, (D, pts, src), C, target, jacobian=self.pointwise.jacobian,
                                     hessian=self.pointwise.hessian, options=lm)
         return w.to(self.dtype), status
 
-    def _linearized_start(self, D: Tensor, points: Tensor, src: Tensor, C: Tensor | None, target: Tensor | None) -> tuple[Tensor, float]:
-        """Start of the iterations: the linear problem of the equation frozen at u = mean initial value."""
+    def penalty(self, m: int) -> float | None:
+        """The absolute weight of the condition rows: rho / p per row against 1 / m per residual row."""
+        rho = self.options.constraint_weight
+        return None if rho is None or not self.constraints.count else rho * m / self.constraints.count
+
+    def _linearized_start(self, D: Tensor, points: Tensor, src: Tensor, C: Tensor | None, target: Tensor | None,
+                          means: Tensor) -> tuple[Tensor, float]:
+        """Start of the iterations: the linear problem of the equation frozen at u = each sample's mean initial value."""
         with torch.no_grad():
             D64, pts, s = D.double(), points.double(), src.double()
-            K, k, m, _ = D64.shape
-            fbar = D64.new_zeros(K, k, m)
-            fbar[:, 0] = self.constraints.initial_mean
+            B, k, m, _ = D64.shape
+            fbar = D64.new_zeros(B, k, m)
+            fbar[:, 0] = means.double()[:, None]
             r0 = self.pde(fbar, pts, s)
             slopes = [jvp(lambda f: self.pde(f, pts, s), (fbar,), (torch.zeros_like(fbar).index_fill_(1, torch.tensor([i]), 1.0),))[1]
-                      for i in range(k)]  # dF/df_i at the frozen state, [K, m] each
+                      for i in range(k)]  # dF/df_i at the frozen state, [B, m] each
             A = sum(slope[..., None] * D64[:, i] for i, slope in enumerate(slopes))
-            b = -(r0 - slopes[0] * self.constraints.initial_mean)
+            b = -(r0 - slopes[0] * fbar[:, 0])
             scale = float(A.pow(2).sum(1).mean())
-            layer = ConstrainedLeastSquares(tikhonov=self.options.tikhonov * scale)
+            layer = ConstrainedLeastSquares(tikhonov=self.options.tikhonov * scale, penalty=self.penalty(m))
             w0, _ = layer(A, b, None if C is None else C.double(), None if target is None else target.double())
         return w0, scale
 
@@ -383,30 +466,74 @@ class HardConstrainedSolver(Solver):
         self._task = HCTask(self, evaluate)
         return self._task
 
-    def weights(self) -> tuple[Tensor, SolveStatus]:
-        """The experts' weights from the fixed solve points (what prediction uses), ``[K, N]``."""
-        with torch.no_grad():
-            return self.solve(self.model.solve_points)
+    def weights(self, ics: ICBatch | None = None) -> tuple[Tensor, SolveStatus]:
+        """The experts' weights from the fixed solve points (what prediction uses), ``[S K, N]``.
 
-    def values(self, coords: Tensor, w: Tensor) -> Tensor:
-        """u at ``coords [n, d]``, each point with its own expert's weights, ``[n]``."""
+        Without ``ics``: the problem's own initial condition (also in the family setting).
+        """
+        with torch.no_grad():
+            return self.solve(self.model.solve_points, ics if ics is not None else self.problem_ics())
+
+    def values(self, coords: Tensor, w: Tensor, sensors: Tensor | None = None) -> Tensor:
+        """u at ``coords [n, d]``, each point with its own expert's weights ``w [K, N]``, ``[n]``.
+
+        ``sensors [s]``: the initial condition the weights belong to (family setting).
+        """
         expert = torch.as_tensor(self.boxes.expert_of(coords.double().cpu().numpy()), device=self.device)
-        return torch.cat([(self.model(c) * w[e]).sum(-1) for c, e in zip(coords.split(65536), expert.split(65536))])
+        out = []
+        for c, e in zip(coords.split(65536), expert.split(65536)):
+            extra = None if sensors is None else sensors[None].expand(len(c), -1)
+            out.append((self.model.basis(c, extra) * w[e]).sum(-1))
+        return torch.cat(out)
+
+    def _predict(self, grid: Grid, ics: ICBatch | None) -> np.ndarray:
+        """``[S, time, 1, *space]`` for every IC of the batch (the problem's own IC when None)."""
+        ics = ics if ics is not None else self.problem_ics()
+        w, _ = self.weights(ics)
+        K = self.boxes.count
+        pts = torch.as_tensor(grid.points(), dtype=self.dtype, device=self.device)
+        out = []
+        with torch.no_grad():
+            for i in range(len(w) // K):
+                u = self.values(pts, w[i * K:(i + 1) * K], None if ics is None else ics.sensors[i])
+                out.append(u.double().cpu().numpy().reshape(grid.shape)[:, None])
+        return np.stack(out)
 
     def predict(self, grid: Grid) -> Solution:
-        w, _ = self.weights()
-        pts = torch.as_tensor(grid.points(), dtype=self.dtype, device=self.device)
-        with torch.no_grad():
-            u = self.values(pts, w)
-        values = u.double().cpu().numpy().reshape(grid.shape)[:, None][None]  # [1, time, 1, *space]
-        return Solution(grid, self.problem.equation.fields, values)
+        return Solution(grid, self.problem.equation.fields, self._predict(grid, None))  # [1, time, 1, *space]
+
+    def predict_family(self, grid: Grid, which: str = "test") -> np.ndarray:
+        """Predictions for the family's ``train`` or ``test`` initial conditions, ``[S, time, 1, *space]``."""
+        if self.family is None:
+            raise ValueError(f"solver {self.name!r} has no family; set solvers.{self.name}.family")
+        return self._predict(grid, self.family_ics(self.family.split(which)))
+
+    def family_metrics(self, grid: Grid) -> dict[str, float]:
+        """Relative L2 on the held-out initial conditions against the simulator (empty without a family)."""
+        if self.family is None or not self.family.options.test:
+            return {}
+        index = self.family.split("test")
+        u = self.predict_family(grid, "test")
+        return family_errors({int(i): u[j:j + 1] for j, i in enumerate(index)}, self.family, grid)
 
     def diagnostics(self, grid: Grid) -> dict[str, Any]:
         """The solve's status and each condition's RMS violation at the constraint points."""
         w, status = self.weights()
         out: dict[str, Any] = {"violations": {"constraints_max": float(status.constraint_violation.max())}}
         out["solve"] = status.as_dict()
+        if self.family is not None:
+            out["family"] = self.family_metrics(grid)
+            log.info("%s: held-out initial conditions on the evaluation grid: %s", self.name, out["family"])
         return out
+
+
+@dataclass(frozen=True)
+class ICBatch:
+    """S initial conditions of a family: ``sensors [S, s]``, constraint targets ``[S, p]``, mean values ``[S]``."""
+
+    sensors: Tensor
+    targets: Tensor
+    means: Tensor
 
 
 class HCTask:
@@ -418,14 +545,28 @@ class HCTask:
 
     def loss(self) -> tuple[Tensor, dict[str, float]]:
         s = self.solver
-        w, status = s.solve(self.model.solve_points)  # [K, N]
+        ics = None
+        if s.family is not None:
+            train = s.family.split("train")
+            ics = s.family_ics(self.rng.choice(train, size=min(s.family.options.batch, len(train)), replace=False))
+        w, status = s.solve(self.model.solve_points, ics)  # [S K, N]
         opts = s.options.points
         pts = torch.as_tensor(s.boxes.sample(opts.loss, opts.sampler, self.rng), dtype=s.dtype, device=s.device)
         K, m, d = pts.shape
-        D = s.model.basis.features(pts.reshape(K * m, d)).reshape(K, m, len(s.rows), -1).transpose(1, 2)
-        r = s.pointwise(w, D, pts, s.source(pts))  # [K, m]
+        D = s.basis_features(pts.reshape(K * m, d), ics)  # [S, K m, k, N]
+        S = len(D)
+        D = D.reshape(S * K, m, *s.feature_shape).transpose(1, 2)
+        pts = pts.repeat(S, 1, 1)
+        r = s.pointwise(w, D, pts, s.source(pts))  # [S K, m]
         loss = (r * r).mean()
-        info = {"residual": float(loss.detach()), "solve_residual_max": float(status.residual.max()),
+        rho = s.options.constraint_weight if s.options.constraint_weight is not None else 1.0 if s.options.soft else None
+        if rho is not None and s.constraints.count:
+            cpts = torch.as_tensor(s.constraints.points, dtype=s.dtype, device=s.device)
+            C = s.constraints.rows(s.basis_features(cpts, ics))[:, None]  # [S, 1, p, N]
+            target = (s.constraints.target[None] if ics is None else ics.targets).to(w)  # [S, p]
+            miss = torch.einsum("skpn,skn->skp", C, w.reshape(S, K, -1)) - target[:, None]
+            loss = loss + rho * (miss * miss).mean()
+        info = {"residual": float((r * r).mean().detach()), "solve_residual_max": float(status.residual.max()),
                 "constraint_violation_max": float(status.constraint_violation.max())}
         if not s.linear:
             info["lm_iterations_max"] = float(status.iterations.max())
