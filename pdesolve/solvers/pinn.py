@@ -55,6 +55,19 @@ class WeightsOptions(BaseModel):
     boundary: float = Field(1.0, ge=0)
 
 
+class FlooredDerivatives:
+    """A derivatives accessor that reads the values (not the derivatives) of every field as max(u, floor)."""
+
+    def __init__(self, d: JetDerivatives, floor: float):
+        self.d, self.floor, self.space = d, floor, d.space
+
+    def __call__(self, field: str, *axes: str) -> Tensor:
+        return self.d(field, *axes) if axes else self.d(field).clamp_min(self.floor)
+
+    def coord(self, name: str) -> Tensor:
+        return self.d.coord(name)
+
+
 class PINNOptions(BaseModel):
     """Network: ``width``, ``depth``, ``activation``. Advanced: the rest."""
 
@@ -65,6 +78,8 @@ class PINNOptions(BaseModel):
     periodic_modes: int = Field(1, ge=1, description="Fourier modes per periodic axis in the input embedding")
     hard_constraints: bool = Field(True, description="enforce the IC and Dirichlet walls exactly by an output transform")
     dtype: Literal["float32", "float64"] = "float32"
+    u_floor: float | None = Field(None, description="read u as max(u, u_floor) in the PDE residual (not in the conditions): for "
+                                  "equations whose coefficients are fractional powers of u (diffusion-sorption), undefined below 0")
     compile: bool = Field(False, description="fuse the loss with torch.compile (needs a C++ compiler; ~1 min once)")
     points: PointsOptions = PointsOptions()
     rar: RAROptions = RAROptions()
@@ -147,6 +162,8 @@ class PINNTask:
 
     def _residual(self, out: Jet, coords: Tensor) -> Tensor:
         d = JetDerivatives(out, self.problem.equation.fields, self.names, coords)
+        if self.options.u_floor is not None:
+            d = FlooredDerivatives(d, self.options.u_floor)
         source = None
         if self.problem.source is not None:
             env = dict(zip(self.names, coords.unbind(-1)))
