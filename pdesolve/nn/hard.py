@@ -68,17 +68,20 @@ class HardConstraint:
     def enforced(self) -> set[str]:
         return {label for axes in self.axes.values() for ax in axes for label in ax.labels}
 
-    def __call__(self, cols: list[Jet], out: Jet) -> Jet:
-        """``cols``: coordinate jets in (t, x, ...) order; ``out``: network jet ``[N, channels]``."""
+    def frame(self, cols: list[Jet]) -> list[tuple[Jet, Jet] | None]:
+        """``(G, phi)`` per field (None where a field is free): they depend on the points only, so a solver
+        with fixed collocation points computes them once instead of at every step."""
         env = dict(zip(self.names, cols))
+        return [(_blend(self.axes[f], env, cols[0]), _distance(self.axes[f], env)) if self.axes[f] else None for f in self.fields]
+
+    def __call__(self, cols: list[Jet], out: Jet, frame: list[tuple[Jet, Jet] | None] | None = None) -> Jet:
+        """``u = G + phi N``. ``cols``: coordinate jets in (t, x, ...) order; ``out``: network jet ``[N, channels]``;
+        ``frame``: :meth:`frame` of the same ``cols``, if the caller kept it."""
+        frame = self.frame(cols) if frame is None else frame
         columns = []
-        for c, f in enumerate(self.fields):
+        for c, gp in enumerate(frame):
             n = out[..., c]
-            axes = self.axes[f]
-            if not axes:
-                columns.append(n)
-                continue
-            columns.append(_blend(axes, env, n) + _distance(axes, env) * n)
+            columns.append(n if gp is None else gp[0] + gp[1] * n)
         return Jet.stack(columns)
 
 

@@ -97,10 +97,18 @@ class PINNModel(nn.Module):
         # second derivatives are carried along the space axes only (t is column 0 when present)
         self.hess = slice(1 if problem.domain.time is not None else 0, len(problem.domain.names))
 
-    def jet(self, coords: Tensor, order: int = 2) -> Jet:
+    def jet(self, coords: Tensor, order: int = 2, frame: list | None = None) -> Jet:
+        """The fields' jet at ``coords``; ``frame``: the exact transform's :meth:`HardConstraint.frame` there, if kept."""
         cols = Jet.variables(coords, order, self.hess)
         out = self.net.forward_jet(self.features.jet(cols))
-        return self.hard(cols, out) if self.hard is not None and self.hard.active else out
+        return self.hard(cols, out, frame) if self.hard is not None and self.hard.active else out
+
+    def frame(self, coords: Tensor, order: int = 2) -> list | None:
+        """The exact transform's parameter-free part at ``coords`` (None without one)."""
+        if self.hard is None or not self.hard.active:
+            return None
+        with torch.no_grad():
+            return self.hard.frame(Jet.variables(coords, order, self.hess))
 
     def forward(self, coords: Tensor) -> Tensor:
         if self.hard is not None and self.hard.active:
@@ -181,13 +189,30 @@ class PINNTask:
         env = dict(zip(self.names, pts.unbind(-1)))
         return lhs - bc.value.torch(**env)
 
+    @property
+    def interior(self) -> Tensor:
+        """Interior collocation points ``[N, d]``; setting them rebuilds what :meth:`_points` keeps."""
+        return self._interior_pts
+
+    @interior.setter
+    def interior(self, pts: Tensor) -> None:
+        self._interior_pts = pts
+        self._kept: tuple[Tensor, list[slice], list | None] | None = None
+
+    def _points(self) -> tuple[Tensor, list[slice], list | None]:
+        """All points of one loss pass, the slice of each group, and the exact transform's frame there."""
+        if self._kept is None:
+            groups = [self.interior] + ([self.initial_pts] if self.initial_pts is not None else []) + self.walls
+            pts = torch.cat(groups) if len(groups) > 1 else self.interior
+            ends = np.cumsum([len(g) for g in groups]).tolist()
+            self._kept = (pts, [slice(a, b) for a, b in zip([0] + ends[:-1], ends)], self.model.frame(pts, self.order))
+        return self._kept
+
     def loss_terms(self) -> Tensor:
         """Mean squares of the residual and of each soft condition, ``[terms]``, from one jet pass over all points."""
-        groups = [self.interior] + ([self.initial_pts] if self.initial_pts is not None else []) + self.walls
-        pts = torch.cat(groups) if len(groups) > 1 else self.interior
-        out = self.model.jet(pts, self.order)
-        ends = np.cumsum([len(g) for g in groups]).tolist()
-        parts = iter(slice(a, b) for a, b in zip([0] + ends[:-1], ends))
+        pts, slices, frame = self._points()
+        out = self.model.jet(pts, self.order, frame)
+        parts = iter(slices)
         r = self._residual(out.points(next(parts)), self.interior)
         terms = [(r * r).mean()]
         if self.initial_pts is not None:
