@@ -1,14 +1,17 @@
-"""Benchmark of the hard-constraint solvers on 1D diffusion-sorption: soft (PINN) vs hc vs moe_hc.
+"""Benchmark of the hard-constraint solvers on 1D diffusion-sorption: soft vs hc vs moe_hc (K experts).
 
-1. Accuracy: every solver trains the same backbone (an MLP of the same width and depth) for the same
-   number of Adam steps on problems/diffusion_sorption.yaml, evaluated on a 128 x 26 (x, t) grid against
-   the finite-volume reference: relative L2, seconds per step, wall time. The soft baseline is the PINN
-   with residual, initial and boundary penalties (hard_constraints: false).
-2. Cost against the total number m of solve points (split m / K per expert): seconds per training step
-   (solve + loss + backward) and per inference (solve + evaluation on the grid), peak resident memory of
-   the process. Each configuration runs in its own process so that peak memory is its own.
+1. Accuracy, family setting: one backbone over the initial condition (constant u0 drawn in [0, 0.2] as in
+   the problem's ``simulate:`` section), trained on ``--train`` drawn ICs and evaluated on ``--test``
+   held-out ones against the finite-volume simulator on a 128 x 26 (x, t) grid: mean relative L2 per seed.
+   Every solver has the same backbone (MLP width/depth, N basis functions), points and Adam steps. "soft"
+   is the same backbone with trained output weights and the residual + condition penalties
+   (``solvers.hc.soft``); "hc" is one global solve; "moe_hc K" splits x into K experts.
+2. Cost against the total number m of solve points (m / K per expert), single problem: seconds per
+   training step (solve + loss + backward) and per inference (solve + evaluation on the grid), and the
+   process's peak resident memory above its resident memory before the first step.
+Each configuration runs in its own process (one at a time), so peak memory is its own.
 
-Usage: nice -n 10 python scripts/bench_moe.py [--steps 150] [--seeds 1] [--ms 100 1000 10000]
+Usage: nice -n 10 python scripts/bench_moe.py [--steps 200] [--seeds 3] [--ms 100 1000 10000]
        [--json runs/bench_moe.json]
 """
 
@@ -21,130 +24,155 @@ import resource
 import subprocess
 import sys
 import time
-from datetime import date
+from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import torch
 
 PROBLEM = Path(__file__).resolve().parents[1] / "problems" / "diffusion_sorption.yaml"
-EXPERTS = {1: None, 2: {"t": 1, "x": 2}, 4: {"t": 2, "x": 2}, 8: {"t": 2, "x": 4}}
-GRID = "evaluate.grid={t: 26, x: 128}"
+GRID = {"t": 26, "x": 128}
+SOLVERS = ("soft", "hc", "moe_hc K=2", "moe_hc K=4", "moe_hc K=8")
 
 
-def hc_options(K: int, m_total: int, width: int, depth: int) -> tuple[str, dict]:
-    opts = {"width": width, "depth": depth, "basis": width - 16, "points": {"solve": max(m_total // K, 8), "loss": max(m_total // K, 8)},
-            "nonlinear": {"u_floor": 1.0e-3, "max_iter": 20}}
-    if K == 1:
-        return "hc", opts
-    return "moe_hc", {**opts, "experts": EXPERTS[K]}
+def options(name: str, m_total: int, args: argparse.Namespace, family: bool) -> tuple[str, dict]:
+    """Solver name and options: the same backbone and points for every solver; K experts along x."""
+    K = int(name.split("K=")[1]) if "K=" in name else 1
+    per = max(m_total // K, 8)
+    opts: dict = {"width": args.width, "depth": args.depth, "basis": args.basis, "constraint_weight": args.rho,
+                  "points": {"solve": per, "loss": max(args.loss_points // K, 8)},
+                  "nonlinear": {"u_floor": 1.0e-3, "max_iter": args.max_iter, "tol": 1.0e-6}}
+    if name == "soft":
+        opts["soft"] = True
+    if family:
+        opts["family"] = {"train": args.train, "test": args.test, "batch": args.batch, "sensors": 16,
+                          "parameters": {"initial.u": [0.0, 0.2]}}
+    return ("moe_hc", {**opts, "experts": {"x": K}}) if K > 1 else ("hc", opts)
 
 
-def soft_options(m_total: int, width: int, depth: int, hard: bool = False) -> tuple[str, dict]:
-    return "pinn", {"width": width, "depth": depth, "hard_constraints": hard, "points": {"interior": m_total}}
+def rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def one(spec: dict) -> dict:
-    """Run one configuration in this process and return its numbers."""
+def one(spec: dict, args: argparse.Namespace) -> dict:
+    """One configuration in this process; returns its numbers."""
     torch.set_num_threads(1)
     from pdesolve.config import load_run_config
+    from pdesolve.optim import make_optimizer
     from pdesolve.solvers import get_solver
+    from pdesolve.train import TrainSettings, seed_everything, train
 
-    if spec["K"] <= 0:  # 0: soft penalties; -1: the PINN's exact IC/Dirichlet transform
-        solver, opts = soft_options(spec["m"], spec["width"], spec["depth"], hard=spec["K"] == -1)
-    else:
-        solver, opts = hc_options(spec["K"], spec["m"], spec["width"], spec["depth"])
-    overrides = [GRID, f"seed={spec['seed']}", "train.optimizer={name: adam, lr: 1.0e-3}"]
-    cfg = load_run_config(PROBLEM, overrides + [f"solver={solver}"])
-    if spec["mode"] == "accuracy":  # the training loop and metrics of the runner, without its figures
-        from pdesolve.metrics import error_metrics
-        from pdesolve.optim import make_optimizer
-        from pdesolve.reference import reference_solution
-        from pdesolve.train import TrainSettings, seed_everything, train
-
-        seed_everything(spec["seed"])
-        model = get_solver(solver)(cfg.problem, get_solver(solver).Options(**opts), torch.device("cpu"))
-        grid = cfg.problem.domain.grid(cfg.eval_grid)
-        ref = reference_solution(cfg.problem, grid)[None]
-        task = model.task(lambda: {})
-        result = train(task, make_optimizer("adam", {"lr": 1e-3}, spec["steps"]), TrainSettings(steps=spec["steps"], quiet=True))
-        rel = error_metrics(model.predict(grid).numpy(), ref)["rel_l2"]
-        last = result.history[-1] if result.history else {}
-        return {"rel_l2": rel, "status": result.status.kind, "train_s": result.wall_time,
-                "s_per_step": result.wall_time / max(result.status.step, 1), "lm_converged": last.get("lm_converged"),
-                "lm_iterations_max": last.get("lm_iterations_max")}
-    torch.manual_seed(spec["seed"])
-    model = get_solver(solver)(cfg.problem, get_solver(solver).Options(**opts), torch.device("cpu"))
+    family = spec["mode"] == "accuracy"
+    solver, opts = options(spec["name"], spec["m"], args, family)
+    cfg = load_run_config(PROBLEM, [f"solver={solver}"])
+    grid = cfg.problem.domain.grid(GRID)
+    seed_everything(spec["seed"])
+    cls = get_solver(solver)
+    model = cls(cfg.problem, cls.Options(**opts), torch.device("cpu"))
     task = model.task(lambda: {})
-    opt = torch.optim.Adam(model.model.parameters(), 1e-3)
-    times = []
-    for _ in range(spec["repeats"] + 1):  # the first is warm-up
+    if family:
+        before = model.family_metrics(grid)["test_rel_l2"]  # also computes (and caches) the held-out references
+        t0 = time.perf_counter()
+        result = train(task, make_optimizer("adam", {"lr": args.lr}, spec["steps"]), TrainSettings(steps=spec["steps"], quiet=True))
+        wall = time.perf_counter() - t0
+        after = model.family_metrics(grid)
+        last = result.history[-1] if result.history else {}
+        return {"test_rel_l2": after["test_rel_l2"], "test_rel_l2_max": after["test_rel_l2_max"], "untrained_rel_l2": before,
+                "status": result.status.kind, "s_per_step": wall / max(result.status.step, 1),
+                "lm_converged": last.get("lm_converged"), "violation_max": last.get("constraint_violation_max")}
+    base = rss_mib()
+    opt = torch.optim.Adam(model.model.parameters(), args.lr)
+    steps = []
+    for _ in range(args.repeats + 1):  # the first is a warm-up
         t0 = time.perf_counter()
         loss, _ = task.loss()
         opt.zero_grad()
         loss.backward()
         opt.step()
-        times.append(time.perf_counter() - t0)
-    grid = cfg.problem.domain.grid(cfg.eval_grid)
-    inf = []
-    for _ in range(spec["repeats"]):
+        steps.append(time.perf_counter() - t0)
+    infer = []
+    for _ in range(args.repeats):
         t0 = time.perf_counter()
         model.predict(grid)
-        inf.append(time.perf_counter() - t0)
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"s_per_step": min(times[1:]), "s_per_inference": min(inf), "peak_rss_mib": peak_mib}
+        infer.append(time.perf_counter() - t0)
+    return {"s_per_step": min(steps[1:]), "s_per_inference": min(infer), "peak_rss_mib": rss_mib(), "rss_before_mib": base,
+            "peak_above_start_mib": rss_mib() - base}
 
 
-def run_child(spec: dict) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--one", json.dumps(spec)], capture_output=True, text=True)
+def run_child(spec: dict, argv: list[str]) -> dict:
+    out = subprocess.run([sys.executable, __file__, *argv, "--one", json.dumps(spec)], capture_output=True, text=True)
     if out.returncode != 0:
-        return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"}
+        lines = out.stderr.strip().splitlines()
+        return {"error": lines[-1] if lines else f"exit {out.returncode}"}
     return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def name_of(K: int) -> str:
-    return "soft (pinn)" if K == 0 else "pinn transform" if K == -1 else "hc" if K == 1 else f"moe_hc K={K}"
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--one", help=argparse.SUPPRESS)
-    ap.add_argument("--steps", type=int, default=150)
-    ap.add_argument("--seeds", type=int, default=1)
-    ap.add_argument("--m-accuracy", type=int, default=1000)
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--m-accuracy", type=int, default=512, help="solve points in total (m / K per expert)")
+    ap.add_argument("--loss-points", type=int, default=256, help="fresh loss points per step in total")
+    ap.add_argument("--train", type=int, default=32)
+    ap.add_argument("--test", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=2, help="initial conditions per step")
     ap.add_argument("--ms", type=int, nargs="+", default=[100, 1000, 10000])
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--width", type=int, default=64)
     ap.add_argument("--depth", type=int, default=3)
+    ap.add_argument("--basis", type=int, default=48)
+    ap.add_argument("--rho", type=float, default=10.0, help="constraint_weight of the condition rows")
+    ap.add_argument("--max-iter", type=int, default=10)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--skip-accuracy", action="store_true")
     ap.add_argument("--json", default="runs/bench_moe.json")
     args = ap.parse_args()
     if args.one:
-        print(json.dumps(one(json.loads(args.one))))
+        print(json.dumps(one(json.loads(args.one), args)))
         return 0
-    meta = {"date": str(date.today()), "machine": platform.processor() or platform.machine(), "torch": torch.__version__,
-            "threads": 1, "command": " ".join(sys.argv), "steps": args.steps, "width": args.width, "depth": args.depth}
-    rows = []
-    print(f"accuracy: {args.steps} Adam steps (lr 1e-3), m = {args.m_accuracy} solve points in total, 128 x 26 grid")
-    print(f"{'solver':<14}{'seed':>5}{'rel L2':>10}{'s/step':>9}{'LM conv.':>10}")
-    for K in (0, -1, 1, 2, 4, 8):
+    from pdesolve.io import write_json
+
+    forward = [a for a in sys.argv[1:] if a not in ("--skip-accuracy",)]
+    meta = {"date": datetime.now(timezone.utc).isoformat(timespec="minutes"), "machine": platform.processor() or platform.machine(),
+            "platform": platform.platform(), "torch": torch.__version__, "threads": 1, "command": " ".join(sys.argv),
+            "settings": {k: v for k, v in vars(args).items() if k not in ("one", "json")}}
+    rows: list[dict] = []
+
+    def save() -> None:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        write_json(args.json, {"meta": meta, "rows": rows})
+
+    if not args.skip_accuracy:
+        print(f"accuracy (family): {args.steps} Adam steps (lr {args.lr}), {args.train} training ICs, {args.test} held out, "
+              f"{args.batch} per step, m = {args.m_accuracy} solve points in total, 128 x 26 grid")
+        print(f"{'solver':<12}{'seed':>5}{'untrained':>11}{'test L2':>10}{'worst':>8}{'s/step':>8}{'LM conv':>9}")
         for seed in range(args.seeds):
-            spec = {"mode": "accuracy", "K": K, "m": args.m_accuracy, "seed": seed, "steps": args.steps,
-                    "width": args.width, "depth": args.depth}
-            r = {**spec, **run_child(spec)}
-            rows.append(r)
-            conv = r.get("lm_converged")
-            print(f"{name_of(K):<14}{seed:>5}{r.get('rel_l2') or float('nan'):>10.4f}{r.get('s_per_step', float('nan')):>9.3f}"
-                  f"{'' if conv is None else f'{conv:.2f}':>10}  {r.get('status', '')} {r.get('error', '')}", flush=True)
-    print("\ncost against m (total solve points; m / K per expert)")
-    print(f"{'solver':<14}{'m':>7}{'s/step':>9}{'s/infer':>9}{'peak MiB':>10}")
+            for name in SOLVERS:
+                spec = {"mode": "accuracy", "name": name, "m": args.m_accuracy, "seed": seed, "steps": args.steps}
+                r = {**spec, **run_child(spec, forward)}
+                rows.append(r)
+                save()
+                conv = r.get("lm_converged")
+                print(f"{name:<12}{seed:>5}{r.get('untrained_rel_l2', np.nan):>11.4f}{r.get('test_rel_l2', np.nan):>10.4f}"
+                      f"{r.get('test_rel_l2_max', np.nan):>8.4f}{r.get('s_per_step', np.nan):>8.3f}"
+                      f"{'' if conv is None else f'{conv:.2f}':>9}  {r.get('error', '')}", flush=True)
+        for name in SOLVERS:
+            errs = [r["test_rel_l2"] for r in rows if r.get("name") == name and "test_rel_l2" in r]
+            if errs:
+                print(f"{name:<12} mean {np.mean(errs):.4f} +- {np.std(errs):.4f} over {len(errs)} seeds")
+    print("\ncost against m (total solve points, m / K per expert), single problem")
+    print(f"{'solver':<12}{'m':>7}{'s/step':>9}{'s/infer':>9}{'peak MiB':>10}{'+MiB':>8}")
     for m in args.ms:
-        for K in (0, 1, 2, 4, 8):
-            spec = {"mode": "cost", "K": K, "m": m, "seed": 0, "repeats": args.repeats, "width": args.width, "depth": args.depth}
-            r = {**spec, **run_child(spec)}
+        for name in SOLVERS:
+            spec = {"mode": "cost", "name": name, "m": m, "seed": 0}
+            r = {**spec, **run_child(spec, forward)}
             rows.append(r)
-            print(f"{name_of(K):<14}{m:>7}{r.get('s_per_step', float('nan')):>9.3f}{r.get('s_per_inference', float('nan')):>9.3f}"
-                  f"{r.get('peak_rss_mib', float('nan')):>10.0f}  {r.get('error', '')}", flush=True)
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+            save()
+            print(f"{name:<12}{m:>7}{r.get('s_per_step', np.nan):>9.3f}{r.get('s_per_inference', np.nan):>9.3f}"
+                  f"{r.get('peak_rss_mib', np.nan):>10.0f}{r.get('peak_above_start_mib', np.nan):>8.0f}  {r.get('error', '')}", flush=True)
+    meta["finished"] = datetime.now(timezone.utc).isoformat(timespec="minutes")
+    save()
     return 0
 
 
