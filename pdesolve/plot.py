@@ -83,8 +83,10 @@ def plot_history(path: Path, history: Sequence[Mapping[str, float]]) -> None:
     skip = {"step", "time", "lr", "rel_l2", "max_error"}
     keys = [k for k in history[0] if k not in skip]
     for k in keys:
-        vals = np.array([h.get(k, np.nan) for h in history])
-        axes[0].semilogy(steps, vals, label=k, lw=1.2 if k == "loss" else 0.8)
+        vals = np.array([h.get(k, np.nan) for h in history], dtype=float)
+        vals[~(vals > 0)] = np.nan  # a term that is exactly zero has no place on a log scale
+        if np.any(np.isfinite(vals)):
+            axes[0].semilogy(steps, vals, label=k, lw=1.2 if k == "loss" else 0.8)
     axes[0].set_xlabel("step")
     axes[0].set_title("loss")
     axes[0].legend(fontsize=7)
@@ -110,8 +112,11 @@ def plot_residual(path: Path, grid: Grid, residual: np.ndarray) -> None:
         d = data[-1] if grid.time is not None else data
         a, b = grid.space[0], grid.space[1]
         extent, img, xl, yl = (a.coords[0], a.coords[-1], b.coords[0], b.coords[-1]), d.T, a.name, b.name
-    img = np.maximum(img, 1e-12)
-    norm = LogNorm(vmin=max(img.min(), img.max() * 1e-8), vmax=img.max())
+    img = np.maximum(img, 1e-12)  # NaN (no data there) stays NaN and is left blank
+    finite = img[np.isfinite(img)]
+    top = float(finite.max()) if finite.size else 1.0
+    low = max(float(finite.min()) if finite.size else 1e-12, top * 1e-8)
+    norm = LogNorm(vmin=low, vmax=max(top, 10 * low))
     im = axes[0].imshow(img, origin="lower", aspect="auto", extent=extent, cmap="viridis", norm=norm)
     axes[0].set_xlabel(xl)
     axes[0].set_ylabel(yl)

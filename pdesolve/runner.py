@@ -11,7 +11,9 @@ import csv
 import io
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -204,30 +206,30 @@ def read_solution(path: Path) -> tuple[Solution, np.ndarray | None, dict[str, An
 
 def write_figures(folder: Path, solution: Solution, ref: np.ndarray | None, history: list[dict[str, float]],
                   diagnostics: dict[str, Any]) -> list[Path]:
+    """Draw the standard figures and the solver's own; a figure that fails is logged and skipped, never the run."""
     folder = Path(folder)
-    paths = []
     grid = solution.grid
     pred = solution.numpy()[0]
     lead = 1 if grid.time is not None else 0
+    figures: dict[str, Callable[[Path], None]] = {}
     for c, name in enumerate(solution.fields):
-        p = folder / f"fields_{name}.png"
-        plot_fields(p, grid, np.take(pred, c, axis=lead), None if ref is None else np.take(ref[0], c, axis=lead), name)
-        paths.append(p)
+        figures[f"fields_{name}"] = partial(plot_fields, grid=grid, pred=np.take(pred, c, axis=lead),
+                                            ref=None if ref is None else np.take(ref[0], c, axis=lead), field=name)
     if grid.time is not None and grid.ndim == 1:
-        p = folder / "slices.png"
-        plot_slices(p, grid, pred[:, 0], None if ref is None else ref[0][:, 0])
-        paths.append(p)
+        figures["slices"] = partial(plot_slices, grid=grid, pred=pred[:, 0], ref=None if ref is None else ref[0][:, 0])
     if history:
-        p = folder / "history.png"
-        plot_history(p, history)
-        paths.append(p)
+        figures["history"] = partial(plot_history, history=history)
     if "residual_map" in diagnostics:
-        p = folder / "residual.png"
-        plot_residual(p, grid, diagnostics["residual_map"])
-        paths.append(p)
-    for name, draw in diagnostics.get("figures", {}).items():  # a solver's own figures, e.g. LPINN's characteristics
+        figures["residual"] = partial(plot_residual, grid=grid, residual=diagnostics["residual_map"])
+    figures.update(diagnostics.get("figures", {}))  # a solver's own figures, e.g. LPINN's characteristics
+    paths = []
+    for name, draw in figures.items():
         p = folder / f"{name}.png"
-        draw(p)
+        try:
+            draw(p)
+        except Exception as err:  # noqa: BLE001 - the results are already on disk; a broken figure must not lose them
+            log.warning("figure %s not written: %s: %s", p, type(err).__name__, err)
+            continue
         paths.append(p)
     return paths
 

@@ -2,8 +2,9 @@
 
 Cases: periodic convection u_t + beta u_x = 0 (u0 = sin x) for several beta, convection-diffusion, and
 viscous Burgers with the moving shock (u0 = sin x + 0.5). Every solver gets the same budget: Adam for
-``--adam`` steps, then L-BFGS for ``--lbfgs`` steps (strong Wolfe line search). Our two back-ends run
-through ``pdesolve.solve`` exactly as a user would (settings from the problem files); DeepXDE (pytorch
+``--adam`` steps, then L-BFGS for ``--lbfgs`` steps (strong Wolfe line search). Our back-ends run through
+``pdesolve.solve`` exactly as a user would (settings from the problem files): LPINN in its default mean frame
+(``lpinn``) and at rest (``lpinn-rest``), and our PINN; DeepXDE (pytorch
 backend) gets the network and points of our PINN (4 x 50 tanh, 2540 interior points, 160 initial,
 80 periodic-boundary points). Errors are relative L2 on each problem's evaluation grid against its
 reference; times are the training wall time, measured in the same process, one torch thread.
@@ -29,7 +30,10 @@ from pdesolve.io import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBLEMS = ROOT / "problems"
-SOLVERS = ("lpinn", "pinn", "deepxde")
+SOLVERS = ("lpinn", "lpinn-rest", "pinn", "deepxde")
+# lpinn-rest: LPINN with ``frame: rest`` (on a periodic axis the position branch starts still and learns all of the
+# motion) instead of the default mean frame (it starts at the mean initial speed)
+VARIANTS = {"lpinn-rest": ("lpinn", ["solvers.lpinn.frame=rest"])}
 
 
 def cases(betas: list[float]) -> dict[str, tuple[Path, list[str]]]:
@@ -168,13 +172,14 @@ def main() -> None:
     for seed in sorted(set(args.seeds) | set(base_seeds)):
         for case, (path, overrides) in selected.items():
             for solver in args.solvers:
-                if (case, solver, seed) in done or seed not in (args.seeds if solver == "lpinn" else base_seeds):
+                if (case, solver, seed) in done or seed not in (args.seeds if solver.startswith("lpinn") else base_seeds):
                     continue
                 if solver == "deepxde":
                     r = run_deepxde(path, overrides, seed, args.adam, args.lbfgs, args.lr_pinn)
                 else:
-                    lr = args.lr_lpinn if solver == "lpinn" else args.lr_pinn
-                    r = run_ours(path, overrides, solver, seed, args.adam, args.lbfgs, lr)
+                    lr = args.lr_lpinn if solver.startswith("lpinn") else args.lr_pinn
+                    name, extra = VARIANTS.get(solver, (solver, []))
+                    r = run_ours(path, overrides + extra, name, seed, args.adam, args.lbfgs, lr)
                 rows.append({"case": case, "solver": solver, "seed": seed, **r})
                 print(f"{case:24s} {solver:8s} seed {seed}: rel L2 {r['rel_l2']:.3e}, {r['wall_s']:.0f} s", flush=True)
                 try:

@@ -98,16 +98,21 @@ class Family:
 
 
 class Characteristics:
-    """Where characteristics start, for one problem: the label axis, the families and their start data."""
+    """Where characteristics start, for one problem: the label axis, the families and their start data.
 
-    def __init__(self, problem: Problem):
+    ``frame`` (periodic axes): ``"mean"`` starts every characteristic at the mean initial transport speed,
+    ``"rest"`` at rest; see :class:`pdesolve.solvers.lpinn.LPINNOptions`.
+    """
+
+    def __init__(self, problem: Problem, frame: str = "mean"):
         self.problem = problem
         ax = problem.domain.space[0]
         self.axis, self.field = ax, problem.equation.fields[0]
         self.t0, self.t1 = problem.domain.time  # type: ignore[misc]
         self.u0 = problem.initial.values[self.field]  # type: ignore[union-attr]
         s = np.linspace(ax.lo, ax.hi, 4097)
-        speeds = [np.abs(transport_speed(problem, self.u0.numpy(**{ax.name: s}), s, np.full_like(s, self.t0)))]  # type: ignore[arg-type]
+        initial_speed = transport_speed(problem, self.u0.numpy(**{ax.name: s}), s, np.full_like(s, self.t0))  # type: ignore[arg-type]
+        speeds = [np.abs(initial_speed)]
         self.inflow = inflow_sides(problem)
         speeds += [np.abs(wall_speeds(problem, side)) for side in self.inflow]
         top = float(max(np.max(v) for v in speeds))
@@ -118,6 +123,10 @@ class Characteristics:
         # scale (dX/ds = 1 again); the initial family shares that drift so that X stays continuous where
         # the families meet (only with inflow through both walls does one junction take a jump)
         drift = 1.0 if "lo" in self.inflow else -1.0 if "hi" in self.inflow else 0.0
+        if ax.periodic and frame == "mean":
+            # no walls: move with the mean initial transport (a Galilean frame), so that the position branch
+            # learns only the deviation from it (none at all for constant-speed convection)
+            drift = float(np.mean(initial_speed[:-1])) / self.speed  # the periodic end point excluded
         self.families = [Family("initial", ax.lo, ax.hi, "", drift)]
         if "lo" in self.inflow:
             self.families.append(Family("inflow", ax.lo - reach, ax.lo, "lo", 1.0))

@@ -81,6 +81,9 @@ class LPINNOptions(BaseModel):
     jacobian_power: int = Field(3, ge=0, le=3, description=(
         "multiply the state residual by (dX/ds)^k: k = 3 clears the divisions by dX/ds in u_x and u_xx, so that "
         "compressing characteristics (shocks) cannot blow the loss up"))
+    frame: Literal["mean", "rest"] = Field("mean", description=(
+        "periodic axis: characteristics start moving with the mean initial transport speed (mean: a Galilean frame, "
+        "the position branch learns the deviation) or at rest (the position branch learns all of the motion)"))
     labels: int = Field(0, ge=0, description="labels per family when mapping back to a grid (0: 8 per grid point, at least 2048)")
     dtype: Literal["float32", "float64"] = "float32"
     points: LPointsOptions = LPointsOptions()
@@ -88,7 +91,6 @@ class LPINNOptions(BaseModel):
     conservation: ConservationOptions = ConservationOptions()
 
 
-# ----------------------------------------------------------------------------- pieces fit
 # ----------------------------------------------------------------------------- physics along characteristics
 def residuals(problem: Problem, t: Jet, X: Jet, W: Jet, speed: float = 1.0, label_derivatives: bool = False,
               jacobian_power: int = 0) -> dict[str, Tensor]:
@@ -293,7 +295,7 @@ class LPINN(Solver):
             raise SolverMismatch(f"solver 'lpinn' cannot solve problem {problem.name!r} with conservation.weight > 0: "
                                  f"{problem.equation.name!r} does not keep int u dx here (it needs a periodic axis, no source "
                                  "and an equation in conservation form); set solvers.lpinn.conservation.weight: 0")
-        self.chars = Characteristics(problem)
+        self.chars = Characteristics(problem, options.frame)
         self.model = LPINNModel(self.chars.label_domain, options).to(device=device, dtype=dtype)
         self._task: LPINNTask | None = None
 

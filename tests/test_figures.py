@@ -1,0 +1,37 @@
+"""Run figures: edge cases of the data (NaN, exact zeros) and a broken figure never lose a run."""
+
+import logging
+import warnings
+
+import numpy as np
+
+from pdesolve.plot import plot_history, plot_residual
+from pdesolve.problem import Axis, Domain
+from pdesolve.runner import write_figures
+from pdesolve.solution import Solution
+
+GRID = Domain((Axis("x", 0.0, 1.0),), (0.0, 1.0)).grid({"t": 5, "x": 8})
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_residual_map_with_blank_cells_or_exact_zeros_plots_without_warnings(tmp_path):
+    blank = np.zeros((1, 5, 8))
+    blank[0, :2] = np.nan  # no data there (e.g. outside the reach of LPINN's labels)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plot_residual(tmp_path / "a.png", GRID, blank)
+        plot_residual(tmp_path / "b.png", GRID, np.full((1, 5, 8), np.nan))
+        plot_history(tmp_path / "c.png", [{"step": 0, "loss": 1.0, "exact": 0.0}, {"step": 1, "loss": 0.5, "exact": 0.0}])
+    assert all((tmp_path / n).read_bytes()[:8] == PNG for n in ("a.png", "b.png", "c.png"))
+
+
+def test_a_failing_figure_is_logged_and_the_others_are_written(tmp_path, caplog):
+    def broken(path):
+        raise RuntimeError("no such colormap")
+
+    sol = Solution(GRID, ("u",), np.zeros((1, 5, 1, 8)))
+    with caplog.at_level(logging.WARNING, logger="pdesolve.runner"):
+        paths = write_figures(tmp_path, sol, None, [{"step": 0, "loss": 1.0}], {"figures": {"broken": broken}})
+    assert [p.name for p in paths] == ["fields_u.png", "slices.png", "history.png"]
+    assert "broken.png" in caplog.text and "no such colormap" in caplog.text
+    assert not (tmp_path / "broken.png").exists()
