@@ -18,6 +18,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
+    os.chmod(tmp, _file_mode(target))  # mkstemp makes it private (0600); results are meant to be shared
     try:
         yield Path(tmp)
         with open(tmp, "rb+") as fh:
@@ -26,6 +27,15 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _file_mode(target: Path) -> int:
+    """The mode the file would get from a plain ``open()``: the old file's, else 0666 less the umask."""
+    if target.exists():
+        return target.stat().st_mode & 0o777
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:
