@@ -5,7 +5,8 @@
    held-out ones against the finite-volume simulator on a 128 x 26 (x, t) grid: mean relative L2 per seed.
    Every solver has the same backbone (MLP width/depth, N basis functions), points and Adam steps. "soft"
    is the same backbone with trained output weights and the residual + condition penalties
-   (``solvers.hc.soft``); "hc" is one global solve; "moe_hc K" splits x into K experts.
+   (``solvers.hc.soft``); "hc" is one global solve; "moe_hc K" splits t into K slabs, solved in order
+   (each slab starts from the previous one's solution).
 2. Cost against the total number m of solve points (m / K per expert), single problem: seconds per
    training step (solve + loss + backward) and per inference (solve + evaluation on the grid), and the
    process's peak resident memory above its resident memory before the first step.
@@ -36,7 +37,7 @@ SOLVERS = ("soft", "hc", "moe_hc K=2", "moe_hc K=4", "moe_hc K=8")
 
 
 def options(name: str, m_total: int, args: argparse.Namespace, family: bool) -> tuple[str, dict]:
-    """Solver name and options: the same backbone and points for every solver; K experts along x."""
+    """Solver name and options: the same backbone and points for every solver; K experts along t."""
     K = int(name.split("K=")[1]) if "K=" in name else 1
     per = max(m_total // K, 8)
     opts: dict = {"width": args.width, "depth": args.depth, "basis": args.basis, "constraint_weight": args.rho,
@@ -47,7 +48,7 @@ def options(name: str, m_total: int, args: argparse.Namespace, family: bool) -> 
     if family:
         opts["family"] = {"train": args.train, "test": args.test, "batch": args.batch, "sensors": 16,
                           "parameters": {"initial.u": [0.0, 0.2]}}
-    return ("moe_hc", {**opts, "experts": {"x": K}}) if K > 1 else ("hc", opts)
+    return ("moe_hc", {**opts, "experts": {"t": K}}) if K > 1 else ("hc", opts)
 
 
 def rss_mib() -> float:

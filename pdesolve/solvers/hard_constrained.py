@@ -398,7 +398,9 @@ class HardConstrainedSolver(Solver):
         """Weights ``w [S K, N]`` of every expert (and initial condition) from the solve points ``[K, m, d]``.
 
         Differentiable in the backbone. S initial conditions of a family are solved as one batch with the
-        experts (sample-major: row ``s K + k``); S = 1 for a single problem.
+        experts (sample-major: row ``s K + k``); S = 1 for a single problem. With experts along t, the time
+        slabs are solved in order: a later slab's initial rows hold it to the previous slab's solution at its
+        start time (at the initial-condition points), so every expert solves a well-posed problem.
         """
         K, m, d = points.shape
         con = self.constraints
@@ -407,15 +409,45 @@ class HardConstrainedSolver(Solver):
             w = self.model.soft_w.repeat(S, 1)
             zero = w.new_zeros(len(w)).detach().double()
             return w, SolveStatus(torch.ones(len(w), dtype=torch.bool), torch.zeros(len(w), dtype=torch.int64), zero, zero)
+        slabs = self.boxes.counts[0] if self.problem.domain.names[0] == "t" and con.n_initial else 1
+        Ks, n0, p = K // slabs, con.n_initial, con.count
         cpts = torch.as_tensor(con.points, dtype=self.dtype, device=self.device)
-        D_all = self.basis_features(torch.cat([points.reshape(K * m, d), cpts]), ics)  # [S, K m + p, k, N]
+        starts = self.boxes.lo[::Ks, 0]  # [slabs] start time of each slab (experts are row-major in (t, x, ...))
+        ipts = np.concatenate([np.concatenate([np.full((n0, 1), t0), con.points[:n0, 1:]], 1) for t0 in starts[1:]] or
+                              [np.zeros((0, d))])
+        extra = torch.as_tensor(ipts, dtype=self.dtype, device=self.device)
+        D_all = self.basis_features(torch.cat([points.reshape(K * m, d), cpts, extra]), ics)  # [S, K m + p + (slabs-1) n0, k, N]
         S = len(D_all)
-        D = D_all[:, : K * m].reshape(S * K, m, *self.feature_shape).transpose(1, 2)  # [S K, k, m, N]
-        C = target = None
-        if con.count:
-            C = con.rows(D_all[:, K * m:])  # [S, p, N]
+        D = D_all[:, : K * m].reshape(S, K, m, *self.feature_shape).transpose(2, 3)  # [S, K, k, m, N]
+        C0 = con.rows(D_all[:, K * m:K * m + p]) if p else None  # [S, p, N]
+        target0 = ((con.target[None] if ics is None else ics.targets).to(self.device)) if p else None  # [S, p]
+        means = torch.full((S,), con.initial_mean, dtype=torch.float64) if ics is None else ics.means
+        ws, statuses = [], []
+        for j in range(slabs):
+            C, target = C0, target0
+            if j > 0:  # the previous slab's solution at (t_j, x_i) replaces the initial values
+                at = D_all[:, K * m + p + (j - 1) * n0:K * m + p + j * n0, 0]  # [S, n0, N]
+                owner = self.boxes.expert_of(ipts[(j - 1) * n0:j * n0] - np.eye(d)[0] * 1e-9 * (starts[1] - starts[0])) - (j - 1) * Ks
+                u_prev = torch.einsum("sin,sin->si", at, ws[-1].reshape(S, Ks, -1)[:, owner].to(at))
+                C, target = torch.cat([at, C0[:, n0:]], 1), torch.cat([u_prev.to(target0), target0[:, n0:]], 1)
+                means = u_prev.detach().double().mean(1)
+            w, status = self._solve_experts(D[:, j * Ks:(j + 1) * Ks], points[j * Ks:(j + 1) * Ks], C, target, means)
+            ws.append(w)
+            statuses.append(status)
+        w = torch.stack([x.reshape(S, Ks, -1) for x in ws], 1).reshape(S * K, -1)  # [S K, N], row s K + j Ks + i
+        order = torch.arange(S * K).reshape(slabs, S, Ks).transpose(0, 1).reshape(-1)  # statuses are slab-major
+        status = SolveStatus(*(torch.cat([getattr(st, f) for st in statuses])[order]
+                               for f in ("converged", "iterations", "residual", "constraint_violation")))
+        return w, status
+
+    def _solve_experts(self, D: Tensor, points: Tensor, C: Tensor | None, target: Tensor | None,
+                       means: Tensor) -> tuple[Tensor, SolveStatus]:
+        """One batch of independent solves: features ``D [S, K, k, m, N]``, points ``[K, m, d]``, conditions
+        ``C [S, p, N] w = target [S, p]`` shared by the K experts of each sample, mean initial values ``[S]``."""
+        S, K, _, m, _ = D.shape
+        D = D.flatten(0, 1)  # [S K, k, m, N]
+        if C is not None and target is not None:
             C = C[:, None].expand(S, K, -1, -1).flatten(0, 1)  # [S K, p, N]
-            target = (con.target[None] if ics is None else ics.targets).to(self.device)
             target = target[:, None].expand(S, K, -1).flatten(0, 1)  # [S K, p]
         pts = points.repeat(S, 1, 1)  # [S K, m, d]
         src = self.source(pts)
@@ -430,7 +462,6 @@ class HardConstrainedSolver(Solver):
                 extra = bounds_as_inequalities(D[:, 0], *self.options.bounds)
             w, status = self.layer(A, b, C, target, *extra)
             return w.to(self.dtype), status
-        means = torch.full((S,), con.initial_mean, dtype=torch.float64) if ics is None else ics.means
         w0, scale = self._linearized_start(D, pts, src, C, target, means.repeat_interleave(K).to(self.device))
         lm = LevenbergMarquardt(max_iter=self.options.nonlinear.max_iter, xtol=self.options.nonlinear.tol,
                                 gtol=self.options.nonlinear.tol, tikhonov=self.options.tikhonov * scale, penalty=self.penalty(m))
