@@ -182,8 +182,7 @@ def _fit(problem: Problem, options: dict, adam: int, lbfgs: int, seed: int = 0) 
 
 def test_small_run_learns_straight_characteristics_at_beta_30():
     cfg = load_run_config(PROBLEMS / "convection_beta30.yaml")
-    # at rest the position branch starts still and must learn all of the motion (the default mean frame would
-    # start it at the right speed, leaving nothing to learn on constant-speed convection)
+    # at rest (the default frame) the position branch starts still and must learn all of the motion
     solver = _fit(cfg.problem, {"width": 20, "depth": 2, "points": {"interior": 400}, "frame": "rest"}, adam=300, lbfgs=150)
     grid = cfg.problem.domain.grid({"t": 51, "x": 128})
     from pdesolve.metrics import relative_l2
@@ -245,6 +244,6 @@ def test_mean_frame_starts_characteristics_at_the_mean_initial_speed():
     from pdesolve.solvers.characteristics import Characteristics
 
     problem = load_run_config(PROBLEMS / "burgers_shock_periodic.yaml").problem  # u0 = sin x + 0.5: mean speed 0.5
-    mean = Characteristics(problem)
+    mean = Characteristics(problem, "mean")
     assert mean.families[0].drift * mean.speed == pytest.approx(0.5, abs=1e-9)
-    assert Characteristics(problem, "rest").families[0].drift == 0.0
+    assert Characteristics(problem).families[0].drift == 0.0

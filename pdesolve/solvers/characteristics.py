@@ -100,11 +100,11 @@ class Family:
 class Characteristics:
     """Where characteristics start, for one problem: the label axis, the families and their start data.
 
-    ``frame`` (periodic axes): ``"mean"`` starts every characteristic at the mean initial transport speed,
-    ``"rest"`` at rest; see :class:`pdesolve.solvers.lpinn.LPINNOptions`.
+    ``frame`` (periodic axes): ``"rest"`` starts every characteristic at rest, ``"mean"`` at the mean initial
+    transport speed; see :class:`pdesolve.solvers.lpinn.LPINNOptions`.
     """
 
-    def __init__(self, problem: Problem, frame: str = "mean"):
+    def __init__(self, problem: Problem, frame: str = "rest"):
         self.problem = problem
         ax = problem.domain.space[0]
         self.axis, self.field = ax, problem.equation.fields[0]

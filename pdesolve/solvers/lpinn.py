@@ -81,9 +81,9 @@ class LPINNOptions(BaseModel):
     jacobian_power: int = Field(3, ge=0, le=3, description=(
         "multiply the state residual by (dX/ds)^k: k = 3 clears the divisions by dX/ds in u_x and u_xx, so that "
         "compressing characteristics (shocks) cannot blow the loss up"))
-    frame: Literal["mean", "rest"] = Field("mean", description=(
-        "periodic axis: characteristics start moving with the mean initial transport speed (mean: a Galilean frame, "
-        "the position branch learns the deviation) or at rest (the position branch learns all of the motion)"))
+    frame: Literal["rest", "mean"] = Field("rest", description=(
+        "periodic axis: characteristics start at rest (the position branch learns all of the motion) or moving with "
+        "the mean initial transport speed (mean: a Galilean frame, the position branch learns the deviation)"))
     labels: int = Field(0, ge=0, description="labels per family when mapping back to a grid (0: 8 per grid point, at least 2048)")
     dtype: Literal["float32", "float64"] = "float32"
     points: LPointsOptions = LPointsOptions()
