@@ -98,9 +98,7 @@ def run(cfg: RunConfig, out: str | Path | None = None, *, resume: bool = False, 
     run_dir = Path(out) if out is not None else Path(root) / f"{cfg.problem.name}-{cfg.solver}-{time.strftime('%Y%m%d-%H%M%S')}"
     if resume and not (run_dir / "checkpoint.pt").exists():
         raise UserError(f"{run_dir}: no checkpoint.pt to resume from")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.raw, sort_keys=False))
-
+    # everything that can refuse the run (solver/problem mismatch, reference, a grid solver) comes before the folder exists
     solver = build_solver(cfg, device)
     grid = evaluation_grid(cfg)
     ref = reference_on(cfg, grid)
@@ -110,7 +108,9 @@ def run(cfg: RunConfig, out: str | Path | None = None, *, resume: bool = False, 
             return {}
         return error_metrics(solver.predict(grid).numpy(), ref)
 
-    task = solver.task(evaluate)
+    task = solver.task(evaluate)  # grid solvers refuse here (they train on data: `pdesolve train`)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.raw, sort_keys=False))
     steps = cfg.train.steps
     optimizer = make_optimizer(cfg.train.optimizer.name, cfg.optimizer_options, steps)  # type: ignore[arg-type]
     settings = TrainSettings(steps=steps, eval_every=cfg.train.eval_every, checkpoint_every=cfg.train.checkpoint_every,

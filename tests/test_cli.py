@@ -53,3 +53,11 @@ def test_user_errors_exit_2_without_traceback(tmp_path):
     assert "params.nu" in r.stdout and "initial.u" in r.stdout
     r = _cli("solve", "problems/kdv.yaml", "--solver", "pinn", "--steps", "1")
     assert r.returncode == 2 and "order 3" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_refused_run_leaves_no_run_folder(tmp_path):
+    for solver, says in (("sinenet", "pdesolve train"), ("lpinn", "no transport term")):
+        out = tmp_path / solver
+        r = _cli("solve", "problems/heat.yaml", "--solver", solver, "--out", str(out))
+        assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert not out.exists()
