@@ -91,6 +91,10 @@ def test_refusals_say_what_to_change(monkeypatch):
     ds = load_run_config(DS, ["solver=hc"]).problem
     with pytest.raises(SolverMismatch, match="drop solvers.hc.bounds"):
         HC(ds, HC.Options(bounds=(0.0, 1.0)), torch.device("cpu"))
+    with pytest.raises(SolverMismatch, match=r"solvers.hc.family.parameters: got \['D'\], expected only initial values"):
+        HC(ds, HC.Options(family={"parameters": {"D": [1e-4, 1e-3]}}), torch.device("cpu"))
+    with pytest.raises(SolverMismatch, match="nothing to draw"):
+        HC(ds, HC.Options(family={"train": 2}), torch.device("cpu"))
 
     import pdesolve.constrained.convex as convex
 

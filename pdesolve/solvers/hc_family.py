@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
+from typing import Literal
 
 import numpy as np
 import torch
@@ -44,7 +45,7 @@ class FamilyOptions(BaseModel):
     resolution: int = Field(257, ge=2, description="points per space axis the random initial fields are drawn on")
     initial: InitialSampler = ProblemInitial()
     parameters: dict[str, ParameterRange] = Field(default_factory=dict, description="initial.<field>: [low, high] constants")
-    sampler: str = Field("random", description="the parameter design: random, lhs, sobol or uniform")
+    sampler: Literal["random", "lhs", "sobol", "uniform"] = Field("random", description="the design of the parameter draws")
     seed: int = Field(1, description="the draw; train and test come from one stream")
 
 
