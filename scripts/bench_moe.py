@@ -127,6 +127,8 @@ def main() -> int:
     ap.add_argument("--max-iter", type=int, default=10)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--skip-accuracy", action="store_true")
+    ap.add_argument("--skip-cost", action="store_true")
+    ap.add_argument("--solvers", nargs="+", default=list(SOLVERS), choices=SOLVERS, metavar="NAME", help=f"among {list(SOLVERS)}")
     ap.add_argument("--json", default="runs/bench_moe.json")
     args = ap.parse_args()
     if args.one:
@@ -134,7 +136,7 @@ def main() -> int:
         return 0
     from pdesolve.io import write_json
 
-    forward = [a for a in sys.argv[1:] if a not in ("--skip-accuracy",)]
+    forward = [a for a in sys.argv[1:] if a not in ("--skip-accuracy", "--skip-cost")]
     meta = {"date": datetime.now(timezone.utc).isoformat(timespec="minutes"), "machine": platform.processor() or platform.machine(),
             "platform": platform.platform(), "torch": torch.__version__, "threads": 1, "command": " ".join(sys.argv),
             "settings": {k: v for k, v in vars(args).items() if k not in ("one", "json")}}
@@ -149,7 +151,7 @@ def main() -> int:
               f"{args.batch} per step, m = {args.m_accuracy} solve points in total, 128 x 26 grid")
         print(f"{'solver':<12}{'seed':>5}{'untrained':>11}{'test L2':>10}{'worst':>8}{'s/step':>8}{'LM conv':>9}")
         for seed in range(args.seeds):
-            for name in SOLVERS:
+            for name in args.solvers:
                 spec = {"mode": "accuracy", "name": name, "m": args.m_accuracy, "seed": seed, "steps": args.steps}
                 r = {**spec, **run_child(spec, forward)}
                 rows.append(r)
@@ -158,14 +160,14 @@ def main() -> int:
                 print(f"{name:<12}{seed:>5}{r.get('untrained_rel_l2', np.nan):>11.4f}{r.get('test_rel_l2', np.nan):>10.4f}"
                       f"{r.get('test_rel_l2_max', np.nan):>8.4f}{r.get('s_per_step', np.nan):>8.3f}"
                       f"{'' if conv is None else f'{conv:.2f}':>9}  {r.get('error', '')}", flush=True)
-        for name in SOLVERS:
+        for name in args.solvers:
             errs = [r["test_rel_l2"] for r in rows if r.get("name") == name and "test_rel_l2" in r]
             if errs:
                 print(f"{name:<12} mean {np.mean(errs):.4f} +- {np.std(errs):.4f} over {len(errs)} seeds")
     print("\ncost against m (total solve points, m / K per expert), single problem")
     print(f"{'solver':<12}{'m':>7}{'s/step':>9}{'s/infer':>9}{'peak MiB':>10}{'+MiB':>8}")
-    for m in args.ms:
-        for name in SOLVERS:
+    for m in [] if args.skip_cost else args.ms:
+        for name in args.solvers:
             spec = {"mode": "cost", "name": name, "m": m, "seed": 0}
             r = {**spec, **run_child(spec, forward)}
             rows.append(r)
