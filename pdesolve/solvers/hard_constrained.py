@@ -395,7 +395,14 @@ class HardConstrainedSolver(Solver):
         return (len(self.rows), self.options.basis)
 
     def solve(self, points: Tensor, ics: ICBatch | None = None) -> tuple[Tensor, SolveStatus]:
-        """Weights ``w [S K, N]`` of every expert (and initial condition) from the solve points ``[K, m, d]``.
+        """Weights ``w [S K, N]`` of every expert (and initial condition) from the solve points ``[K, m, d]``."""
+        w, status, _ = self.solve_with_conditions(points, ics)
+        return w, status
+
+    def solve_with_conditions(self, points: Tensor, ics: ICBatch | None = None
+                              ) -> tuple[Tensor, SolveStatus, tuple[Tensor, Tensor] | None]:
+        """Weights ``w [S K, N]`` of every expert (and initial condition) from the solve points ``[K, m, d]``,
+        their status, and the condition rows each expert was given, ``C [S K, p, N]`` and ``target [S K, p]``.
 
         Differentiable in the backbone. S initial conditions of a family are solved as one batch with the
         experts (sample-major: row ``s K + k``); S = 1 for a single problem. With experts along t, the time
@@ -408,7 +415,12 @@ class HardConstrainedSolver(Solver):
             S = 1 if ics is None else len(ics.sensors)
             w = self.model.soft_w.repeat(S, 1)
             zero = w.new_zeros(len(w)).detach().double()
-            return w, SolveStatus(torch.ones(len(w), dtype=torch.bool), torch.zeros(len(w), dtype=torch.int64), zero, zero)
+            status = SolveStatus(torch.ones(len(w), dtype=torch.bool), torch.zeros(len(w), dtype=torch.int64), zero, zero)
+            if not con.count:
+                return w, status, None
+            C = con.rows(self.basis_features(torch.as_tensor(con.points, dtype=self.dtype, device=self.device), ics))  # [S, p, N]
+            target = (con.target[None] if ics is None else ics.targets).to(w)
+            return w, status, (C.repeat_interleave(K, 0), target.repeat_interleave(K, 0))
         slabs = self.boxes.counts[0] if self.problem.domain.names[0] == "t" and con.n_initial else 1
         Ks, n0, p = K // slabs, con.n_initial, con.count
         cpts = torch.as_tensor(con.points, dtype=self.dtype, device=self.device)
@@ -422,7 +434,7 @@ class HardConstrainedSolver(Solver):
         C0 = con.rows(D_all[:, K * m:K * m + p]) if p else None  # [S, p, N]
         target0 = ((con.target[None] if ics is None else ics.targets).to(self.device)) if p else None  # [S, p]
         means = torch.full((S,), con.initial_mean, dtype=torch.float64) if ics is None else ics.means
-        ws, statuses = [], []
+        ws, statuses, rows = [], [], []
         for j in range(slabs):
             C, target = C0, target0
             if j > 0:  # the previous slab's solution at (t_j, x_i) replaces the initial values
@@ -434,11 +446,16 @@ class HardConstrainedSolver(Solver):
             w, status = self._solve_experts(D[:, j * Ks:(j + 1) * Ks], points[j * Ks:(j + 1) * Ks], C, target, means)
             ws.append(w)
             statuses.append(status)
+            rows.append((C, target))
         w = torch.stack([x.reshape(S, Ks, -1) for x in ws], 1).reshape(S * K, -1)  # [S K, N], row s K + j Ks + i
         order = torch.arange(S * K).reshape(slabs, S, Ks).transpose(0, 1).reshape(-1)  # statuses are slab-major
         status = SolveStatus(*(torch.cat([getattr(st, f) for st in statuses])[order]
                                for f in ("converged", "iterations", "residual", "constraint_violation")))
-        return w, status
+        if not p:
+            return w, status, None
+        C = torch.stack([c[:, None].expand(S, Ks, -1, -1) for c, _ in rows], 1).reshape(S * K, p, -1)  # [S K, p, N]
+        target = torch.stack([t[:, None].expand(S, Ks, -1) for _, t in rows], 1).reshape(S * K, p)  # [S K, p]
+        return w, status, (C, target)
 
     def _solve_experts(self, D: Tensor, points: Tensor, C: Tensor | None, target: Tensor | None,
                        means: Tensor) -> tuple[Tensor, SolveStatus]:
@@ -580,7 +597,7 @@ class HCTask:
         if s.family is not None:
             train = s.family.split("train")
             ics = s.family_ics(self.rng.choice(train, size=min(s.family.options.batch, len(train)), replace=False))
-        w, status = s.solve(self.model.solve_points, ics)  # [S K, N]
+        w, status, conditions = s.solve_with_conditions(self.model.solve_points, ics)  # w [S K, N]
         opts = s.options.points
         pts = torch.as_tensor(s.boxes.sample(opts.loss, opts.sampler, self.rng), dtype=s.dtype, device=s.device)
         K, m, d = pts.shape
@@ -591,11 +608,9 @@ class HCTask:
         r = s.pointwise(w, D, pts, s.source(pts))  # [S K, m]
         loss = (r * r).mean()
         rho = s.options.constraint_weight if s.options.constraint_weight is not None else 1.0 if s.options.soft else None
-        if rho is not None and s.constraints.count:
-            cpts = torch.as_tensor(s.constraints.points, dtype=s.dtype, device=s.device)
-            C = s.constraints.rows(s.basis_features(cpts, ics))[:, None]  # [S, 1, p, N]
-            target = (s.constraints.target[None] if ics is None else ics.targets).to(w)  # [S, p]
-            miss = torch.einsum("skpn,skn->skp", C, w.reshape(S, K, -1)) - target[:, None]
+        if rho is not None and conditions is not None:  # the rows each expert was solved with (later time slabs:
+            C, target = conditions                       # the previous slab's solution, not the initial condition)
+            miss = torch.einsum("bpn,bn->bp", C, w) - target.to(w)  # [S K, p]
             loss = loss + rho * (miss * miss).mean()
         info = {"residual": float((r * r).mean().detach()), "solve_residual_max": float(status.residual.max()),
                 "constraint_violation_max": float(status.constraint_violation.max())}
