@@ -38,6 +38,10 @@ from .train import RunStatus, TrainSettings, seed_everything, train
 
 log = logging.getLogger(__name__)
 
+# diagnostics a solver may return that belong in metrics.json: condition violations, the constrained
+# solve's status (hc, moe_hc), errors on held-out initial conditions (the hc family setting)
+METRIC_DIAGNOSTICS = ("violations", "solve", "family")
+
 
 @dataclass
 class Result:
@@ -123,8 +127,7 @@ def run(cfg: RunConfig, out: str | Path | None = None, *, resume: bool = False, 
     metrics = run_summary(cfg, result, device)
     if ref is not None:
         metrics.update(error_metrics(solution.numpy(), ref))
-    if "violations" in diagnostics:
-        metrics["violations"] = diagnostics["violations"]
+    metrics.update({k: diagnostics[k] for k in METRIC_DIAGNOSTICS if k in diagnostics})
     write_json(run_dir / "metrics.json", metrics)
     write_history(run_dir / "history.csv", result.history)
     write_solution(run_dir / "solution.h5", solution, ref, diagnostics)
@@ -262,8 +265,7 @@ def evaluate_run(run_dir: str | Path) -> dict[str, Any]:
     if ref is not None:
         metrics.update(error_metrics(solution.numpy(), ref))
     diagnostics = solver.diagnostics(grid)
-    if "violations" in diagnostics:
-        metrics["violations"] = diagnostics["violations"]
+    metrics.update({k: diagnostics[k] for k in METRIC_DIAGNOSTICS if k in diagnostics})
     write_json(metrics_path, metrics)
     write_solution(run_dir / "solution.h5", solution, ref, diagnostics)
     return metrics

@@ -176,3 +176,13 @@ def test_time_slab_experts_start_from_the_previous_slab():
         jump = float(((f * w[j - 1]).sum(-1) - (f * w[j]).sum(-1)).abs().max())
         assert jump <= float(status.constraint_violation[j]) * (1 + 1e-6) + 1e-12
         assert jump < 1e-3  # measured 2e-5..9e-5 (the KKT solve on an untrained, nearly collinear basis)
+
+
+def test_run_metrics_report_the_constrained_solve(tmp_path):
+    """metrics.json of an hc run carries the solve's status next to the errors."""
+    import json
+
+    run = ps.solve(DS, "hc", steps=1, out=tmp_path / "run", quiet=True, device="cpu")
+    solve = json.loads((run.run_dir / "metrics.json").read_text())["solve"]
+    assert set(solve) == {"converged_fraction", "iterations_max", "residual_max", "constraint_violation_max"}
+    assert 0.0 <= solve["converged_fraction"] <= 1.0 and solve["iterations_max"] >= 1

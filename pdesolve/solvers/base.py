@@ -46,8 +46,9 @@ class Solver(abc.ABC):
     def diagnostics(self, grid: Grid) -> dict[str, Any]:
         """Extra fields and numbers beyond the loss.
 
-        Known keys: ``residual_map`` (the PDE residual on ``grid``, saved and plotted), ``violations``
-        (numbers per condition, copied into the metrics) and ``figures`` (name -> ``draw(path)``: the
-        runner writes each as ``<name>.png`` in the run folder).
+        Known keys: ``residual_map`` (the PDE residual on ``grid``, saved and plotted); ``violations``
+        (numbers per condition), ``solve`` (a constrained solve's status) and ``family`` (errors on held-out
+        problems), copied into ``metrics.json``; ``figures`` (name -> ``draw(path)``: the runner writes each
+        as ``<name>.png`` in the run folder).
         """
         return {}
