@@ -1,18 +1,20 @@
 """Hard-constrained basis solvers (``hc``, ``moe_hc``): the PDE enforced by a differentiable solve per expert.
 
-A backbone MLP over the coordinates outputs N basis functions b(t, x). The space-time box is split into
-K experts (boxes of :meth:`Grid.partition`); each expert k finds weights w_k with u_k = b . w_k that
+A backbone MLP over the coordinates (and, in the family setting, the initial condition at sensor points)
+outputs N basis functions b(t, x). The space-time box is split into K experts (boxes of
+:meth:`Grid.partition`, pieces in :mod:`.hc_basis`); each expert k finds weights w_k with u_k = b . w_k that
 
 - minimize the PDE residual of u_k at its m solve points (inside its own box), and
-- satisfy the *global* initial and boundary conditions exactly at the constraint points (the same rows in
-  every expert: the basis functions live on the whole domain, and an expert of a later time slab without
-  the initial condition would otherwise solve a homogeneous PDE by w = 0).
+- satisfy the initial and boundary conditions at the condition points: exactly (KKT), or as rows weighted
+  by ``constraint_weight`` where a smooth basis cannot interpolate them (a jump at a corner).
 
-All experts are solved as one batch by :mod:`pdesolve.constrained`: one KKT solve for linear equations,
-Levenberg-Marquardt with the implicit backward for nonlinear ones (started from the linear problem
-obtained by freezing the equation at the mean initial value). The backbone is trained on the mean-square
-residual of the solved u_k at fresh points of each expert's box. A point is predicted by its own expert.
-``hc`` is the case K = 1.
+Experts along the space axes of one time slab are solved as one batch; time slabs are solved in order, each
+taking the previous slab's solution at its start time in place of the initial condition. The solves use
+:mod:`pdesolve.constrained`: one KKT solve for linear equations, Levenberg-Marquardt with the implicit
+backward for nonlinear ones (started from the linear problem obtained by freezing the equation at the mean
+initial value). The backbone is trained on the mean-square residual of the solved u_k at fresh points of
+each expert's box (plus the weighted condition rows). A point is predicted by its own expert. ``hc`` is
+the case K = 1.
 
 Shapes: solve points ``[K, m, d]`` (columns (t, x, ...)), feature matrices ``D [K, k, m, N]`` with the k
 rows u, du/d(each coordinate), d2u/d(space axis)^2, weights ``w [K, N]``.
@@ -28,10 +30,9 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from torch import Tensor, nn
+from torch import Tensor
 from torch.func import jvp
 
-from .. import sampling
 from ..constrained import (
     ConstrainedLeastSquares,
     ConstraintSetupError,
@@ -43,13 +44,11 @@ from ..constrained import (
     solve_nonlinear,
 )
 from ..grid import Grid
-from ..nn.features import CoordinateFeatures
-from ..nn.jet import Jet
-from ..nn.mlp import MLP
 from ..problem import Problem
 from ..sampling import Sampler
 from ..solution import Solution
 from .base import Solver, SolverMismatch
+from .hc_basis import Constraints, ExpertBoxes, HCModel, PDEResidual, feature_rows
 from .hc_family import FamilyOptions, ICFamily, family_errors
 
 log = logging.getLogger(__name__)
@@ -100,199 +99,6 @@ class HCOptions(BaseModel):
 class MoEHCOptions(HCOptions):
     experts: dict[str, int] = Field(default_factory=lambda: {"t": 2, "x": 2},
                                     description="experts along each axis (t and space axes); their product is K")
-
-
-# ----------------------------------------------------------------------------- experts
-class ExpertBoxes:
-    """K boxes tiling the space-time domain, from :meth:`Grid.partition`; ``lo``/``hi`` are ``[K, d]``."""
-
-    def __init__(self, problem: Problem, counts: Mapping[str, int]):
-        dom = problem.domain
-        unknown = set(counts) - set(dom.names)
-        if unknown:
-            raise SolverMismatch(f"experts along {sorted(unknown)}, expected axes among {list(dom.names)}")
-        self.names = dom.names
-        self.counts = tuple(int(counts.get(n, 1)) for n in self.names)
-        # a grid of 2k points per axis read as 2k cells: piece i covers cells [2i, 2i + 2), i.e. lo + [i, i+1) L / k
-        shape = {n: 2 * k for n, k in zip(self.names, self.counts)}
-        grid = dom.grid(shape)
-        parts = grid.partition(dict(zip(self.names, self.counts)))
-        order = [grid.names.index(n) for n in self.names]
-        span = np.array([dom.bounds[n][1] - dom.bounds[n][0] for n in self.names])
-        start = np.array([dom.bounds[n][0] for n in self.names])
-        cells = np.array([shape[n] for n in self.names])
-        lo = np.array([[p.slices[i].start for i in order] for p in parts]) / cells * span + start
-        width = (span / np.array(self.counts))[None]
-        self.index = [tuple(p.index[i] for i in order) for p in parts]
-        # experts in row-major order of (t, x, ...) so that a point's expert is a ravel of its cell index
-        perm = np.argsort([np.ravel_multi_index(ix, self.counts) for ix in self.index])
-        self.lo, self.hi = lo[perm], lo[perm] + width
-        self.bounds = np.array([dom.bounds[n] for n in self.names])  # [d, 2]
-
-    @property
-    def count(self) -> int:
-        return len(self.lo)
-
-    def sample(self, m: int, sampler: str, rng: np.random.Generator) -> np.ndarray:
-        """m points in every box, ``[K, m, d]``."""
-        u = np.stack([sampling.unit_samples(m, len(self.names), sampler, rng) for _ in range(self.count)])
-        return self.lo[:, None] + u * (self.hi - self.lo)[:, None]
-
-    def expert_of(self, pts: np.ndarray) -> np.ndarray:
-        """The expert owning each point ``[n, d]`` -> ``[n]`` (points on a shared face go to the upper box)."""
-        lo, hi = self.bounds[:, 0], self.bounds[:, 1]
-        cell = np.floor((pts - lo) / (hi - lo) * np.array(self.counts)).astype(int)
-        cell = np.clip(cell, 0, np.array(self.counts) - 1)
-        return np.ravel_multi_index(tuple(cell.T), self.counts)
-
-
-# ----------------------------------------------------------------------------- residual of u = b . w
-class FeatureDerivatives:
-    """The :class:`pdesolve.equations.Derivatives` accessor over feature rows ``f [batch, k, m]``."""
-
-    def __init__(self, f: Tensor, rows: Mapping[tuple[str, ...], int], coords: Tensor, names: tuple[str, ...],
-                 u_floor: float | None = None):
-        self.f, self.rows, self.coords, self.names, self.u_floor = f, rows, coords, names, u_floor
-        self.space = tuple(n for n in names if n != "t")
-
-    def __call__(self, field: str, *axes: str) -> Tensor:
-        key = tuple(axes)
-        if key not in self.rows:
-            raise ValueError(f"derivative {field}_{''.join(axes)} is not carried; the basis carries {sorted(self.rows)}")
-        if not key and self.u_floor is not None:
-            return self.f[:, 0].clamp_min(self.u_floor)
-        return self.f[:, self.rows[key]]
-
-    def coord(self, name: str) -> Tensor:
-        return self.coords[..., self.names.index(name)]
-
-
-class PDEResidual:
-    """F(features [batch, k, m], coords [batch, m, d], source [batch, m]) -> residual [batch, m], pointwise.
-
-    Scaled by the time span so a residual of u_t - F reads as a change of u over the whole horizon.
-    """
-
-    def __init__(self, problem: Problem, rows: Mapping[tuple[str, ...], int], u_floor: float | None = None):
-        self.eq, self.params, self.rows, self.u_floor = problem.equation, problem.coefficients, rows, u_floor
-        self.names = problem.domain.names
-        self.scale = float(problem.domain.time[1] - problem.domain.time[0]) if problem.domain.time else 1.0
-
-    def __call__(self, f: Tensor, coords: Tensor, source: Tensor) -> Tensor:
-        d = FeatureDerivatives(f, self.rows, coords, self.names, self.u_floor)
-        return (self.eq.residual(d, self.params)[..., 0] - source) * self.scale
-
-
-def feature_rows(names: tuple[str, ...]) -> dict[tuple[str, ...], int]:
-    """Row of each carried derivative: u, then d/d(each coordinate), then d2/d(space axis)^2."""
-    keys = [()] + [(n,) for n in names] + [(n, n) for n in names if n != "t"]
-    return {k: i for i, k in enumerate(keys)}
-
-
-class BasisNet(nn.Module):
-    """coordinates ``[n, d]`` (and, for a family, the initial condition at sensor points ``[n, s]``) -> N basis
-    functions ``[n, N]``; :meth:`features` adds their derivatives."""
-
-    def __init__(self, problem: Problem, options: HCOptions):
-        super().__init__()
-        self.features_in = CoordinateFeatures(problem.domain, options.periodic_modes)
-        self.sensors = 0 if options.family is None else options.family.sensors ** len(problem.domain.space)
-        self.net = MLP(self.features_in.size + self.sensors, options.basis, options.width, options.depth, options.activation)
-        self.hess = slice(1 if problem.domain.time is not None else 0, len(problem.domain.names))
-
-    def forward(self, coords: Tensor, sensors: Tensor | None = None) -> Tensor:
-        x = self.features_in(coords)
-        return self.net(x if sensors is None else torch.cat([x, sensors], dim=-1))
-
-    def features(self, coords: Tensor, sensors: Tensor | None = None) -> Tensor:
-        """``[n, k, N]``: values, gradients and diagonal second space derivatives, rows as :func:`feature_rows`.
-
-        ``sensors [n, s]`` enter as constants (zero derivatives in the coordinates).
-        """
-        x = self.features_in.jet(Jet.variables(coords, 2, self.hess))
-        if sensors is not None:
-            zeros = sensors.new_zeros(len(sensors), x.g.shape[1], sensors.shape[1])
-            h = None if x.h is None else torch.cat([x.h, sensors.new_zeros(len(sensors), x.h.shape[1], sensors.shape[1])], -1)
-            x = Jet(torch.cat([x.v, sensors], -1), torch.cat([x.g, zeros], -1), h, x.hess)
-        out = self.net.forward_jet(x)
-        return torch.cat([out.v[:, None], out.g, out.h], dim=1)
-
-
-class HCModel(nn.Module):
-    """The backbone plus the fixed points of the inner solves (buffers, so checkpoints restore predictions)."""
-
-    def __init__(self, problem: Problem, options: HCOptions, boxes: ExpertBoxes, rng: np.random.Generator):
-        super().__init__()
-        self.basis = BasisNet(problem, options)
-        # soft baseline: the output layer's weights per expert, trained (not solved for)
-        self.soft_w = nn.Parameter(torch.randn(boxes.count, options.basis) / options.basis**0.5) if options.soft else None
-        self.register_buffer("solve_points", torch.as_tensor(boxes.sample(options.points.solve, options.points.sampler, rng)))
-
-    def forward(self, coords: Tensor) -> Tensor:
-        return self.basis(coords)
-
-    def blocks(self) -> list[nn.Module]:
-        return list(self.basis.net.blocks())
-
-
-# ----------------------------------------------------------------------------- constraints
-class Constraints:
-    """Initial and boundary conditions at fixed points as rows ``C w = d`` (alpha u + beta du/dn = value)."""
-
-    def __init__(self, problem: Problem, options: HCPointsOptions):
-        dom, names = problem.domain, problem.domain.names
-        rng = np.random.default_rng(0)
-        pts, alpha, beta, axis, values = [], [], [], [], []
-        if problem.initial is not None and dom.time is not None and options.initial:
-            p = sampling.initial(dom, options.initial, "uniform", rng)  # cell centres: never a corner
-            pts.append(p)
-            alpha += [1.0] * len(p)
-            beta += [0.0] * len(p)
-            axis += [0] * len(p)
-            values.append(("initial", None, len(p)))
-        for bc in problem.boundary:
-            if not options.boundary:
-                break
-            p = face_points(problem, bc.axis, bc.side, options.boundary)
-            pts.append(p)
-            alpha += [bc.alpha] * len(p)
-            beta += [bc.beta * (-1.0 if bc.side == "lo" else 1.0)] * len(p)  # outward normal derivative
-            axis += [names.index(bc.axis)] * len(p)
-            values.append(("boundary", bc, len(p)))
-        self.points = np.concatenate(pts) if pts else np.zeros((0, len(names)))
-        self.alpha, self.beta, self.axis = np.array(alpha), np.array(beta), np.array(axis, dtype=int)
-        self.count = len(self.points)
-        env = dict(zip(names, torch.as_tensor(self.points, dtype=torch.float64).unbind(-1)))
-        target, start = [], 0
-        for kind, bc, n in values:
-            part = {k: v[start:start + n] for k, v in env.items()}
-            expr = problem.initial.values["u"] if kind == "initial" else bc.value  # type: ignore[union-attr]
-            target.append(torch.broadcast_to(torch.as_tensor(expr.torch(**part), dtype=torch.float64), (n,)))
-            start += n
-        self.target = torch.cat(target) if target else torch.zeros(0, dtype=torch.float64)
-        n_initial = options.initial if values and values[0][0] == "initial" else 0
-        self.n_initial = n_initial
-        self.initial_mean = float(self.target[:n_initial].mean()) if n_initial else float(self.target.mean()) if self.count else 0.0
-
-    def rows(self, D: Tensor) -> Tensor:
-        """C ``[..., p, N]`` from the features ``[..., p, k, N]`` at the constraint points."""
-        alpha = torch.as_tensor(self.alpha, dtype=D.dtype, device=D.device)[:, None]
-        beta = torch.as_tensor(self.beta, dtype=D.dtype, device=D.device)[:, None]
-        grad = D[..., torch.arange(self.count, device=D.device), 1 + torch.as_tensor(self.axis, device=D.device), :]  # [..., p, N]
-        return alpha * D[..., 0, :] + beta * grad
-
-
-def face_points(problem: Problem, axis: str, side: str, n: int) -> np.ndarray:
-    """n distinct cell-centred points on the face ``axis = lo | hi``, ``[n, d]`` (no corner, no repeats)."""
-    dom = problem.domain
-    others = [a for a in dom.names if a != axis]
-    unit = sampling.unit_samples(n, len(others), "uniform", np.random.default_rng(0))
-    pts = np.empty((n, len(dom.names)))
-    for j, name in enumerate(others):
-        lo, hi = dom.bounds[name]
-        pts[:, dom.names.index(name)] = lo + unit[:, j] * (hi - lo)
-    pts[:, dom.names.index(axis)] = dom.bounds[axis][0 if side == "lo" else 1]
-    return pts
 
 
 # ----------------------------------------------------------------------------- the shared solver
