@@ -36,8 +36,8 @@ from ..errors import UserError
 from ..io import atomic_path
 from ..problem import Problem
 from .api import select_simulator, simulate
-from .samplers import gaussian_random_field, sample_parameters, sine_sum
-from .settings import GaussianRandomField, SimulateSettings, SineSum
+from .samplers import draw_fields, sample_parameters
+from .settings import SimulateSettings
 
 FORMAT = "pdesolve-trajectories"
 FORMAT_VERSION = 1
@@ -145,14 +145,9 @@ def _initial(
         for c, f in enumerate(fields):
             if f"initial.{f}" in design:
                 out[row, c] = design[f"initial.{f}"][i]
-            elif isinstance(spec, GaussianRandomField):
-                out[row, c] = gaussian_random_field(
-                    grid, 1, rng, length_scale=spec.length_scale, alpha=spec.alpha, tau=spec.tau, sigma=spec.sigma, mean=spec.mean
-                )[0]
-            elif isinstance(spec, SineSum):
-                out[row, c] = sine_sum(grid, 1, rng, modes=spec.modes, k_max=spec.k_max, amplitude=spec.amplitude)[0]
             else:
-                out[row, c] = base[c]  # type: ignore[index]
+                drawn = draw_fields(spec, grid, 1, rng)
+                out[row, c] = base[c] if drawn is None else drawn[0]  # type: ignore[index]
     return out
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..grid import Grid
 from ..sampling import unit_samples
+from .settings import GaussianRandomField, InitialSampler, SineSum
 
 
 def _extended(grid: Grid) -> tuple[list[int], list[float]]:
@@ -109,3 +110,14 @@ def sample_parameters(
         u = unit[:, j]
         out[name] = np.exp(np.log(lo) + u * (np.log(hi) - np.log(lo))) if log else lo + u * (hi - lo)
     return out
+
+
+def draw_fields(spec: InitialSampler, grid: Grid, n: int, rng: np.random.Generator) -> np.ndarray | None:
+    """``n`` random initial fields ``[n, *space]`` as a ``simulate: initial:`` sampler asks (a Gaussian random field
+    or a sine sum); None when it asks for the problem's own initial condition."""
+    if isinstance(spec, GaussianRandomField):
+        return gaussian_random_field(grid, n, rng, length_scale=spec.length_scale, alpha=spec.alpha, tau=spec.tau,
+                                     sigma=spec.sigma, mean=spec.mean)
+    if isinstance(spec, SineSum):
+        return sine_sum(grid, n, rng, modes=spec.modes, k_max=spec.k_max, amplitude=spec.amplitude)
+    return None

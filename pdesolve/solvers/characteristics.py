@@ -104,7 +104,7 @@ class Characteristics:
     transport speed; see :class:`pdesolve.solvers.lpinn.LPINNOptions`.
     """
 
-    def __init__(self, problem: Problem, frame: str = "rest"):
+    def __init__(self, problem: Problem, frame: Literal["rest", "mean"] = "rest"):
         self.problem = problem
         ax = problem.domain.space[0]
         self.axis, self.field = ax, problem.equation.fields[0]

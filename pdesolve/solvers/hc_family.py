@@ -26,8 +26,9 @@ from torch import Tensor
 from ..grid import Grid, GridAxis
 from ..metrics import error_metrics
 from ..problem import Problem
-from ..simulate import Numerics, gaussian_random_field, sample_parameters, simulate, sine_sum
-from ..simulate.settings import GaussianRandomField, InitialSampler, ParameterRange, ProblemInitial, SineSum
+from ..simulate import Numerics, sample_parameters, simulate
+from ..simulate.samplers import draw_fields
+from ..simulate.settings import InitialSampler, ParameterRange, ProblemInitial
 
 
 class FamilyOptions(BaseModel):
@@ -78,12 +79,9 @@ class ICFamily:
         if f"initial.{field}" in ranges:
             const = sample_parameters(ranges, n, o.sampler, rng)[f"initial.{field}"]
             return np.broadcast_to(const.reshape((n,) + (1,) * len(shape)), (n,) + shape).copy()
-        if isinstance(o.initial, GaussianRandomField):
-            spec = o.initial
-            return gaussian_random_field(self.grid, n, rng, length_scale=spec.length_scale, alpha=spec.alpha, tau=spec.tau,
-                                         sigma=spec.sigma, mean=spec.mean)
-        if isinstance(o.initial, SineSum):
-            return sine_sum(self.grid, n, rng, modes=o.initial.modes, k_max=o.initial.k_max, amplitude=o.initial.amplitude)
+        drawn = draw_fields(o.initial, self.grid, n, rng)
+        if drawn is not None:
+            return drawn
         raise ValueError("family: nothing to draw; give parameters {initial.u: [low, high]} or an initial sampler "
                          "(kind: grf or sine_sum), as in the simulate: section")
 
