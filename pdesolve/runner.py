@@ -113,13 +113,16 @@ def run(cfg: RunConfig, out: str | Path | None = None, *, resume: bool = False, 
         return error_metrics(solver.predict(grid).numpy(), ref)
 
     task = solver.task(evaluate)  # grid solvers refuse here (they train on data: `pdesolve train`)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.raw, sort_keys=False))
+    ranks = solver.ranks  # a distributed solver trains on every rank; only the primary writes (the folder is its choice)
+    run_dir = ranks.broadcast(run_dir)
+    if ranks.primary:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.raw, sort_keys=False))
     steps = cfg.train.steps
     optimizer = make_optimizer(cfg.train.optimizer.name, cfg.optimizer_options, steps)  # type: ignore[arg-type]
     settings = TrainSettings(steps=steps, eval_every=cfg.train.eval_every, checkpoint_every=cfg.train.checkpoint_every,
-                             log_every=cfg.train.log_every, quiet=quiet)
-    result = train(task, optimizer, settings, checkpoint=run_dir / "checkpoint.pt", resume=resume)
+                             log_every=cfg.train.log_every, quiet=quiet or not ranks.primary)
+    result = train(task, optimizer, settings, checkpoint=run_dir / "checkpoint.pt", resume=resume, write_checkpoints=ranks.primary)
     if result.resumed_from is not None:
         log.info("resumed %s from step %d", run_dir, result.resumed_from)
     solution = solver.predict(grid)
@@ -128,6 +131,8 @@ def run(cfg: RunConfig, out: str | Path | None = None, *, resume: bool = False, 
     if ref is not None:
         metrics.update(error_metrics(solution.numpy(), ref))
     metrics.update({k: diagnostics[k] for k in METRIC_DIAGNOSTICS if k in diagnostics})
+    if not ranks.primary:
+        return Result(metrics, solution, ref, result.status, None, result.history, diagnostics)
     write_json(run_dir / "metrics.json", metrics)
     write_history(run_dir / "history.csv", result.history)
     write_solution(run_dir / "solution.h5", solution, ref, diagnostics)

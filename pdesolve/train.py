@@ -119,12 +119,15 @@ def train(
     checkpoint: str | Path | None = None,
     resume: bool = False,
     callbacks: Sequence[Callback] = (),
+    write_checkpoints: bool = True,
 ) -> TrainResult:
     """Train ``task.model`` with ``optimizer`` for ``settings.steps`` steps.
 
     With ``checkpoint`` set, the full state (model, rule, task, random generators, history) is saved
     atomically every ``checkpoint_every`` steps and at the end; with ``resume`` the run continues from
-    that file exactly where it stopped, so its history equals an uninterrupted run's.
+    that file exactly where it stopped, so its history equals an uninterrupted run's. With
+    ``write_checkpoints=False`` the checkpoint is only read (the other ranks of a distributed run, whose
+    state equals the writing rank's).
     """
     optimizer.bind(task.model)
     history: list[dict[str, float]] = []
@@ -143,7 +146,7 @@ def train(
         log.info("resuming from %s at step %d", ckpt, start)
 
     def save(step: int) -> None:
-        if ckpt is None:
+        if ckpt is None or not write_checkpoints:
             return
         state = {
             "model": task.model.state_dict(),

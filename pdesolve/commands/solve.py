@@ -23,6 +23,8 @@ def run(args: argparse.Namespace) -> int:
         data["solver"] = args.solver
     cfg = load_run_config(source, cli_overrides(args, data), data=data)
     result = runner.run(cfg, args.resume or args.out, resume=bool(args.resume), quiet=getattr(args, "quiet", False))
+    if result.run_dir is None:  # a non-primary rank of a distributed run: rank 0 reports
+        return 0 if result.status.ok else 1
     m = result.metrics
     summary = f"{cfg.problem.name} / {cfg.solver}: {result.status}"
     if "rel_l2" in m:

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 import torch
 from pydantic import BaseModel
 
+from ..distributed import Ranks
 from ..grid import Grid
 from ..problem import Problem
 from ..solution import Solution
@@ -23,6 +24,7 @@ class Solver(abc.ABC):
 
     name: ClassVar[str]
     Options: ClassVar[type[BaseModel]]
+    ranks: Ranks = Ranks()  # a distributed back-end's place in its group; only the primary rank writes results
 
     def __init__(self, problem: Problem, options: BaseModel, device: torch.device, dtype: torch.dtype = torch.float32):
         problems = self.mismatches(problem)

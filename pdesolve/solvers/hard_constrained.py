@@ -43,6 +43,7 @@ from ..constrained import (
     check_residual,
     solve_nonlinear,
 )
+from ..distributed import GradientAverager, Ranks, join_torchrun_group
 from ..grid import Grid
 from ..problem import Problem
 from ..sampling import Sampler
@@ -52,6 +53,8 @@ from .hc_basis import Constraints, ExpertBoxes, HCModel, PDEResidual, feature_ro
 from .hc_family import FamilyOptions, ICFamily, family_errors
 
 log = logging.getLogger(__name__)
+
+STATUS_FIELDS = ("converged", "iterations", "residual", "constraint_violation")
 
 
 class HCPointsOptions(BaseModel):
@@ -94,6 +97,8 @@ class HCOptions(BaseModel):
                        "(residual plus constraint_weight (default 1) times the condition violations) instead of solved for")
     family: FamilyOptions | None = Field(None, description="learn over drawn initial conditions (backbone input: the "
                                          "initial condition at sensor points); see pdesolve.solvers.hc_family")
+    distributed: bool = Field(False, description="spread each batch of solves (the experts of a time slab, times the family's "
+                              "initial conditions) over the ranks of a torchrun launch; rank 0 writes the run folder")
 
 
 class MoEHCOptions(HCOptions):
@@ -147,11 +152,25 @@ class HardConstrainedSolver(Solver):
             raise SolverMismatch(str(err)) from None
         rng = np.random.default_rng(int(torch.randint(0, 2**31, (1,)).item()))
         self.model = HCModel(problem, options, self.boxes, rng).to(device=device, dtype=dtype)
+        if options.distributed:
+            try:
+                self.ranks = Ranks.of(join_torchrun_group(device))
+            except RuntimeError as err:
+                raise SolverMismatch(f"solvers.{self.name}.distributed: {err}; or set distributed: false") from None
+            with torch.no_grad():  # every rank starts from rank 0's backbone and solve points
+                for x in self.model.state_dict().values():
+                    self.ranks.broadcast_tensor(x)
         try:
             self.family = None if options.family is None else ICFamily(problem, options.family)
         except ValueError as err:
             raise SolverMismatch(f"solvers.{self.name}.{err}") from None
         self._task: HCTask | None = None
+        self._averager: GradientAverager | None = None  # sums the ranks' gradients (distributed)
+
+    @property
+    def slabs(self) -> int:
+        """Time slabs, solved one after another (1 unless experts split t and there is an initial condition)."""
+        return self.boxes.counts[0] if self.problem.domain.names[0] == "t" and self.constraints.n_initial else 1
 
     def _check_jacobian_path(self) -> None:
         """The nonlinear residual must be differentiable by torch.func (LM iterations and implicit backward)."""
@@ -205,6 +224,13 @@ class HardConstrainedSolver(Solver):
         w, status, _ = self.solve_with_conditions(points, ics)
         return w, status
 
+    def row_features(self, points: Tensor, ics: ICBatch | None, samples: Tensor) -> Tensor:
+        """Features of batch rows, ``[R, k, m, N]``: row r at ``points[r] [m, d]`` with initial condition
+        ``samples[r]`` of ``ics`` (ignored without a family)."""
+        R, m, d = points.shape
+        sensors = None if ics is None else ics.sensors[samples.to(ics.sensors.device)].repeat_interleave(m, 0)
+        return self.model.basis.features(points.reshape(R * m, d), sensors).reshape(R, m, *self.feature_shape).transpose(1, 2)
+
     def solve_with_conditions(self, points: Tensor, ics: ICBatch | None = None
                               ) -> tuple[Tensor, SolveStatus, tuple[Tensor, Tensor] | None]:
         """Weights ``w [S K, N]`` of every expert (and initial condition) from the solve points ``[K, m, d]``,
@@ -213,12 +239,13 @@ class HardConstrainedSolver(Solver):
         Differentiable in the backbone. S initial conditions of a family are solved as one batch with the
         experts (sample-major: row ``s K + k``); S = 1 for a single problem. With experts along t, the time
         slabs are solved in order: a later slab's initial rows hold it to the previous slab's solution at its
-        start time (at the initial-condition points), so every expert solves a well-posed problem.
+        start time (at the initial-condition points), so every expert solves a well-posed problem. With
+        ``distributed``, each rank solves its block of a slab's S Ks rows (:class:`pdesolve.distributed.Ranks`).
         """
         K, m, d = points.shape
         con = self.constraints
+        S = 1 if ics is None else len(ics.sensors)
         if self.model.soft_w is not None:  # the soft baseline: nothing to solve
-            S = 1 if ics is None else len(ics.sensors)
             w = self.model.soft_w.repeat(S, 1)
             zero = w.new_zeros(len(w)).detach().double()
             status = SolveStatus(torch.ones(len(w), dtype=torch.bool), torch.zeros(len(w), dtype=torch.int64), zero, zero)
@@ -227,70 +254,87 @@ class HardConstrainedSolver(Solver):
             C = con.rows(self.basis_features(torch.as_tensor(con.points, dtype=self.dtype, device=self.device), ics))  # [S, p, N]
             target = (con.target[None] if ics is None else ics.targets).to(w)
             return w, status, (C.repeat_interleave(K, 0), target.repeat_interleave(K, 0))
-        slabs = self.boxes.counts[0] if self.problem.domain.names[0] == "t" and con.n_initial else 1
+        slabs = self.slabs
         Ks, n0, p = K // slabs, con.n_initial, con.count
-        cpts = torch.as_tensor(con.points, dtype=self.dtype, device=self.device)
         starts = self.boxes.lo[::Ks, 0]  # [slabs] start time of each slab (experts are row-major in (t, x, ...))
         ipts = np.concatenate([np.concatenate([np.full((n0, 1), t0), con.points[:n0, 1:]], 1) for t0 in starts[1:]] or
                               [np.zeros((0, d))])
-        extra = torch.as_tensor(ipts, dtype=self.dtype, device=self.device)
-        D_all = self.basis_features(torch.cat([points.reshape(K * m, d), cpts, extra]), ics)  # [S, K m + p + (slabs-1) n0, k, N]
-        S = len(D_all)
-        D = D_all[:, : K * m].reshape(S, K, m, *self.feature_shape).transpose(2, 3)  # [S, K, k, m, N]
-        C0 = con.rows(D_all[:, K * m:K * m + p]) if p else None  # [S, p, N]
-        target0 = ((con.target[None] if ics is None else ics.targets).to(self.device)) if p else None  # [S, p]
+        C0 = target0 = Dc = None
+        if p:  # features at the condition points and the later slabs' start points: [S, p + (slabs-1) n0, k, N]
+            Dc = self.basis_features(torch.as_tensor(np.concatenate([con.points, ipts]), dtype=self.dtype, device=self.device), ics)
+            C0 = con.rows(Dc[:, :p])  # [S, p, N]
+            target0 = (con.target[None] if ics is None else ics.targets).to(self.device)  # [S, p]
         means = torch.full((S,), con.initial_mean, dtype=torch.float64) if ics is None else ics.means
-        ws, statuses, rows = [], [], []
+        B = S * Ks
+        rows = torch.arange(B)[self.ranks.block(B)]
+        samples, local = rows // Ks, rows % Ks  # this rank's rows of every slab
+        ws, statuses, conditions = [], [], []
         for j in range(slabs):
             C, target = C0, target0
             if j > 0:  # the previous slab's solution at (t_j, x_i) replaces the initial values
-                at = D_all[:, K * m + p + (j - 1) * n0:K * m + p + j * n0, 0]  # [S, n0, N]
+                assert Dc is not None and C0 is not None and target0 is not None
+                at = Dc[:, p + (j - 1) * n0:p + j * n0, 0]  # [S, n0, N]
                 owner = self.boxes.expert_of(ipts[(j - 1) * n0:j * n0] - np.eye(d)[0] * 1e-9 * (starts[1] - starts[0])) - (j - 1) * Ks
                 u_prev = torch.einsum("sin,sin->si", at, ws[-1].reshape(S, Ks, -1)[:, owner].to(at))
                 C, target = torch.cat([at, C0[:, n0:]], 1), torch.cat([u_prev.to(target0), target0[:, n0:]], 1)
                 means = u_prev.detach().double().mean(1)
-            w, status = self._solve_experts(D[:, j * Ks:(j + 1) * Ks], points[j * Ks:(j + 1) * Ks], C, target, means)
-            ws.append(w)
-            statuses.append(status)
-            rows.append((C, target))
+            experts = j * Ks + local
+            D = self.row_features(points[experts], ics, samples)
+            w, status = self._solve_rows(D, points[experts], None if C is None else C[samples.to(C.device)],
+                                         None if target is None else target[samples.to(target.device)], means[samples],
+                                         self.ranks.splits(B))
+            ws.append(self.ranks.gather(w, B))  # [S Ks, N], every rank's block
+            statuses.append(self._gather_status(status, B))
+            conditions.append((C, target))
         w = torch.stack([x.reshape(S, Ks, -1) for x in ws], 1).reshape(S * K, -1)  # [S K, N], row s K + j Ks + i
         order = torch.arange(S * K).reshape(slabs, S, Ks).transpose(0, 1).reshape(-1)  # statuses are slab-major
-        status = SolveStatus(*(torch.cat([getattr(st, f) for st in statuses])[order]
-                               for f in ("converged", "iterations", "residual", "constraint_violation")))
+        status = SolveStatus(*(torch.cat([getattr(st, f) for st in statuses])[order] for f in STATUS_FIELDS))
         if not p:
             return w, status, None
-        C = torch.stack([c[:, None].expand(S, Ks, -1, -1) for c, _ in rows], 1).reshape(S * K, p, -1)  # [S K, p, N]
-        target = torch.stack([t[:, None].expand(S, Ks, -1) for _, t in rows], 1).reshape(S * K, p)  # [S K, p]
+        C = torch.stack([c[:, None].expand(S, Ks, -1, -1) for c, _ in conditions], 1).reshape(S * K, p, -1)  # [S K, p, N]
+        target = torch.stack([t[:, None].expand(S, Ks, -1) for _, t in conditions], 1).reshape(S * K, p)  # [S K, p]
         return w, status, (C, target)
 
-    def _solve_experts(self, D: Tensor, points: Tensor, C: Tensor | None, target: Tensor | None,
-                       means: Tensor) -> tuple[Tensor, SolveStatus]:
-        """One batch of independent solves: features ``D [S, K, k, m, N]``, points ``[K, m, d]``, conditions
-        ``C [S, p, N] w = target [S, p]`` shared by the K experts of each sample, mean initial values ``[S]``."""
-        S, K, _, m, _ = D.shape
-        D = D.flatten(0, 1)  # [S K, k, m, N]
-        if C is not None and target is not None:
-            C = C[:, None].expand(S, K, -1, -1).flatten(0, 1)  # [S K, p, N]
-            target = target[:, None].expand(S, K, -1).flatten(0, 1)  # [S K, p]
-        pts = points.repeat(S, 1, 1)  # [S K, m, d]
+    def _solve_rows(self, D: Tensor, pts: Tensor, C: Tensor | None, target: Tensor | None, means: Tensor,
+                    split: bool = False) -> tuple[Tensor, SolveStatus]:
+        """One batch of independent solves: features ``D [R, k, m, N]``, points ``[R, m, d]``, conditions
+        ``C [R, p, N] w = target [R, p]``, mean initial values ``[R]``; ``split``: the batch's other rows are
+        on the other ranks."""
+        m = pts.shape[1]
         src = self.source(pts)
         if self.linear:
-            zero = pts.new_zeros(S * K, self.options.basis)
-            A = self.pointwise.jacobian(zero, D, pts, src)  # [S K, m, N], exact for a linear residual
+            zero = pts.new_zeros(len(pts), self.options.basis)
+            A = self.pointwise.jacobian(zero, D, pts, src)  # [R, m, N], exact for a linear residual
             b = -self.pointwise(zero, D, pts, src)
-            self.layer.tikhonov = self.options.tikhonov * float(A.detach().double().pow(2).sum(1).mean())
+            self.layer.tikhonov = self.options.tikhonov * self._mean_square(A, split)
             self.layer.penalty = self.penalty(m)
             extra = ()
             if self.options.bounds is not None:
                 extra = bounds_as_inequalities(D[:, 0], *self.options.bounds)
             w, status = self.layer(A, b, C, target, *extra)
             return w.to(self.dtype), status
-        w0, scale = self._linearized_start(D, pts, src, C, target, means.repeat_interleave(K).to(self.device))
+        w0, scale = self._linearized_start(D, pts, src, C, target, means.to(self.device), split)
         lm = LevenbergMarquardt(max_iter=self.options.nonlinear.max_iter, xtol=self.options.nonlinear.tol,
                                 gtol=self.options.nonlinear.tol, tikhonov=self.options.tikhonov * scale, penalty=self.penalty(m))
         w, status = solve_nonlinear(self.pointwise, w0, (D, pts, src), C, target, jacobian=self.pointwise.jacobian,
                                     hessian=self.pointwise.hessian, options=lm)
         return w.to(self.dtype), status
+
+    def _gather_status(self, status: SolveStatus, n: int) -> SolveStatus:
+        """Every rank's block of a status of ``n`` rows (collectives carry float64)."""
+        if not self.ranks.splits(n):
+            return status
+        with torch.no_grad():
+            fields = [getattr(status, f) for f in STATUS_FIELDS]
+            return SolveStatus(*(self.ranks.gather(x.double(), n).to(x.dtype) for x in fields))
+
+    def _mean_square(self, A: Tensor, split: bool) -> float:
+        """The mean over the batch rows (of every rank when ``split``) and the N columns of sum_i A_ij^2 (the
+        normal matrix's mean diagonal), which scales the Tikhonov term: the same whichever rank solves a row."""
+        sq = A.detach().double().pow(2).sum()
+        local = torch.stack([sq, sq.new_tensor(float(A.shape[0] * A.shape[-1]))])
+        total = self.ranks.sum(local) if split else local
+        return float(total[0] / total[1])
 
     def penalty(self, m: int) -> float | None:
         """The absolute weight of the condition rows: rho / p per row against 1 / m per residual row."""
@@ -298,7 +342,7 @@ class HardConstrainedSolver(Solver):
         return None if rho is None or not self.constraints.count else rho * m / self.constraints.count
 
     def _linearized_start(self, D: Tensor, points: Tensor, src: Tensor, C: Tensor | None, target: Tensor | None,
-                          means: Tensor) -> tuple[Tensor, float]:
+                          means: Tensor, split: bool = False) -> tuple[Tensor, float]:
         """Start of the iterations: the linear problem of the equation frozen at u = each sample's mean initial value."""
         with torch.no_grad():
             D64, pts, s = D.double(), points.double(), src.double()
@@ -310,7 +354,7 @@ class HardConstrainedSolver(Solver):
                       for i in range(k)]  # dF/df_i at the frozen state, [B, m] each
             A = sum(slope[..., None] * D64[:, i] for i, slope in enumerate(slopes))
             b = -(r0 - slopes[0] * fbar[:, 0])
-            scale = float(A.pow(2).sum(1).mean())
+            scale = self._mean_square(A, split)
             layer = ConstrainedLeastSquares(tikhonov=self.options.tikhonov * scale, penalty=self.penalty(m))
             w0, _ = layer(A, b, None if C is None else C.double(), None if target is None else target.double())
         return w0, scale
@@ -318,6 +362,14 @@ class HardConstrainedSolver(Solver):
     # ------------------------------------------------------------------ the Solver interface
     def task(self, evaluate: Callable[[], dict[str, float]]) -> HCTask:
         self._task = HCTask(self, evaluate)
+        if self.ranks.group is not None:
+            S = 1 if self.family is None else self.family.options.batch
+            space = self.boxes.count // self.slabs
+            if not self.ranks.splits(S * space):
+                log.warning("%s: %d solves per time slab (%d space experts x %d initial conditions) for %d ranks: every rank "
+                            "solves them all; add experts along space axes or raise family.batch to spread them",
+                            self.name, S * space, space, S, self.ranks.world)
+            self._averager = GradientAverager(self.model, self.ranks.group, reduce="sum")
         return self._task
 
     def weights(self, ics: ICBatch | None = None) -> tuple[Tensor, SolveStatus]:
@@ -405,20 +457,25 @@ class HCTask:
             ics = s.family_ics(self.rng.choice(train, size=min(s.family.options.batch, len(train)), replace=False))
         w, status, conditions = s.solve_with_conditions(self.model.solve_points, ics)  # w [S K, N]
         opts = s.options.points
-        pts = torch.as_tensor(s.boxes.sample(opts.loss, opts.sampler, self.rng), dtype=s.dtype, device=s.device)
-        K, m, d = pts.shape
-        D = s.basis_features(pts.reshape(K * m, d), ics)  # [S, K m, k, N]
-        S = len(D)
-        D = D.reshape(S * K, m, *s.feature_shape).transpose(1, 2)
-        pts = pts.repeat(S, 1, 1)
-        r = s.pointwise(w, D, pts, s.source(pts))  # [S K, m]
-        loss = (r * r).mean()
+        pts = torch.as_tensor(s.boxes.sample(opts.loss, opts.sampler, self.rng), dtype=s.dtype, device=s.device)  # [K, m, d]
+        K, m, _ = pts.shape
+        n = len(w)  # S K rows: this rank takes its block; the ranks' shares add up to the loss
+        rows = torch.arange(n, device=s.device)[s.ranks.block(n)]
+        share = s.ranks.share(n)
+        pts = pts[rows % K]
+        D = s.row_features(pts, ics, rows // K)  # [R, k, m, N]
+        r = s.pointwise(w[rows], D, pts, s.source(pts))  # [R, m]
+        residual = (r * r).sum() * (share / (n * m))
+        loss = residual
         rho = s.options.constraint_weight if s.options.constraint_weight is not None else 1.0 if s.options.soft else None
         if rho is not None and conditions is not None:  # the rows each expert was solved with (later time slabs:
             C, target = conditions                       # the previous slab's solution, not the initial condition)
-            miss = torch.einsum("bpn,bn->bp", C, w) - target.to(w)  # [S K, p]
-            loss = loss + rho * (miss * miss).mean()
-        info = {"residual": float((r * r).mean().detach()), "solve_residual_max": float(status.residual.max()),
+            miss = torch.einsum("bpn,bn->bp", C[rows], w[rows]) - target[rows].to(w)  # [R, p]
+            loss = loss + rho * (miss * miss).sum() * (share / (n * miss.shape[1]))
+        if s.ranks.group is not None:  # every rank reports the total; each backpropagates its share (gradients are summed)
+            loss = loss + (s.ranks.sum(loss.detach()) - loss.detach())
+            residual = s.ranks.sum(residual.detach())
+        info = {"residual": float(residual.detach()), "solve_residual_max": float(status.residual.max()),
                 "constraint_violation_max": float(status.constraint_violation.max())}
         if not s.linear:
             info["lm_iterations_max"] = float(status.iterations.max())
