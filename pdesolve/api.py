@@ -39,13 +39,14 @@ def solve(
         name = raw.get("solver", "pinn")
         raw.setdefault("solvers", {})
         raw["solvers"][name] = {**(raw["solvers"].get(name) or {}), **options}
-    if steps is not None:
-        raw["train"] = {**raw.get("train", {}), "steps": steps}
     if device is not None:
         raw["device"] = device
     if seed is not None:
         raw["seed"] = seed
-    return run(load_run_config(path, data=raw), out, quiet=quiet)
+    # train settings given here outrank the chosen solver's own `train:` section: they are applied after it
+    explicit = [o for o in overrides if o.split("=", 1)[0].strip().split(".")[0] == "train"]
+    explicit += [f"train.steps={steps}"] if steps is not None else []
+    return run(load_run_config(path, explicit, data=raw), out, quiet=quiet)
 
 
 def problem_to_dict(problem: Problem) -> dict[str, Any]:

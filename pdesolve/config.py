@@ -149,9 +149,37 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str], path: str = 
     return out
 
 
+def with_solver_train(data: dict[str, Any], solver: str, path: str = "<data>") -> dict[str, Any]:
+    """The file's ``train`` with the chosen solver's own ``solvers.<solver>.train`` keys in place of the file's.
+
+    Each back-end needs its own budget (a PINN's Adam + L-BFGS, a basis solve's short Adam run), so a solver
+    section may carry a ``train:`` mapping; its keys (``steps``, ``optimizer``, ...) replace the file's
+    whole when that solver runs. The result no longer has the section's ``train`` (it is resolved), so a
+    run folder's ``config.yaml`` reproduces the run.
+    """
+    import copy
+
+    section = (data.get("solvers") or {}).get(solver)
+    if not isinstance(section, dict) or "train" not in section:
+        return data
+    train = section["train"]
+    if not isinstance(train, dict):
+        raise ConfigError(path, [f"solvers.{solver}.train: expected a mapping of train keys (steps, optimizer, ...), "
+                                 f"got {type(train).__name__}"])
+    out = copy.deepcopy(data)
+    del out["solvers"][solver]["train"]
+    out["train"] = {**(out.get("train") or {}), **train}
+    return out
+
+
 def load_run_config(path: str | Path, overrides: Sequence[str] = (), data: dict[str, Any] | None = None) -> RunConfig:
-    """Read, override and validate a problem file; raises :class:`ConfigError` listing every error."""
-    raw = apply_overrides(data if data is not None else read_yaml(path), overrides, str(path))
+    """Read, override and validate a problem file; raises :class:`ConfigError` listing every error.
+
+    Precedence, lowest first: the file's ``train``, the chosen solver's ``solvers.<solver>.train``, ``overrides``.
+    """
+    data = data if data is not None else read_yaml(path)
+    solver = apply_overrides(data, overrides, str(path)).get("solver", "pinn")
+    raw = apply_overrides(with_solver_train(data, str(solver), str(path)), overrides, str(path))
     cfg, errors = _build(raw)
     if errors:
         raise ConfigError(str(path), errors)
@@ -300,9 +328,17 @@ def _build(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         if name not in SOLVERS:
             errors.append(unknown_name(f"solvers.{name}", "solver", name, SOLVERS))
             continue
+        opts = dict(opts or {})
+        if "train" in opts:  # another solver's own budget (the chosen one's is resolved by with_solver_train)
+            own = opts.pop("train")
+            try:
+                other = TrainSpec.model_validate({**raw.get("train", {}), **own} if isinstance(own, dict) else own)
+                errors += _optimizer_options(other, f"solvers.{name}.train.optimizer")[1]
+            except ValidationError as err:
+                errors += validation_errors(err, TrainSpec, prefix=f"solvers.{name}.train")
         model = SOLVERS[name].Options
         try:
-            validated = model.model_validate(opts or {})
+            validated = model.model_validate(opts)
         except ValidationError as err:
             errors += validation_errors(err, model, prefix=f"solvers.{name}")
             continue
@@ -312,18 +348,8 @@ def _build(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         solver_options = SOLVERS[spec.solver].Options()
 
     # training rule
-    from .optim import OPTIMIZERS
-
-    opt = spec.train.optimizer
-    optimizer_options = None
-    if opt.name not in OPTIMIZERS:
-        errors.append(unknown_name("train.optimizer.name", "optimizer", opt.name, OPTIMIZERS))
-    else:
-        model = OPTIMIZERS[opt.name][1]
-        try:
-            optimizer_options = model.model_validate(opt.model_extra or {})
-        except ValidationError as err:
-            errors += validation_errors(err, model, prefix="train.optimizer")
+    optimizer_options, optimizer_errors = _optimizer_options(spec.train, "train.optimizer")
+    errors += optimizer_errors
 
     simulate = None
     if spec.simulate is not None and importlib.util.find_spec("pdesolve.simulate.settings") is not None:
@@ -339,6 +365,20 @@ def _build(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     return dict(problem=problem, solver=spec.solver, solver_options=solver_options, train=spec.train,
                 optimizer_options=optimizer_options, eval_grid=eval_grid, seed=spec.seed, device=spec.device,
                 simulate=simulate), errors
+
+
+def _optimizer_options(train: TrainSpec, where: str) -> tuple[BaseModel | None, list[str]]:
+    """The training rule's validated options, or the errors of ``train.optimizer`` (reported at ``where``)."""
+    from .optim import OPTIMIZERS
+
+    opt = train.optimizer
+    if opt.name not in OPTIMIZERS:
+        return None, [unknown_name(f"{where}.name", "optimizer", opt.name, OPTIMIZERS)]
+    model = OPTIMIZERS[opt.name][1]
+    try:
+        return model.model_validate(opt.model_extra or {}), []
+    except ValidationError as err:
+        return None, validation_errors(err, model, prefix=where)
 
 
 # ----------------------------------------------------------------------------- messages

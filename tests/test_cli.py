@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _cli(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "pdesolve.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+    return subprocess.run([sys.executable, "-m", "pdesolve", *args], cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
 def test_solve_evaluate_plot_resume(tmp_path):

@@ -62,6 +62,9 @@ def test_the_base_file_is_valid(tmp_path):
         ({"boundary__0__axis": "y"}, "boundary[0].axis: no space axis 'y'"),
         ({"solvers": {"pinn": {"widht": 3}}}, "solvers.pinn.widht: unknown key 'widht' (did you mean 'width'?)"),
         ({"evaluate": {"grid": {"x": 10}}}, "evaluate.grid: expected point counts for exactly ['t', 'x']"),
+        ({"solvers": {"hc": {"train": {"stpes": 3}}}}, "solvers.hc.train.stpes: unknown key 'stpes' (did you mean 'steps'?)"),
+        ({"solvers": {"hc": {"train": {"optimizer": {"name": "adam", "lr": -1}}}}}, "solvers.hc.train.optimizer.lr: Input should be"),
+        ({"solver": "hc", "solvers": {"hc": {"train": 300}}}, "solvers.hc.train: expected a mapping of train keys"),
     ],
 )
 def test_each_mistake_is_named(tmp_path, changes, expected):
@@ -72,3 +75,21 @@ def test_each_mistake_is_named(tmp_path, changes, expected):
 def test_every_error_is_reported_at_once(tmp_path):
     errors = _errors(tmp_path, equation="burger", solver="nope", train={"optimizer": {"name": "x"}})
     assert len(errors) == 3
+
+
+def test_a_solver_section_may_carry_its_own_train_settings(tmp_path):
+    """The chosen solver's `train:` keys replace the file's; --set / API train settings outrank both."""
+    data = yaml.safe_load(yaml.safe_dump(BASE))
+    data["train"] = {"steps": 5000, "optimizer": {"name": "adam_lbfgs", "adam_steps": 1000}, "log_every": 7}
+    data["solvers"] = {"hc": {"basis": 8, "width": 16, "train": {"steps": 300, "optimizer": {"name": "adam", "lr": 3.0e-3}}}}
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(data))
+    pinn = load_run_config(path)
+    assert pinn.train.steps == 5000 and pinn.train.optimizer.name == "adam_lbfgs"
+    hc = load_run_config(path, ["solver=hc"])
+    assert (hc.train.steps, hc.train.optimizer.name, hc.train.log_every) == (300, "adam", 7)
+    assert hc.optimizer_options.lr == 3.0e-3 and "train" not in hc.raw["solvers"]["hc"]
+    assert load_run_config(path, ["solver=hc", "train.steps=9"]).train.steps == 9
+    again = tmp_path / "again.yaml"  # a run folder's config.yaml reproduces the resolved settings
+    again.write_text(yaml.safe_dump(hc.raw))
+    assert load_run_config(again).train == hc.train
