@@ -22,7 +22,8 @@ TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
 def join_torchrun_group(device: torch.device) -> Any:
-    """The default process group, started from a ``torchrun`` launch's rendezvous when not started yet.
+    """The default process group, started from a ``torchrun`` launch's rendezvous when not started yet
+    (on GPUs, each rank first takes the GPU of its ``LOCAL_RANK``).
 
     Raises ``RuntimeError`` saying how to launch when this process was not started by torchrun.
     """
@@ -34,6 +35,8 @@ def join_torchrun_group(device: torch.device) -> Any:
     if missing:
         raise RuntimeError(f"distributed training needs a torchrun launch (missing {', '.join(missing)}): run "
                            "`torchrun --standalone --nproc-per-node 2 -m pdesolve solve FILE ...`")
+    if device.type == "cuda":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo", init_method="env://")
     return dist.group.WORLD
 

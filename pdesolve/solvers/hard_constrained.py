@@ -150,13 +150,16 @@ class HardConstrainedSolver(Solver):
                 self._check_jacobian_path()
         except ConstraintSetupError as err:
             raise SolverMismatch(str(err)) from None
-        rng = np.random.default_rng(int(torch.randint(0, 2**31, (1,)).item()))
-        self.model = HCModel(problem, options, self.boxes, rng).to(device=device, dtype=dtype)
         if options.distributed:
             try:
                 self.ranks = Ranks.of(join_torchrun_group(device))
             except RuntimeError as err:
                 raise SolverMismatch(f"solvers.{self.name}.distributed: {err}; or set distributed: false") from None
+            if device.type == "cuda":  # this rank's GPU (torchrun's LOCAL_RANK)
+                self.device = device = torch.device("cuda", torch.cuda.current_device())
+        rng = np.random.default_rng(int(torch.randint(0, 2**31, (1,)).item()))
+        self.model = HCModel(problem, options, self.boxes, rng).to(device=device, dtype=dtype)
+        if options.distributed:
             with torch.no_grad():  # every rank starts from rank 0's backbone and solve points
                 for x in self.model.state_dict().values():
                     self.ranks.broadcast_tensor(x)
