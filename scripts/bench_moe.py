@@ -74,7 +74,8 @@ def one(spec: dict, args: argparse.Namespace) -> dict:
     if family:
         before = model.family_metrics(grid)["test_rel_l2"]  # also computes (and caches) the held-out references
         t0 = time.perf_counter()
-        result = train(task, make_optimizer("adam", {"lr": args.lr}, spec["steps"]), TrainSettings(steps=spec["steps"], quiet=True))
+        rule = {"lr": args.lr} | ({"schedule": "cosine", "min_lr": args.lr / 100} if args.schedule == "cosine" else {})
+        result = train(task, make_optimizer("adam", rule, spec["steps"]), TrainSettings(steps=spec["steps"], quiet=True))
         wall = time.perf_counter() - t0
         after = model.family_metrics(grid)
         last = result.history[-1] if result.history else {}
@@ -126,6 +127,7 @@ def main() -> int:
     ap.add_argument("--rho", type=float, default=10.0, help="constraint_weight of the condition rows")
     ap.add_argument("--max-iter", type=int, default=10)
     ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--schedule", choices=["constant", "cosine"], default="constant", help="cosine: from lr down to lr / 100")
     ap.add_argument("--skip-accuracy", action="store_true")
     ap.add_argument("--skip-cost", action="store_true")
     ap.add_argument("--solvers", nargs="+", default=list(SOLVERS), choices=SOLVERS, metavar="NAME", help=f"among {list(SOLVERS)}")
