@@ -14,7 +14,8 @@ taking the previous slab's solution at its start time in place of the initial co
 backward for nonlinear ones (started from the linear problem obtained by freezing the equation at the mean
 initial value). The backbone is trained on the mean-square residual of the solved u_k at fresh points of
 each expert's box (plus the weighted condition rows). A point is predicted by its own expert. ``hc`` is
-the case K = 1.
+the case K = 1. With ``distributed: true`` every batch of solves (and the loss) is split over the ranks of a
+torchrun launch, each rank solving its block (:class:`pdesolve.distributed.Ranks`).
 
 Shapes: solve points ``[K, m, d]`` (columns (t, x, ...)), feature matrices ``D [K, k, m, N]`` with the k
 rows u, du/d(each coordinate), d2u/d(space axis)^2, weights ``w [K, N]``.
