@@ -17,7 +17,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from pdesolve.config import ConfigError, OptimizerSpec, apply_overrides, load_run_config, read_yaml, unknown_name, validation_errors
+from pdesolve.config import ConfigError, OptimizerSpec, apply_overrides, load_run_config, read_yaml, validate_optimizer
+from pdesolve.config_messages import unknown_name, validation_errors
 from pdesolve.nn.mlp import ACTIVATIONS
 from pdesolve.problem import Problem
 from pdesolve.simulate import SimulateSettings, select_simulator
@@ -210,22 +211,14 @@ def load_study(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
             )
 
     # the training rule, the layout
-    from pdesolve.optim import OPTIMIZERS
-
-    optimizer_options = None
     opt = spec.train.optimizer
-    if opt.name not in OPTIMIZERS:
-        errors.append(unknown_name("train.optimizer.name", "optimizer", opt.name, OPTIMIZERS))
-    else:
-        try:
-            optimizer_options = OPTIMIZERS[opt.name][1].model_validate(opt.model_extra or {})
-        except ValidationError as err:
-            errors += validation_errors(err, OPTIMIZERS[opt.name][1], prefix="train.optimizer")
-        if spec.online.servers > 1 and opt.name in ("lbfgs", "adam_lbfgs"):
-            errors.append(
-                f"train.optimizer.name: {opt.name!r} runs line searches on each server's own batch, which would "
-                f"desynchronize {spec.online.servers} data-parallel servers; use adam or adamw, or online.servers: 1"
-            )
+    optimizer_options, optimizer_errors = validate_optimizer(opt)
+    errors += optimizer_errors
+    if spec.online.servers > 1 and opt.name in ("lbfgs", "adam_lbfgs"):
+        errors.append(
+            f"train.optimizer.name: {opt.name!r} runs line searches on each server's own batch, which would "
+            f"desynchronize {spec.online.servers} data-parallel servers; use adam or adamw, or online.servers: 1"
+        )
     if spec.online.segment_steps is not None and spec.online.segment_steps > settings.steps:
         errors.append(f"online.segment_steps: expected at most simulate.steps = {settings.steps}, got {spec.online.segment_steps}")
     if errors:

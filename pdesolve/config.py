@@ -7,16 +7,16 @@ comes with a did-you-mean or the list of valid names.
 
 from __future__ import annotations
 
-import difflib
 import importlib.util
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .config_messages import unknown_name, validation_errors
 from .equations import EQUATIONS, get_equation
 from .errors import UserError
 from .expr import ExpressionError, constant
@@ -333,7 +333,7 @@ def _build(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
             own = opts.pop("train")
             try:
                 other = TrainSpec.model_validate({**raw.get("train", {}), **own} if isinstance(own, dict) else own)
-                errors += _optimizer_options(other, f"solvers.{name}.train.optimizer")[1]
+                errors += validate_optimizer(other.optimizer, f"solvers.{name}.train.optimizer")[1]
             except ValidationError as err:
                 errors += validation_errors(err, TrainSpec, prefix=f"solvers.{name}.train")
         model = SOLVERS[name].Options
@@ -348,7 +348,7 @@ def _build(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         solver_options = SOLVERS[spec.solver].Options()
 
     # training rule
-    optimizer_options, optimizer_errors = _optimizer_options(spec.train, "train.optimizer")
+    optimizer_options, optimizer_errors = validate_optimizer(spec.train.optimizer)
     errors += optimizer_errors
 
     simulate = None
@@ -367,11 +367,10 @@ def _build(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
                 simulate=simulate), errors
 
 
-def _optimizer_options(train: TrainSpec, where: str) -> tuple[BaseModel | None, list[str]]:
-    """The training rule's validated options, or the errors of ``train.optimizer`` (reported at ``where``)."""
+def validate_optimizer(opt: OptimizerSpec, where: str = "train.optimizer") -> tuple[BaseModel | None, list[str]]:
+    """The training rule's validated options, or the errors of ``opt`` (reported at the key path ``where``)."""
     from .optim import OPTIMIZERS
 
-    opt = train.optimizer
     if opt.name not in OPTIMIZERS:
         return None, [unknown_name(f"{where}.name", "optimizer", opt.name, OPTIMIZERS)]
     model = OPTIMIZERS[opt.name][1]
@@ -379,73 +378,3 @@ def _optimizer_options(train: TrainSpec, where: str) -> tuple[BaseModel | None, 
         return model.model_validate(opt.model_extra or {}), []
     except ValidationError as err:
         return None, validation_errors(err, model, prefix=where)
-
-
-# ----------------------------------------------------------------------------- messages
-def unknown_name(path: str, what: str, name: str, valid: Mapping[str, Any]) -> str:
-    return f"{path}: unknown {what} {name!r}; valid {what}s are {sorted(valid)}" + _did_you_mean(name, valid)
-
-
-def _did_you_mean(name: str, valid: Mapping[str, Any] | Sequence[str]) -> str:
-    close = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-_UNION_MARKERS = ("tuple[", "function-", "AxisSpec", "ReferenceSpec", "float", "str")
-
-
-def _loc(loc: Sequence[Any], prefix: str = "") -> str:
-    out = prefix
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif str(part).startswith(_UNION_MARKERS):
-            continue  # pydantic's union-branch markers are noise for a user
-        else:
-            out += ("." if out else "") + str(part)
-    return out
-
-
-def _fields_at(model: type[BaseModel], loc: Sequence[Any]) -> list[str]:
-    """Known keys of the model reached by following ``loc`` (best effort, for did-you-mean)."""
-    current: Any = model
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        if isinstance(current, type) and issubclass(current, BaseModel) and part in current.model_fields:
-            ann = current.model_fields[part].annotation
-            current = _model_in(ann)
-        else:
-            current = _model_in(current) if not isinstance(current, type) else current
-    return list(current.model_fields) if isinstance(current, type) and issubclass(current, BaseModel) else []
-
-
-def _model_in(ann: Any) -> Any:
-    if isinstance(ann, type) and issubclass(ann, BaseModel):
-        return ann
-    for arg in get_args(ann) if get_origin(ann) is not None else ():
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
-
-
-def validation_errors(err: ValidationError, model: type[BaseModel], prefix: str = "") -> list[str]:
-    out, seen = [], set()
-    for e in err.errors():
-        where = _loc(e["loc"], prefix)
-        if e["type"] == "extra_forbidden":
-            key = str(e["loc"][-1])
-            fields = _fields_at(model, e["loc"][:-1])
-            msg = f"{where}: unknown key {key!r}" + (_did_you_mean(key, fields) if fields else "")
-            if fields:
-                msg += f"; valid keys are {sorted(fields)}"
-        elif e["type"] == "missing":
-            msg = f"{where}: missing required key"
-        else:
-            got = e.get("input")
-            msg = f"{where}: {e['msg']} (got {got!r})" if not isinstance(got, (dict, list)) else f"{where}: {e['msg']}"
-        if msg not in seen:
-            seen.add(msg)
-            out.append(msg)
-    return out

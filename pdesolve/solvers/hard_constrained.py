@@ -24,13 +24,11 @@ rows u, du/d(each coordinate), d2u/d(space axis)^2, weights ``w [K, N]``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 from torch.func import jvp
 
@@ -47,64 +45,16 @@ from ..constrained import (
 from ..distributed import GradientAverager, Ranks, join_torchrun_group
 from ..grid import Grid
 from ..problem import Problem
-from ..sampling import Sampler
 from ..solution import Solution
 from .base import Solver, SolverMismatch
 from .hc_basis import Constraints, ExpertBoxes, HCModel, PDEResidual, feature_rows
-from .hc_family import FamilyOptions, ICFamily, family_errors
+from .hc_family import ICBatch, ICFamily, family_errors
+from .hc_options import HCOptions
+from .hc_task import HCTask
 
 log = logging.getLogger(__name__)
 
 STATUS_FIELDS = ("converged", "iterations", "residual", "constraint_violation")
-
-
-class HCPointsOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    solve: int = Field(512, gt=0, description="points per expert where the inner solve fits the PDE (fixed)")
-    loss: int = Field(512, gt=0, description="fresh points per expert for the backbone's loss, each step")
-    initial: int = Field(12, ge=0, description="initial-condition constraint points (exact, shared by all experts)")
-    boundary: int = Field(8, ge=0, description="constraint points per boundary condition (exact, shared by all experts)")
-    sampler: Sampler = "lhs"
-
-
-class NonlinearOptions(BaseModel):
-    """The Levenberg-Marquardt solve for nonlinear equations."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    max_iter: int = Field(30, gt=0)
-    tol: float = Field(1e-9, ge=0, description="xtol and gtol of the iterations")
-    u_floor: float | None = Field(None, description="read u as max(u, u_floor) in the residual: for equations where u "
-                                  "enters only through a coefficient with a fractional power (diffusion-sorption's "
-                                  "retardation), which is undefined below 0")
-
-
-class HCOptions(BaseModel):
-    """Network: ``width``, ``depth``, ``activation``, ``basis`` (N). Advanced: the rest."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    width: int = Field(64, gt=0)
-    depth: int = Field(3, gt=0)
-    activation: Literal["tanh", "sin", "gelu", "silu", "sigmoid"] = "tanh"
-    basis: int = Field(48, gt=0, description="N basis functions (the last layer's outputs), at most width")
-    periodic_modes: int = Field(1, ge=1)
-    dtype: Literal["float32", "float64"] = Field("float64", description="float32 bases lose the exact conditions to cancellation in b . w")
-    tikhonov: float = Field(1e-9, ge=0, description="lambda relative to the mean diagonal of the normal matrix")
-    constraint_weight: float | None = Field(None, gt=0, description="None: initial/boundary conditions exact (KKT); rho: "
-                                            "weighted rows, rho times the mean square violation beside the mean square residual")
-    bounds: tuple[float, float] | None = Field(None, description="lo <= u <= hi at the solve points (cvxpylayers)")
-    points: HCPointsOptions = HCPointsOptions()
-    nonlinear: NonlinearOptions = NonlinearOptions()
-    soft: bool = Field(False, description="the soft-constraint baseline on the same backbone: the weights w are trained with it "
-                       "(residual plus constraint_weight (default 1) times the condition violations) instead of solved for")
-    family: FamilyOptions | None = Field(None, description="learn over drawn initial conditions (backbone input: the "
-                                         "initial condition at sensor points); see pdesolve.solvers.hc_family")
-    distributed: bool = Field(False, description="spread each batch of solves (the experts of a time slab, times the family's "
-                              "initial conditions) over the ranks of a torchrun launch; rank 0 writes the run folder")
-
-
-class MoEHCOptions(HCOptions):
-    experts: dict[str, int] = Field(default_factory=lambda: {"t": 2, "x": 2},
-                                    description="experts along each axis (t and space axes); their product is K")
 
 
 # ----------------------------------------------------------------------------- the shared solver
@@ -435,71 +385,3 @@ class HardConstrainedSolver(Solver):
             out["family"] = self.family_metrics(grid)
             log.info("%s: held-out initial conditions on the evaluation grid: %s", self.name, out["family"])
         return out
-
-
-@dataclass(frozen=True)
-class ICBatch:
-    """S initial conditions of a family: ``sensors [S, s]``, constraint targets ``[S, p]``, mean values ``[S]``."""
-
-    sensors: Tensor
-    targets: Tensor
-    means: Tensor
-
-
-class HCTask:
-    """The training task: solve every expert, then the residual of the solved u at fresh points."""
-
-    def __init__(self, solver: HardConstrainedSolver, evaluate: Callable[[], dict[str, float]]):
-        self.solver, self.model, self._evaluate = solver, solver.model, evaluate
-        self.rng = np.random.default_rng(int(torch.randint(0, 2**31, (1,)).item()))
-
-    def loss(self) -> tuple[Tensor, dict[str, float]]:
-        s = self.solver
-        ics = None
-        if s.family is not None:
-            train = s.family.split("train")
-            ics = s.family_ics(self.rng.choice(train, size=min(s.family.options.batch, len(train)), replace=False))
-        w, status, conditions = s.solve_with_conditions(self.model.solve_points, ics)  # w [S K, N]
-        opts = s.options.points
-        pts = torch.as_tensor(s.boxes.sample(opts.loss, opts.sampler, self.rng), dtype=s.dtype, device=s.device)  # [K, m, d]
-        K, m, _ = pts.shape
-        n = len(w)  # S K rows: this rank takes its block; the ranks' shares add up to the loss
-        rows = torch.arange(n, device=s.device)[s.ranks.block(n)]
-        share = s.ranks.share(n)
-        pts = pts[rows % K]
-        D = s.row_features(pts, ics, rows // K)  # [R, k, m, N]
-        r = s.pointwise(w[rows], D, pts, s.source(pts))  # [R, m]
-        residual = (r * r).sum() * (share / (n * m))
-        loss = residual
-        rho = s.options.constraint_weight if s.options.constraint_weight is not None else 1.0 if s.options.soft else None
-        if rho is not None and conditions is not None:  # the rows each expert was solved with (later time slabs:
-            C, target = conditions                       # the previous slab's solution, not the initial condition)
-            miss = torch.einsum("bpn,bn->bp", C[rows], w[rows]) - target[rows].to(w)  # [R, p]
-            loss = loss + rho * (miss * miss).sum() * (share / (n * miss.shape[1]))
-        if s.ranks.group is not None:  # every rank reports the total; each backpropagates its share (gradients are summed)
-            loss = loss + (s.ranks.sum(loss.detach()) - loss.detach())
-            residual = s.ranks.sum(residual.detach())
-        info = {"residual": float(residual.detach()), "solve_residual_max": float(status.residual.max()),
-                "constraint_violation_max": float(status.constraint_violation.max())}
-        if not s.linear:
-            info["lm_iterations_max"] = float(status.iterations.max())
-            info["lm_converged"] = float(status.converged.double().mean())
-        return loss, info
-
-    def before_step(self, step: int) -> None:
-        pass
-
-    def evaluate(self) -> dict[str, float]:
-        return self._evaluate()
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"rng": self.rng.bit_generator.state}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.rng.bit_generator.state = state["rng"]
-
-
-def grid_counts(names: tuple[str, ...], counts: Mapping[str, int]) -> str:
-    """'t2 x4' for logs and tables."""
-    return " ".join(f"{n}{counts.get(n, 1)}" for n in names)
-

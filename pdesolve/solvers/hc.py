@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .hard_constrained import HardConstrainedSolver, HCOptions, MoEHCOptions
+from .hard_constrained import HardConstrainedSolver
+from .hc_options import HCOptions, MoEHCOptions
 
 
 class HC(HardConstrainedSolver):

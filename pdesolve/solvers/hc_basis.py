@@ -8,7 +8,6 @@ du/d(each coordinate), d2u/d(space axis)^2. Used by :mod:`.hard_constrained`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -20,9 +19,7 @@ from ..nn.jet import Jet
 from ..nn.mlp import MLP
 from ..problem import Problem
 from .base import SolverMismatch
-
-if TYPE_CHECKING:  # option models live with the solver that owns them
-    from .hard_constrained import HCOptions, HCPointsOptions
+from .hc_options import HCOptions, HCPointsOptions
 
 
 # ----------------------------------------------------------------------------- experts

@@ -14,7 +14,7 @@ Shapes: a batch of S initial conditions is ``sensors [S, s]`` (the backbone's ex
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -110,6 +110,15 @@ class ICFamily:
             index_ = (slice(None), slice(None), slice(None)) + (slice(None, None, refine),) * grid.ndim
             self._references[key] = sol.numpy()[index_]
         return self._references[key]
+
+
+@dataclass(frozen=True)
+class ICBatch:
+    """S initial conditions of a family: ``sensors [S, s]``, constraint targets ``[S, p]``, mean values ``[S]``."""
+
+    sensors: Tensor
+    targets: Tensor
+    means: Tensor
 
 
 def family_errors(predictions: Mapping[int, np.ndarray], family: ICFamily, grid: Grid) -> dict[str, float]:

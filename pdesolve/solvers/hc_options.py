@@ -1,0 +1,59 @@
+"""Options of the hard-constraint solvers ``hc`` and ``moe_hc`` (``solvers.hc`` / ``solvers.moe_hc`` in YAML)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..sampling import Sampler
+from .hc_family import FamilyOptions
+
+
+class HCPointsOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    solve: int = Field(512, gt=0, description="points per expert where the inner solve fits the PDE (fixed)")
+    loss: int = Field(512, gt=0, description="fresh points per expert for the backbone's loss, each step")
+    initial: int = Field(12, ge=0, description="initial-condition constraint points (exact, shared by all experts)")
+    boundary: int = Field(8, ge=0, description="constraint points per boundary condition (exact, shared by all experts)")
+    sampler: Sampler = "lhs"
+
+
+class NonlinearOptions(BaseModel):
+    """The Levenberg-Marquardt solve for nonlinear equations."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    max_iter: int = Field(30, gt=0)
+    tol: float = Field(1e-9, ge=0, description="xtol and gtol of the iterations")
+    u_floor: float | None = Field(None, description="read u as max(u, u_floor) in the residual: for equations where u "
+                                  "enters only through a coefficient with a fractional power (diffusion-sorption's "
+                                  "retardation), which is undefined below 0")
+
+
+class HCOptions(BaseModel):
+    """Network: ``width``, ``depth``, ``activation``, ``basis`` (N). Advanced: the rest."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    width: int = Field(64, gt=0)
+    depth: int = Field(3, gt=0)
+    activation: Literal["tanh", "sin", "gelu", "silu", "sigmoid"] = "tanh"
+    basis: int = Field(48, gt=0, description="N basis functions (the last layer's outputs), at most width")
+    periodic_modes: int = Field(1, ge=1)
+    dtype: Literal["float32", "float64"] = Field("float64", description="float32 bases lose the exact conditions to cancellation in b . w")
+    tikhonov: float = Field(1e-9, ge=0, description="lambda relative to the mean diagonal of the normal matrix")
+    constraint_weight: float | None = Field(None, gt=0, description="None: initial/boundary conditions exact (KKT); rho: "
+                                            "weighted rows, rho times the mean square violation beside the mean square residual")
+    bounds: tuple[float, float] | None = Field(None, description="lo <= u <= hi at the solve points (cvxpylayers)")
+    points: HCPointsOptions = HCPointsOptions()
+    nonlinear: NonlinearOptions = NonlinearOptions()
+    soft: bool = Field(False, description="the soft-constraint baseline on the same backbone: the weights w are trained with it "
+                       "(residual plus constraint_weight (default 1) times the condition violations) instead of solved for")
+    family: FamilyOptions | None = Field(None, description="learn over drawn initial conditions (backbone input: the "
+                                         "initial condition at sensor points); see pdesolve.solvers.hc_family")
+    distributed: bool = Field(False, description="spread each batch of solves (the experts of a time slab, times the family's "
+                              "initial conditions) over the ranks of a torchrun launch; rank 0 writes the run folder")
+
+
+class MoEHCOptions(HCOptions):
+    experts: dict[str, int] = Field(default_factory=lambda: {"t": 2, "x": 2},
+                                    description="experts along each axis (t and space axes); their product is K")
