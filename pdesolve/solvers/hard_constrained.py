@@ -278,9 +278,10 @@ class HardConstrainedSolver(Solver):
         """Every rank's block of a status of ``n`` rows (collectives carry float64)."""
         if not self.ranks.splits(n):
             return status
-        with torch.no_grad():
-            fields = [getattr(status, f) for f in STATUS_FIELDS]
-            return SolveStatus(*(self.ranks.gather(x.double(), n).to(x.dtype) for x in fields))
+        fields = [getattr(status, f) for f in STATUS_FIELDS]
+        with torch.no_grad():  # one collective: the fields as columns of float64
+            table = self.ranks.gather(torch.stack([x.detach().double() for x in fields], 1), n)
+        return SolveStatus(*(col.to(x.dtype) for col, x in zip(table.unbind(1), fields)))
 
     def _mean_square(self, A: Tensor, split: bool) -> float:
         """The mean over the batch rows (of every rank when ``split``) and the N columns of sum_i A_ij^2 (the
