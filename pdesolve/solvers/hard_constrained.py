@@ -119,7 +119,7 @@ class HardConstrainedSolver(Solver):
         except ValueError as err:
             raise SolverMismatch(f"solvers.{self.name}.{err}") from None
         self._task: HCTask | None = None
-        self._averager: GradientAverager | None = None  # sums the ranks' gradients (distributed)
+        self.averager: GradientAverager | None = None  # sums the ranks' gradients (distributed)
 
     @property
     def slabs(self) -> int:
@@ -317,14 +317,14 @@ class HardConstrainedSolver(Solver):
     # ------------------------------------------------------------------ the Solver interface
     def task(self, evaluate: Callable[[], dict[str, float]]) -> HCTask:
         self._task = HCTask(self, evaluate)
-        if self.ranks.group is not None:
+        if self.ranks.group is not None and self.averager is None:  # one set of gradient hooks, however many tasks
             S = 1 if self.family is None else self.family.options.batch
             space = self.boxes.count // self.slabs
             if not self.ranks.splits(S * space):
                 log.warning("%s: %d solves per time slab (%d space experts x %d initial conditions) for %d ranks: every rank "
                             "solves them all; add experts along space axes or raise family.batch to spread them",
                             self.name, S * space, space, S, self.ranks.world)
-            self._averager = GradientAverager(self.model, self.ranks.group, reduce="sum")
+            self.averager = GradientAverager(self.model, self.ranks.group, reduce="sum")
         return self._task
 
     def weights(self, ics: ICBatch | None = None) -> tuple[Tensor, SolveStatus]:

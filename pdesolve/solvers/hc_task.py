@@ -60,7 +60,8 @@ class HCTask:
         return loss, info
 
     def before_step(self, step: int) -> None:
-        pass
+        if self.solver.averager is not None:  # every parameter got its gradient in the last step (ranks in step)
+            self.solver.averager.check()
 
     def evaluate(self) -> dict[str, float]:
         return self._evaluate()
