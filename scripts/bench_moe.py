@@ -40,7 +40,7 @@ def options(name: str, m_total: int, args: argparse.Namespace, family: bool) -> 
     """Solver name and options: the same backbone and points for every solver; K experts along t."""
     K = int(name.split("K=")[1]) if "K=" in name else 1
     per = max(m_total // K, 8)
-    opts: dict = {"width": args.width, "depth": args.depth, "basis": args.basis, "constraint_weight": args.rho,
+    opts: dict = {"width": args.width, "depth": args.depth, "basis": args.basis, "constraint_weight": args.rho, "tikhonov": args.tikhonov,
                   "points": {"solve": per, "loss": max(args.loss_points // K, 8)},
                   "nonlinear": {"u_floor": 1.0e-3, "max_iter": args.max_iter, "tol": 1.0e-6}}
     if name == "soft":
@@ -126,6 +126,7 @@ def main() -> int:
     ap.add_argument("--basis", type=int, default=48)
     ap.add_argument("--rho", type=float, default=10.0, help="constraint_weight of the condition rows")
     ap.add_argument("--max-iter", type=int, default=10)
+    ap.add_argument("--tikhonov", type=float, default=1e-9, help="the solves' Tikhonov weight (relative), as solvers.hc.tikhonov")
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--schedule", choices=["constant", "cosine"], default="constant", help="cosine: from lr down to lr / 100")
     ap.add_argument("--skip-accuracy", action="store_true")
