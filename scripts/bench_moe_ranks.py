@@ -37,7 +37,8 @@ def command(ranks: int, out: Path, args: argparse.Namespace) -> list[str]:
             str(PROBLEM), "--solver", "moe_hc", "--threads", "1", "--quiet", "--steps", str(args.steps), "--out", str(out),
             "--set", "solvers.moe_hc.distributed=true", "--set", f"solvers.moe_hc.family={family}",
             "--set", "evaluate.grid={t: 26, x: 128}", "--set", "train.log_every=5",
-            "--set", f"solvers.moe_hc.points={{solve: {args.solve_points}, loss: {args.loss_points}}}"]
+            "--set", f"solvers.moe_hc.points={{solve: {args.solve_points}, loss: {args.loss_points}}}"] + (
+            ["--set", f"solvers.moe_hc.tikhonov={args.tikhonov}"] if args.tikhonov is not None else [])
 
 
 def one(ranks: int, args: argparse.Namespace, folder: Path) -> dict:
@@ -64,6 +65,7 @@ def main() -> None:
     p.add_argument("--test", type=int, default=4)
     p.add_argument("--solve-points", type=int, default=128, help="solve points per expert (the shipped 128 by default)")
     p.add_argument("--loss-points", type=int, default=64, help="loss points per expert and step")
+    p.add_argument("--tikhonov", type=float, default=None, help="the solves' Tikhonov weight (default: the problem file's)")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
     rows = []
