@@ -33,3 +33,11 @@ def test_jet_derivatives_equal_autograd_through_network_features_and_expressions
         for field in ("u", "v"):
             for axes in [(), ("t",), ("x",), ("y",), ("x", "x"), ("y", "y")]:
                 torch.testing.assert_close(jd(field, *axes), ad(field, *axes), rtol=1e-10, atol=1e-10)
+
+
+def test_option_models_offer_exactly_the_known_activations():
+    from typing import get_args
+
+    from pdesolve.nn.mlp import ACTIVATIONS, Activation
+
+    assert set(get_args(Activation)) == set(ACTIVATIONS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -17,6 +18,7 @@ ACTIVATIONS = {
     "silu": (nn.functional.silu, "silu"),
     "sigmoid": (torch.sigmoid, "sigmoid"),
 }
+Activation = Literal["tanh", "sin", "gelu", "silu", "sigmoid"]  # the names of ACTIVATIONS, for option models
 
 
 def activation(name: str):

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..nn.mlp import Activation
 from ..sampling import Sampler
 from .hc_family import FamilyOptions
 
@@ -36,7 +37,7 @@ class HCOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     width: int = Field(64, gt=0)
     depth: int = Field(3, gt=0)
-    activation: Literal["tanh", "sin", "gelu", "silu", "sigmoid"] = "tanh"
+    activation: Activation = "tanh"
     basis: int = Field(48, gt=0, description="N basis functions (the last layer's outputs), at most width")
     periodic_modes: int = Field(1, ge=1)
     dtype: Literal["float32", "float64"] = Field("float64", description="float32 bases lose the exact conditions to cancellation in b . w")

@@ -35,7 +35,7 @@ from ..grid import Grid, GridAxis
 from ..nn.features import CoordinateFeatures
 from ..nn.jet import Jet
 from ..nn.lagrangian import LagrangianDerivatives, to_grid
-from ..nn.mlp import MLP
+from ..nn.mlp import MLP, Activation
 from ..plot import plot_characteristics
 from ..problem import Domain, Problem
 from ..sampling import Sampler
@@ -73,7 +73,7 @@ class LPINNOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     width: int = Field(32, gt=0)
     depth: int = Field(3, gt=0)
-    activation: Literal["tanh", "sin", "gelu", "silu", "sigmoid"] = "tanh"
+    activation: Activation = "tanh"
     shared: bool = Field(False, description="one network with two outputs instead of one network per branch")
     periodic_modes: int = Field(1, ge=1, description="Fourier modes of the periodic label embedding")
     diffusion: Literal["physical", "label"] = Field(

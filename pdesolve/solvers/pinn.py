@@ -22,7 +22,7 @@ from ..grid import Grid
 from ..nn.features import CoordinateFeatures
 from ..nn.hard import HardConstraint
 from ..nn.jet import Jet, JetDerivatives
-from ..nn.mlp import MLP
+from ..nn.mlp import MLP, Activation
 from ..problem import BoundaryCondition, Problem
 from ..sampling import Sampler
 from ..solution import Solution
@@ -74,7 +74,7 @@ class PINNOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     width: int = Field(20, gt=0)
     depth: int = Field(3, gt=0)
-    activation: Literal["tanh", "sin", "gelu", "silu", "sigmoid"] = "tanh"
+    activation: Activation = "tanh"
     periodic_modes: int = Field(1, ge=1, description="Fourier modes per periodic axis in the input embedding")
     hard_constraints: bool = Field(True, description="enforce the IC and Dirichlet walls exactly by an output transform")
     dtype: Literal["float32", "float64"] = "float32"
