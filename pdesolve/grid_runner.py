@@ -1,35 +1,32 @@
-"""Train a grid solver on a trajectory dataset, roll it out, and keep everything in a run folder.
+"""Train a grid solver, roll it out, and keep everything in a run folder.
 
-The grid-solver counterpart of :mod:`pdesolve.runner` (which evaluates continuous solvers pointwise).
-A run folder holds ``config.yaml`` (the resolved problem file), ``data.json`` (the dataset and its
-split), ``checkpoint.pt``, ``history.csv``, ``metrics.json`` (one-step and rollout errors on the
-held-out test trajectories, and the error at each rollout step), ``solution.h5`` (full rollouts of a
-few test trajectories with their reference) and figures: ``frames_<field>.png`` (prediction, reference
-and error at a few times), ``error_vs_step.png`` and ``history.png``.
-
-A grid solver is a :class:`~pdesolve.solvers.base.Solver` that also has ``data_task(data, evaluate)``
-(its training task on in-memory trajectories), ``step(frames)`` (one step in evaluation mode),
-``history``, ``model`` and ``check_grid(grid)``; see :class:`~pdesolve.solvers.sinenet.SineNetSolver`.
+The grid-solver counterpart of :mod:`pdesolve.runner` (which evaluates point solvers pointwise); both set
+a run up the same way (:func:`pdesolve.runner.start`). A grid solver (:class:`~pdesolve.solvers.base.GridSolver`)
+trains on a trajectory dataset (``data_task``: the dataset is split into train / val / test), or with no data on
+the problem's initial-condition family (``family_task``: its validation and test trajectories are simulated
+from held-out members of the family). A run folder holds ``config.yaml`` (the resolved problem file),
+``data.json`` (the dataset and its split, or the simulated held-out sets), ``checkpoint.pt``, ``history.csv``,
+``metrics.json`` (one-step and rollout errors on the test trajectories, and the error at each rollout step),
+``solution.h5`` (full rollouts of a few test trajectories with their reference) and figures:
+``frames_<field>.png`` (prediction, reference and error at a few times), ``error_vs_step.png`` and ``history.png``.
+This module reads only the GridSolver interface.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
 from .config import RunConfig
 from .data import TrajectoryFile, split_trajectories
 from .errors import UserError
-from .io import write_json, write_text
-from .optim import make_optimizer
+from .io import write_json
 from .plot import plot_history, save_figure
 from .rollout import (
     DatasetMismatch,
@@ -40,19 +37,15 @@ from .rollout import (
     full_rollout,
     load_trajectories,
 )
-from .runner import build_solver, load_run, resolve_device, run_summary, write_history, write_solution
+from .runner import build_solver, checked_rule, is_grid_solver, load_run, resolve_device, run_summary, start, write_history, write_solution
 from .solution import Solution
-from .solvers import SOLVERS
-from .train import RunStatus, TrainSettings, seed_everything, train
+from .solvers.base import DATA, FAMILY, GridSolver
+from .train import RunStatus
 
 log = logging.getLogger(__name__)
 SAVED_ROLLOUTS = 4  # test trajectories kept in solution.h5
 EVAL_BATCH = 64  # windows per evaluation batch
-
-
-def is_grid_solver(name: str) -> bool:
-    """True for back-ends that learn time steps from trajectory data (False for unknown names)."""
-    return name in SOLVERS and callable(getattr(SOLVERS[name], "data_task", None))
+VALIDATION_STREAM, TEST_STREAM = 0x5641, 0x5445  # the family's held-out members (apart from what training draws)
 
 
 @dataclass
@@ -74,97 +67,130 @@ def open_dataset(cfg: RunConfig, path: str | Path) -> TrajectoryFile:
     return file
 
 
-def _load(cfg: RunConfig, file: TrajectoryFile, indices: Any) -> Trajectories:
+def _load(cfg: RunConfig, solver: GridSolver, file: TrajectoryFile, indices: Any) -> Trajectories:
     try:
-        return load_trajectories(cfg.problem, file, indices, cfg.solver_options.time_stride)  # type: ignore[attr-defined]
+        return load_trajectories(cfg.problem, file, indices, solver.data_settings.stride)
     except DatasetMismatch as err:
         raise UserError(str(err)) from None
 
 
-def evaluate(solver: Any, data: Trajectories, cfg: RunConfig) -> RolloutReport:
-    """Rollout errors of ``solver`` on ``data`` with the rollout settings of ``cfg``."""
-    o = cfg.solver_options
+def evaluate(solver: GridSolver, data: Trajectories, cfg: RunConfig) -> RolloutReport:
+    """Rollout errors of ``solver`` on ``data`` with its rollout settings."""
+    r = solver.rollout_settings
     try:
-        return evaluate_rollouts(solver.step, data, solver.history, o.rollout_steps, o.rollout_starts,  # type: ignore[attr-defined]
-                                 batch_size=EVAL_BATCH, device=solver.device, dtype=solver.dtype)
+        return evaluate_rollouts(solver.step, data, solver.history, r.steps, r.starts, batch_size=EVAL_BATCH,
+                                 device=solver.device, dtype=solver.dtype)
     except ValueError as err:
         raise UserError(f"evaluation rollouts: {err} (see solvers.{cfg.solver}.rollout_steps)") from None
 
 
-def train_grid(cfg: RunConfig, data: str | Path | None, out: str | Path | None = None, *, resume: bool = False,
-               quiet: bool = False, root: str | Path = "runs") -> GridResult:
-    """Train ``cfg``'s grid solver on the trajectories in ``data`` and fill the run folder.
+@dataclass(frozen=True)
+class HeldOut:
+    """What a grid run trains on besides its task, and scores against: validation and test trajectories, and
+    the description that goes to ``data.json``."""
 
-    The dataset's trajectories are split into train / val / test (``solvers.<name>.split``); the model
-    trains on one-step pairs from the train split, is scored on val rollouts during training
-    (``train.eval_every``) and on the test split at the end. With ``resume``, ``out`` is the run folder
-    to continue and ``data`` defaults to the dataset it was trained on.
-    """
-    if not is_grid_solver(cfg.solver):
-        raise UserError(f"solver {cfg.solver!r} is not a grid solver; `pdesolve train` trains grid solvers (e.g. sinenet)")
-    device = resolve_device(cfg.device)
-    seed_everything(cfg.seed)
-    run_dir = Path(out) if out is not None else Path(root) / f"{cfg.problem.name}-{cfg.solver}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if resume:
-        if not (run_dir / "checkpoint.pt").exists():
-            raise UserError(f"{run_dir}: no checkpoint.pt to resume from")
-        if data is None:
-            data = json.loads((run_dir / "data.json").read_text())["path"]
+    val: Trajectories
+    test: Trajectories
+    record: dict[str, Any]
+
+
+def _dataset_sets(cfg: RunConfig, solver: GridSolver, data: str | Path | None, run_dir: Path, resume: bool
+                  ) -> tuple[Trajectories, HeldOut]:
+    """The train split of the dataset, and its val and test splits."""
+    if resume and data is None:
+        data = json.loads((run_dir / "data.json").read_text())["path"]
     if data is None:
         raise UserError("no dataset: pass --data DATA.h5 (make one with `pdesolve simulate FILE --out DATA.h5`)")
     file = open_dataset(cfg, data)
-    o = cfg.solver_options
-    splits = split_trajectories(file.n_trajectories, o.split, o.split_seed)  # type: ignore[attr-defined]
+    ds = solver.data_settings
+    splits = split_trajectories(file.n_trajectories, ds.split, ds.seed)
     if len(splits["train"]) == 0 or len(splits["test"]) == 0:
         raise UserError(
             f"{file.path}: {file.n_trajectories} trajectories leave {len(splits['train'])} for training and "
-            f"{len(splits['test'])} for testing with split {list(o.split)}; simulate more (--n) or change solvers.{cfg.solver}.split"  # type: ignore[attr-defined]
+            f"{len(splits['test'])} for testing with split {list(ds.split)}; simulate more (--n) or change solvers.{cfg.solver}.split"
         )
-    train_data = _load(cfg, file, splits["train"])
-    val_data = _load(cfg, file, splits["val"][: o.eval_trajectories])  # type: ignore[attr-defined]
-    test_data = _load(cfg, file, splits["test"])
-
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.raw, sort_keys=False))
-    write_json(run_dir / "data.json", {
+    train_data = _load(cfg, solver, file, splits["train"])
+    val = _load(cfg, solver, file, splits["val"][: solver.rollout_settings.eval_trajectories])
+    test = _load(cfg, solver, file, splits["test"])
+    record = {
         "path": str(Path(file.path).resolve()),
         "trajectories": file.n_trajectories,
         "split": {k: [int(i) for i in v] for k, v in splits.items()},
         "frame_dt": train_data.dt,
         "space_shape": list(train_data.grid.space_shape),
-    })
+    }
+    return train_data, HeldOut(val, test, record)
 
-    solver = build_solver(cfg, device)
+
+def _family_sets(cfg: RunConfig, solver: GridSolver) -> HeldOut:
+    """Validation and test trajectories simulated from held-out members of the problem's family."""
+    family, settings = solver.family, cfg.simulate
+    if family is None or settings is None:
+        raise UserError(f"{cfg.path}: solver {cfg.solver!r} trains without data on the problem's initial-condition family: "
+                        "add a simulate: section (initial, parameters, resolution, steps)")
+    grid = cfg.problem.domain.grid(settings.shape(cfg.problem.domain.space_names))
+    test_n = max(1, round(solver.data_settings.split[2] * settings.trajectories))
+    sets = {}
+    for name, n, stream in (("val", solver.rollout_settings.eval_trajectories, VALIDATION_STREAM), ("test", test_n, TEST_STREAM)):
+        sol = family.simulate(n, grid, stream, settings.numerics())
+        sets[name] = Trajectories(torch.as_tensor(sol.numpy(), dtype=torch.float32), sol.grid, tuple(cfg.problem.equation.fields),
+                                  tuple(range(n)))
+    record = {"family": True, "validation": {"trajectories": len(sets["val"]), "stream": VALIDATION_STREAM},
+              "test": {"trajectories": test_n, "stream": TEST_STREAM}, "frame_dt": grid.time.spacing,  # type: ignore[union-attr]
+              "space_shape": list(grid.space_shape)}
+    return HeldOut(sets["val"], sets["test"], record)
+
+
+def train_grid(cfg: RunConfig, data: str | Path | None, out: str | Path | None = None, *, resume: bool = False,
+               quiet: bool = False, root: str | Path = "runs") -> GridResult:
+    """Train ``cfg``'s grid solver and fill the run folder.
+
+    On a dataset (``data``, or with ``resume`` the dataset the run was trained on): the trajectories are split
+    into train / val / test (``solvers.<name>.split``); the model trains on the train split, is scored on val
+    rollouts during training (``train.eval_every``) and on the test split at the end. Without data (a solver
+    that trains on the initial-condition family): validation and test trajectories are simulated.
+    """
+    if not is_grid_solver(cfg.solver):
+        raise UserError(f"solver {cfg.solver!r} is not a grid solver; `pdesolve train` trains grid solvers (e.g. sinenet)")
+    current = start(cfg, out, resume=resume, root=root)
+    solver = current.solver
+    assert isinstance(solver, GridSolver)
+    if DATA in solver.trains_on and (data is not None or FAMILY not in solver.trains_on):
+        train_data, held = _dataset_sets(cfg, solver, data, current.folder, resume)
+
+        def make_task(validate: Any) -> Any:
+            return solver.data_task(train_data, validate)
+    else:
+        held = _family_sets(cfg, solver)
+
+        def make_task(validate: Any) -> Any:
+            return solver.family_task(solver.family, validate)  # type: ignore[arg-type]
 
     def validate() -> dict[str, float]:
-        if len(val_data) == 0:
+        if len(held.val) == 0:
             return {}
-        r = evaluate(solver, val_data, cfg)
+        r = evaluate(solver, held.val, cfg)
         return {"rel_l2": r.rollout, "one_step_val": r.one_step}
 
-    task = solver.data_task(train_data, validate)  # type: ignore[attr-defined]
-    steps = cfg.train.steps
-    optimizer = make_optimizer(cfg.train.optimizer.name, cfg.optimizer_options, steps)  # type: ignore[arg-type]
-    settings = TrainSettings(steps=steps, eval_every=cfg.train.eval_every, checkpoint_every=cfg.train.checkpoint_every,
-                             log_every=cfg.train.log_every, quiet=quiet)
-    result = train(task, optimizer, settings, checkpoint=run_dir / "checkpoint.pt", resume=resume)
-    if result.resumed_from is not None:
-        log.info("resumed %s from step %d", run_dir, result.resumed_from)
+    task = make_task(validate)
+    rule = checked_rule(current, task)
+    current.open_folder()
+    write_json(current.folder / "data.json", held.record)
+    result = current.train(task, rule, resume=resume, quiet=quiet)
 
-    report = evaluate(solver, test_data, cfg)
-    n_params = sum(p.numel() for p in solver.model.parameters())  # type: ignore[attr-defined]
+    report = evaluate(solver, held.test, cfg)
     metrics: dict[str, Any] = {
-        **run_summary(cfg, result, device),
-        "parameters": n_params,
-        "network": solver.network.describe(),  # type: ignore[attr-defined]
-        "data": str(Path(file.path).resolve()),
+        **run_summary(cfg, result, current.device),
+        "parameters": sum(p.numel() for p in solver.model.parameters()),
+        "network": solver.describe(),
+        "data": held.record.get("path", "simulated from the initial-condition family"),
         "split": "test",
         **report.as_dict(),
     }
-    write_json(run_dir / "metrics.json", metrics)
-    write_history(run_dir / "history.csv", result.history)
-    write_rollouts(run_dir, solver, test_data, report, result.history)
-    return GridResult(metrics, result.status, run_dir, result.history)
+    write_json(current.folder / "metrics.json", metrics)
+    write_history(current.folder / "history.csv", result.history)
+    write_rollouts(current.folder, solver, held.test, report, result.history)
+    return GridResult(metrics, result.status, current.folder, result.history)
 
 
 def rollout_run(run_dir: str | Path, data: str | Path, *, split: str = "all", out: str | Path | None = None,
@@ -183,25 +209,26 @@ def rollout_run(run_dir: str | Path, data: str | Path, *, split: str = "all", ou
         raise UserError(f"{run_dir}: solver {cfg.solver!r} is not a grid solver; use `pdesolve evaluate` for it")
     dev = resolve_device(device or cfg.device)
     solver = build_solver(cfg, dev)
+    assert isinstance(solver, GridSolver)
     state = torch.load(ckpt, map_location=dev, weights_only=False)
-    solver.model.load_state_dict(state["model"])  # type: ignore[attr-defined]
+    solver.model.load_state_dict(state["model"])
     file = open_dataset(cfg, data)
     if split == "all":
         indices = np.arange(file.n_trajectories)
         trained = run_dir / "data.json"
-        if trained.exists() and json.loads(trained.read_text())["path"] == str(Path(file.path).resolve()):
+        if trained.exists() and json.loads(trained.read_text()).get("path") == str(Path(file.path).resolve()):
             log.warning("%s is the dataset this run trained on; --split test keeps to its held-out trajectories", file.path)
     elif split == "test":
-        o = cfg.solver_options
-        indices = split_trajectories(file.n_trajectories, o.split, o.split_seed)["test"]  # type: ignore[attr-defined]
+        ds = solver.data_settings
+        indices = split_trajectories(file.n_trajectories, ds.split, ds.seed)["test"]
     else:
         raise UserError(f"split: expected 'all' or 'test', got {split!r}")
-    test = _load(cfg, file, indices)
+    test = _load(cfg, solver, file, indices)
     if len(test) == 0:
         raise UserError(f"{file.path}: no trajectories in split {split!r}")
-    solver.check_grid(test.grid)  # type: ignore[attr-defined]
-    if not np.isclose(test.dt, float(solver.model.frame_dt), rtol=1e-4):  # type: ignore[attr-defined]
-        raise UserError(f"{file.path}: frames {test.dt:g} apart, but the model was trained on steps of {float(solver.model.frame_dt):g}")  # type: ignore[attr-defined]
+    solver.check_grid(test.grid)
+    if not np.isclose(test.dt, solver.frame_dt, rtol=1e-4):
+        raise UserError(f"{file.path}: frames {test.dt:g} apart, but the model was trained on steps of {solver.frame_dt:g}")
     report = evaluate(solver, test, cfg)
     target = Path(out) if out is not None else run_dir / f"rollout-{Path(file.path).stem}"
     metrics = {"run": str(run_dir), "data": str(Path(file.path).resolve()), "split": split, **report.as_dict()}
@@ -212,7 +239,7 @@ def rollout_run(run_dir: str | Path, data: str | Path, *, split: str = "all", ou
 
 
 # ----------------------------------------------------------------------------- files and figures
-def write_rollouts(folder: Path, solver: Any, data: Trajectories, report: RolloutReport,
+def write_rollouts(folder: Path, solver: GridSolver, data: Trajectories, report: RolloutReport,
                    history: list[dict[str, float]]) -> None:
     """``solution.h5`` (full rollouts of the first few trajectories) and the figures."""
     keep = data.head(min(SAVED_ROLLOUTS, len(data)))

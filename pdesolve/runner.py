@@ -24,17 +24,19 @@ import yaml
 
 from . import __version__
 from .config import RunConfig, load_run_config
+from .distributed import Ranks, join_torchrun_group
 from .errors import UserError
 from .grid import Grid
 from .io import write_json, write_text, write_with
 from .metrics import error_metrics
-from .optim import make_optimizer
+from .optim import Optimizer, make_optimizer
 from .plot import plot_fields, plot_history, plot_residual, plot_slices
 from .reference import ReferenceError, reference_solution
 from .solution import Solution
-from .solvers import get_solver
-from .solvers.base import Solver, SolverMismatch
-from .train import RunStatus, TrainSettings, seed_everything, train
+from .solvers import SOLVERS, get_solver
+from .solvers.base import GridSolver, PointSolver, Solver, SolverMismatch
+from .task import Task, check_rule
+from .train import RunStatus, TrainResult, TrainSettings, seed_everything, train
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +75,23 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def build_solver(cfg: RunConfig, device: torch.device) -> Solver:
+def join_ranks(cfg: RunConfig, device: torch.device) -> tuple[Ranks, torch.device]:
+    """The process group a solver's options ask for (joined here, before the solver exists) and this rank's device."""
+    if not get_solver(cfg.solver).distributed(cfg.solver_options):
+        return Ranks.single(), device
+    try:
+        ranks = Ranks.of(join_torchrun_group(device))
+    except RuntimeError as err:
+        raise UserError(f"{cfg.path}: solvers.{cfg.solver}.distributed: {err}; or set distributed: false") from None
+    if device.type == "cuda":  # this rank's GPU (torchrun's LOCAL_RANK)
+        device = torch.device("cuda", torch.cuda.current_device())
+    return ranks, device
+
+
+def build_solver(cfg: RunConfig, device: torch.device, ranks: Ranks | None = None) -> Solver:
     cls = get_solver(cfg.solver)
     try:
-        return cls(cfg.problem, cfg.solver_options, device)  # type: ignore[arg-type]
+        return cls(cfg.problem, cfg.solver_options, device, ranks=ranks)  # type: ignore[arg-type]
     except SolverMismatch as err:
         raise UserError(f"{cfg.path}: {err}") from None
 
@@ -95,15 +110,72 @@ def reference_on(cfg: RunConfig, grid: Grid) -> np.ndarray | None:
         raise UserError(f"{cfg.path}: reference: {err}") from None
 
 
-def run(cfg: RunConfig, out: str | Path | None = None, *, resume: bool = False, quiet: bool = False, root: str | Path = "runs") -> Result:
-    """Train ``cfg``'s solver on its problem, evaluate against the reference and fill the run folder."""
+@dataclass
+class Run:
+    """One training run being set up: its device, ranks, folder and solver (the same for point and grid solvers).
+
+    :func:`start` makes it; the runner builds the solver's task, then :meth:`train` checks the training rule
+    against the task, opens the folder (only now, so that anything that refuses the run leaves no folder)
+    and trains.
+    """
+
+    cfg: RunConfig
+    device: torch.device
+    ranks: Ranks
+    folder: Path
+    solver: Solver
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.folder / "checkpoint.pt"
+
+    def open_folder(self) -> None:
+        """Create the folder (on the primary rank; every rank learns its name) and write ``config.yaml``."""
+        self.folder = self.ranks.broadcast(self.folder)
+        if self.ranks.primary:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            write_text(self.folder / "config.yaml", yaml.safe_dump(self.cfg.raw, sort_keys=False))
+
+    def rule(self) -> Optimizer:
+        cfg = self.cfg
+        return make_optimizer(cfg.train.optimizer.name, cfg.optimizer_options, cfg.train.steps)  # type: ignore[arg-type]
+
+    def train(self, task: Task, rule: Optimizer, *, resume: bool, quiet: bool) -> TrainResult:
+        t = self.cfg.train
+        settings = TrainSettings(steps=t.steps, eval_every=t.eval_every, checkpoint_every=t.checkpoint_every,
+                                 log_every=t.log_every, quiet=quiet or not self.ranks.primary)
+        result = train(task, rule, settings, checkpoint=self.checkpoint, resume=resume, write_checkpoints=self.ranks.primary)
+        if result.resumed_from is not None:
+            log.info("resumed %s from step %d", self.folder, result.resumed_from)
+        return result
+
+
+def start(cfg: RunConfig, out: str | Path | None, *, resume: bool, root: str | Path) -> Run:
+    """Device, process group, seed, run folder name and solver of a run (no file is written yet)."""
     device = resolve_device(cfg.device)
+    ranks, device = join_ranks(cfg, device)
     seed_everything(cfg.seed)
-    run_dir = Path(out) if out is not None else Path(root) / f"{cfg.problem.name}-{cfg.solver}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if resume and not (run_dir / "checkpoint.pt").exists():
-        raise UserError(f"{run_dir}: no checkpoint.pt to resume from")
-    # everything that can refuse the run (solver/problem mismatch, reference, a grid solver) comes before the folder exists
-    solver = build_solver(cfg, device)
+    folder = Path(out) if out is not None else Path(root) / f"{cfg.problem.name}-{cfg.solver}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if resume and not (folder / "checkpoint.pt").exists():
+        raise UserError(f"{folder}: no checkpoint.pt to resume from")
+    return Run(cfg, device, ranks, folder, build_solver(cfg, device, ranks))
+
+
+def checked_rule(run: Run, task: Task) -> Optimizer:
+    """The run's training rule, refused (as a user error, before any folder exists) if ``task`` lacks what it needs."""
+    rule = run.rule()
+    check_rule(rule, task)
+    return rule
+
+
+def run(cfg: RunConfig, out: str | Path | None = None, *, resume: bool = False, quiet: bool = False, root: str | Path = "runs") -> Result:
+    """Train ``cfg``'s point solver on its problem, evaluate against the reference and fill the run folder."""
+    if is_grid_solver(cfg.solver):
+        raise UserError(f"solver {cfg.solver!r} is a grid solver: train it with `pdesolve train FILE` "
+                        "(with --data DATA.h5 from `pdesolve simulate FILE --out DATA.h5` where it learns from data)")
+    current = start(cfg, out, resume=resume, root=root)
+    solver = current.solver
+    assert isinstance(solver, PointSolver)
     grid = evaluation_grid(cfg)
     ref = reference_on(cfg, grid)
 
@@ -112,33 +184,30 @@ def run(cfg: RunConfig, out: str | Path | None = None, *, resume: bool = False, 
             return {}
         return error_metrics(solver.predict(grid).numpy(), ref)
 
-    task = solver.task(evaluate)  # grid solvers refuse here (they train on data: `pdesolve train`)
-    ranks = solver.ranks  # a distributed solver trains on every rank; only the primary writes (the folder is its choice)
-    run_dir = ranks.broadcast(run_dir)
-    if ranks.primary:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.raw, sort_keys=False))
-    steps = cfg.train.steps
-    optimizer = make_optimizer(cfg.train.optimizer.name, cfg.optimizer_options, steps)  # type: ignore[arg-type]
-    settings = TrainSettings(steps=steps, eval_every=cfg.train.eval_every, checkpoint_every=cfg.train.checkpoint_every,
-                             log_every=cfg.train.log_every, quiet=quiet or not ranks.primary)
-    result = train(task, optimizer, settings, checkpoint=run_dir / "checkpoint.pt", resume=resume, write_checkpoints=ranks.primary)
-    if result.resumed_from is not None:
-        log.info("resumed %s from step %d", run_dir, result.resumed_from)
+    task = solver.task(evaluate)
+    rule = checked_rule(current, task)
+    current.open_folder()
+    result = current.train(task, rule, resume=resume, quiet=quiet)
     solution = solver.predict(grid)
     diagnostics = solver.diagnostics(grid)
-    metrics = run_summary(cfg, result, device)
+    metrics = run_summary(cfg, result, current.device)
     if ref is not None:
         metrics.update(error_metrics(solution.numpy(), ref))
     metrics.update({k: diagnostics[k] for k in METRIC_DIAGNOSTICS if k in diagnostics})
-    if not ranks.primary:
+    if not current.ranks.primary:
         return Result(metrics, solution, ref, result.status, None, result.history, diagnostics)
+    run_dir = current.folder
     write_json(run_dir / "metrics.json", metrics)
     write_history(run_dir / "history.csv", result.history)
     write_solution(run_dir / "solution.h5", solution, ref, diagnostics)
     res = Result(metrics, solution, ref, result.status, run_dir, result.history, diagnostics)
     res.plot()
     return res
+
+
+def is_grid_solver(name: str) -> bool:
+    """True for back-ends that learn time steps on a grid (False for unknown names)."""
+    return name in SOLVERS and issubclass(SOLVERS[name], GridSolver)
 
 
 def run_summary(cfg: RunConfig, result: Any, device: torch.device) -> dict[str, Any]:
@@ -259,7 +328,7 @@ def evaluate_run(run_dir: str | Path) -> dict[str, Any]:
     device = resolve_device(cfg.device)
     solver = build_solver(cfg, device)
     state = torch.load(ckpt, map_location=device, weights_only=False)
-    solver.model.load_state_dict(state["model"])  # type: ignore[attr-defined]
+    solver.model.load_state_dict(state["model"])
     grid = evaluation_grid(cfg)
     ref = reference_on(cfg, grid)
     solution = solver.predict(grid)

@@ -1,9 +1,11 @@
-"""The one training loop that every solver uses.
+"""The one training loop: every solver, the grid runner and the online trainer train through :func:`train`.
 
-It drives a :class:`TrainTask` with a training rule (:mod:`pdesolve.optim`): progress bar, history,
-periodic evaluation, atomic checkpoints, exact resume, and a guard that stops on a non-finite loss with
-a status saying what to try. A run ends with a :class:`RunStatus`; the caller decides whether a failed
-status is an exception (:meth:`RunStatus.raise_for_status`).
+It drives a :class:`~pdesolve.task.Task` with a training rule (:mod:`pdesolve.optim`): the rule's needs are
+checked against what the task provides before step 0; then a progress bar, history, periodic evaluation,
+atomic checkpoints, exact resume, and a guard that stops on a non-finite loss with a status saying what
+to try. A task may end the run early from :meth:`~pdesolve.task.Task.before_step` by raising
+:class:`StopTraining` (a data stream that ran dry, a stop signal). A run ends with a :class:`RunStatus`;
+the caller decides whether a failed status is an exception (:meth:`RunStatus.raise_for_status`).
 """
 
 from __future__ import annotations
@@ -15,33 +17,17 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .io import write_with
 from .optim import Optimizer
+from .task import Task, check_rule
 
 log = logging.getLogger(__name__)
-
-
-class TrainTask(Protocol):
-    """What the loop trains: a model, a loss on the current batch, and an evaluation."""
-
-    model: nn.Module
-
-    def loss(self) -> tuple[Tensor, dict[str, float]]: ...
-
-    def before_step(self, step: int) -> None: ...
-
-    def evaluate(self) -> dict[str, float]: ...
-
-    def state_dict(self) -> dict[str, Any]: ...
-
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -64,9 +50,23 @@ class TrainingFailed(RuntimeError):
     """Raised by :meth:`RunStatus.raise_for_status` for a diverged run."""
 
 
+class StopTraining(Exception):  # noqa: N818 - a signal from the task, not an error
+    """Raised by a task's ``before_step`` to end the run before its budget.
+
+    ``kind``: ``ended`` (the task has nothing more to train on, e.g. a data stream that ran dry: the run
+    ends normally, with its final evaluation) or ``interrupted`` (a stop request: the run can be resumed).
+    """
+
+    def __init__(self, kind: str, message: str):
+        if kind not in ("ended", "interrupted"):
+            raise ValueError(f"kind: expected 'ended' or 'interrupted', got {kind!r}")
+        super().__init__(message)
+        self.kind, self.message = kind, message
+
+
 @dataclass(frozen=True)
 class RunStatus:
-    """How a run ended: ``budget`` (all steps done), ``diverged`` or ``interrupted``."""
+    """How a run ended: ``budget`` (all steps done), ``ended`` (the task ended it), ``diverged`` or ``interrupted``."""
 
     kind: str
     step: int
@@ -74,7 +74,7 @@ class RunStatus:
 
     @property
     def ok(self) -> bool:
-        return self.kind == "budget"
+        return self.kind in ("budget", "ended")
 
     def raise_for_status(self) -> None:
         if self.kind == "diverged":
@@ -95,6 +95,27 @@ class TrainResult:
 Callback = Callable[[int, dict[str, float]], None]
 
 
+class CheckpointStore:
+    """Where :func:`train` keeps its state: one file, written atomically (``write=False``: read only, as on the
+    non-writing ranks of a distributed run). The online trainer's store spans several servers."""
+
+    def __init__(self, path: str | Path, write: bool = True):
+        self.path, self.write = Path(path), write
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def load(self) -> dict[str, Any]:
+        return torch.load(self.path, map_location="cpu", weights_only=False)
+
+    def save(self, state: dict[str, Any]) -> None:
+        if self.write:
+            write_with(self.path, lambda p: torch.save(state, p))
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+
 def rng_state() -> dict[str, Any]:
     return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
 
@@ -113,30 +134,32 @@ def seed_everything(seed: int) -> None:
 
 
 def train(
-    task: TrainTask,
+    task: Task,
     optimizer: Optimizer,
     settings: TrainSettings,
-    checkpoint: str | Path | None = None,
+    checkpoint: str | Path | CheckpointStore | None = None,
     resume: bool = False,
     callbacks: Sequence[Callback] = (),
     write_checkpoints: bool = True,
 ) -> TrainResult:
     """Train ``task.model`` with ``optimizer`` for ``settings.steps`` steps.
 
-    With ``checkpoint`` set, the full state (model, rule, task, random generators, history) is saved
-    atomically every ``checkpoint_every`` steps and at the end; with ``resume`` the run continues from
-    that file exactly where it stopped, so its history equals an uninterrupted run's. With
-    ``write_checkpoints=False`` the checkpoint is only read (the other ranks of a distributed run, whose
-    state equals the writing rank's).
+    Raises :class:`~pdesolve.task.RuleMismatch` before anything runs when the task does not provide what
+    the rule needs. With ``checkpoint`` set, the full state (model, rule, task, random generators,
+    history) is saved atomically every ``checkpoint_every`` steps and at the end; with ``resume`` the run
+    continues from that checkpoint exactly where it stopped, so its history equals an uninterrupted
+    run's. With ``write_checkpoints=False`` a checkpoint path is only read (the other ranks of a
+    distributed run, whose state equals the writing rank's).
     """
-    optimizer.bind(task.model)
+    check_rule(optimizer, task)
+    optimizer.bind(task)
     history: list[dict[str, float]] = []
     start, elapsed, resumed_from = 0, 0.0, None
-    ckpt = Path(checkpoint) if checkpoint is not None else None
+    ckpt = checkpoint if isinstance(checkpoint, CheckpointStore) or checkpoint is None else CheckpointStore(checkpoint, write_checkpoints)
     if resume:
         if ckpt is None or not ckpt.exists():
             raise FileNotFoundError(f"cannot resume: no checkpoint at {ckpt}")
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        state = ckpt.load()
         task.model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         task.load_state_dict(state["task"])
@@ -146,7 +169,7 @@ def train(
         log.info("resuming from %s at step %d", ckpt, start)
 
     def save(step: int) -> None:
-        if ckpt is None or not write_checkpoints:
+        if ckpt is None:
             return
         state = {
             "model": task.model.state_dict(),
@@ -157,7 +180,7 @@ def train(
             "step": step,
             "wall_time": elapsed + time.perf_counter() - t0,
         }
-        write_with(ckpt, lambda p: torch.save(state, p))
+        ckpt.save(state)
 
     t0 = time.perf_counter()
     status = RunStatus("budget", settings.steps, f"all {settings.steps} steps done")
@@ -165,8 +188,12 @@ def train(
     step = start
     try:
         for step in range(start, settings.steps):
-            task.before_step(step)
-            record = optimizer.step(step, task.loss)
+            try:
+                task.before_step(step)
+            except StopTraining as stop:
+                status = RunStatus(stop.kind, step, stop.message)
+                break
+            record = optimizer.step(step, task)
             loss = record["loss"]
             if not math.isfinite(loss):
                 status = RunStatus(
@@ -194,19 +221,21 @@ def train(
             step = settings.steps
     except KeyboardInterrupt:
         status = RunStatus("interrupted", step, f"stopped by the user at step {step}; rerun with --resume to continue")
-        save(step)
-        bar.close()
-        return TrainResult(status, history, elapsed + time.perf_counter() - t0, resumed_from)
     bar.close()
-    if status.ok:
-        if history:
-            history[-1].update(task.evaluate())
-        save(settings.steps)
+    if status.kind == "interrupted":
+        save(step)
+    elif status.ok:
+        final = task.evaluate()
+        if history and (history[-1]["step"] == step - 1 or step == start):
+            history[-1].update(final)
+        elif step > start:  # the task ended the run after an unlogged step: one row for the final evaluation
+            history.append({"step": float(step - 1), "time": elapsed + time.perf_counter() - t0, **final})
+        save(step)
     return TrainResult(status, history, elapsed + time.perf_counter() - t0, resumed_from)
 
 
-def _restore(task: TrainTask, ckpt: Path | None) -> bool:
+def _restore(task: Task, ckpt: CheckpointStore | None) -> bool:
     if ckpt is None or not ckpt.exists():
         return False
-    task.model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=False)["model"])
+    task.model.load_state_dict(ckpt.load()["model"])
     return True

@@ -18,6 +18,7 @@ import torch.multiprocessing as mp
 import pdesolve as ps
 from pdesolve.config import load_run_config
 from pdesolve.distributed import Ranks
+from pdesolve.errors import UserError
 from pdesolve.solvers import SolverMismatch
 from pdesolve.solvers.hc import HC, MoEHC
 
@@ -42,7 +43,8 @@ def sorption_family(distributed: bool) -> dict:
 def step(path: Path, cls: type, options: dict) -> dict:
     cfg = load_run_config(path, [f"solver={cls.name}"])
     torch.manual_seed(0)
-    solver = cls(cfg.problem, cls.Options(**options), torch.device("cpu"))
+    ranks = Ranks.of(dist.group.WORLD) if options["distributed"] else None  # the runner joins the group (join_ranks)
+    solver = cls(cfg.problem, cls.Options(**options), torch.device("cpu"), ranks=ranks)
     w, status = solver.weights()
     task = solver.task(lambda: {})
     loss, info = task.loss()
@@ -117,9 +119,12 @@ def test_rows_split_into_blocks_and_fall_back_to_every_rank():
     assert Ranks.single().block(5) == slice(0, 5) and not Ranks.single().splits(5)
 
 
-def test_distributed_without_a_launcher_says_how_to_launch(monkeypatch):
+def test_distributed_without_a_launcher_says_how_to_launch(monkeypatch, tmp_path):
     for name in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(name, raising=False)
+    with pytest.raises(UserError, match="torchrun --standalone --nproc-per-node"):
+        ps.solve(HEAT, "hc", steps=1, options={"distributed": True}, out=tmp_path / "run", quiet=True)
+    assert not (tmp_path / "run").exists()
     cfg = load_run_config(HEAT, ["solver=hc"])
-    with pytest.raises(SolverMismatch, match="torchrun --standalone --nproc-per-node"):
+    with pytest.raises(SolverMismatch, match="process group the runner joins"):  # a solver never starts a group itself
         HC(cfg.problem, HC.Options(distributed=True), torch.device("cpu"))

@@ -7,6 +7,7 @@ import torch
 from pdesolve.config import load_run_config
 from pdesolve.optim import make_optimizer
 from pdesolve.solvers.pinn import PINN
+from pdesolve.task import Task
 from pdesolve.train import TrainSettings, seed_everything, train
 
 HEAT = Path(__file__).resolve().parents[1] / "problems" / "heat.yaml"
@@ -40,8 +41,10 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
     assert losses_resumed == losses_full  # bit-for-bit, across the Adam -> L-BFGS switch and refinements
 
 
-class _Exploding:
+class _Exploding(Task):
     """A task whose loss becomes NaN at step 5."""
+
+    owner = "a test"
 
     def __init__(self):
         self.model = torch.nn.Linear(2, 1)
@@ -55,15 +58,6 @@ class _Exploding:
 
     def before_step(self, step):
         self.step = step
-
-    def evaluate(self):
-        return {}
-
-    def state_dict(self):
-        return {}
-
-    def load_state_dict(self, state):
-        pass
 
 
 def test_divergence_guard_names_the_step_and_a_remedy(tmp_path):

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UserError
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 
 def add_run_arguments(p: argparse.ArgumentParser, example: str) -> None:
@@ -46,3 +49,23 @@ def cli_overrides(args: argparse.Namespace, data: dict[str, Any]) -> list[str]:
         if getattr(args, key) is not None:
             data[key] = getattr(args, key)
     return list(args.overrides) + ([f"train.steps={args.steps}"] if args.steps is not None else [])
+
+
+def command_config(args: argparse.Namespace, default_grid_solver: str | None = None) -> RunConfig:
+    """The resolved run configuration of ``solve`` / ``train``: the file (or the resumed run's ``config.yaml``),
+    ``--solver``, ``--device``, ``--seed``, ``--set`` and ``--steps``. ``default_grid_solver``: what ``train``
+    runs when neither ``--solver`` nor the file names a grid solver."""
+    from ..config import load_run_config, read_yaml
+    from ..runner import is_grid_solver
+    from ..solvers import SOLVERS
+
+    set_threads(args)
+    source = config_source(args)
+    data = read_yaml(source)
+    if args.solver is not None:
+        data["solver"] = args.solver
+    elif default_grid_solver is not None and not args.resume:
+        named = data.get("solver", "pinn")
+        if named in SOLVERS and not is_grid_solver(named):
+            data["solver"] = default_grid_solver  # the file's default back-end is a point solver
+    return load_run_config(source, cli_overrides(args, data), data=data)

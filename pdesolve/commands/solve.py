@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .. import runner
-from ..config import load_run_config, read_yaml
-from .common import add_run_arguments, cli_overrides, config_source, set_threads
+from .common import add_run_arguments, command_config
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -16,12 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    set_threads(args)
-    source = config_source(args)
-    data = read_yaml(source)
-    if args.solver is not None:
-        data["solver"] = args.solver
-    cfg = load_run_config(source, cli_overrides(args, data), data=data)
+    cfg = command_config(args)
     result = runner.run(cfg, args.resume or args.out, resume=bool(args.resume), quiet=getattr(args, "quiet", False))
     if result.run_dir is None:  # a non-primary rank of a distributed run: rank 0 reports
         return 0 if result.status.ok else 1

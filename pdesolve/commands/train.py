@@ -1,10 +1,10 @@
-"""``pdesolve train FILE --data DATA.h5``: train a grid solver (sinenet) on simulated trajectories."""
+"""``pdesolve train FILE [--data DATA.h5]``: train a grid solver (sinenet) on simulated trajectories."""
 
 from __future__ import annotations
 
 import argparse
 
-from .common import add_run_arguments, cli_overrides, config_source, set_threads
+from .common import add_run_arguments, command_config
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -15,19 +15,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-
     from .. import grid_runner
-    from ..config import load_run_config, read_yaml
-    from ..solvers import SOLVERS
 
-    set_threads(args)
-    source = config_source(args)
-    data = read_yaml(source)
-    if args.solver is not None:
-        data["solver"] = args.solver
-    elif not args.resume and data.get("solver", "pinn") in SOLVERS and not grid_runner.is_grid_solver(data.get("solver", "pinn")):
-        data["solver"] = "sinenet"  # the file's default back-end is a continuous one
-    cfg = load_run_config(source, cli_overrides(args, data), data=data)
+    cfg = command_config(args, default_grid_solver="sinenet")
     result = grid_runner.train_grid(cfg, args.data, args.resume or args.out, resume=bool(args.resume),
                                     quiet=getattr(args, "quiet", False))
     m = result.metrics

@@ -8,6 +8,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from .blocks import Block, BlockModel, Lambda
 from .jet import Jet
 
 # name -> (tensor function, Jet method name)
@@ -27,8 +28,22 @@ def activation(name: str):
     return ACTIVATIONS[name]
 
 
-class MLP(nn.Module):
-    """``depth`` hidden layers of ``width`` units, Glorot-normal weights, zero biases."""
+class Pointwise(nn.Module):
+    """An activation function as a module (so that a block can hold it)."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fn(x)
+
+
+class MLP(nn.Module, BlockModel):
+    """``depth`` hidden layers of ``width`` units, Glorot-normal weights, zero biases.
+
+    Its blocks are the hidden layers (linear map and activation) and the output layer.
+    """
 
     def __init__(self, in_dim: int, out_dim: int, width: int = 20, depth: int = 3, act: str = "tanh"):
         super().__init__()
@@ -52,5 +67,6 @@ class MLP(nn.Module):
         last = self.layers[-1]
         return x.linear(last.weight, last.bias)
 
-    def blocks(self) -> Sequence[nn.Module]:
-        return list(self.layers)
+    def blocks(self) -> Sequence[Block]:
+        act = Pointwise(self._act)
+        return [Lambda(layer, act) for layer in self.layers[:-1]] + [Lambda(self.layers[-1])]

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from pdesolve.nn.blocks import Block, BlockModel, Lambda
 from pdesolve.nn.conv_blocks import check_groups
 from pdesolve.nn.padding import INTERPOLATION, BoundaryConv
 from pdesolve.nn.unet import UNetWave
@@ -151,8 +152,11 @@ class Projection(nn.Module):
         return self.conv(self.act(self.norm(x)))
 
 
-class SineNet(nn.Module):
-    """[batch, history * fields, *space] -> [batch, out_frames * fields, *space]."""
+class SineNet(nn.Module, BlockModel):
+    """[batch, history * fields, *space] -> [batch, out_frames * fields, *space].
+
+    Its blocks: the lift, every wave's level blocks (:meth:`UNetWave.blocks`), the projection.
+    """
 
     def __init__(self, options: SineNetOptions) -> None:
         super().__init__()
@@ -167,9 +171,8 @@ class SineNet(nn.Module):
         )
         self.project = Projection(o.width, o.out_channels, o.periodic, o.norm_groups)
 
-    def blocks(self) -> tuple[nn.Module, ...]:
-        """The sub-blocks in order; applying them one after another is exactly :meth:`forward`."""
-        return (self.lift, *self.waves, self.project)
+    def blocks(self) -> Sequence[Block]:
+        return [Lambda(self.lift), *(b for wave in self.waves for b in wave.blocks()), Lambda(self.project)]
 
     def check_input(self, x: torch.Tensor) -> None:
         o = self.options

@@ -10,6 +10,10 @@ Disentangled (SineNet): encoder level l reads the wave input pooled l times, so 
 is pure pooling shared by all levels and the processing at each scale is parallel rather than serial.
 
 A plain U-Net baseline is a SineNet with one entangled wave (see ``SineNetOptions.unet``).
+
+As a :class:`~pdesolve.nn.blocks.BlockModel` a wave is one block per encoder level, one per decoder level and
+a closing block for its residual; the carry keeps the wave input (for the residual), the skips (popped by
+the decoder level that joins them) and, in the disentangled wave, the pooled input the next level reads.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pdesolve.nn.blocks import Block, BlockModel, Carry
 from pdesolve.nn.conv_blocks import ConvBlock
 from pdesolve.nn.padding import BoundaryUpsample
 
@@ -31,7 +36,7 @@ def pool2(x: torch.Tensor) -> torch.Tensor:
     return _POOL[x.dim() - 2](x, 2)
 
 
-class UNetWave(nn.Module):
+class UNetWave(nn.Module, BlockModel):
     """One wave: [batch, width, *space] -> [batch, width, *space] (input plus a residual update).
 
     ``channels[l]`` is the channel count at level l (``channels[0]`` is the latent width); space sizes
@@ -85,3 +90,57 @@ class UNetWave(nn.Module):
             h = self.up(h, skip.shape[2:])  # [batch, channels[level+1], *skip space]
             h = self.decoder[level](torch.cat([h, skip], dim=1))  # [batch, channels[level], ...]
         return x + h
+
+    def blocks(self) -> Sequence[Block]:
+        last = self.levels - 1
+        enc = [_EncoderLevel(b, level, level == last, self.disentangled) for level, b in enumerate(self.encoder)]
+        dec = [_DecoderLevel(self.decoder[level], self.up) for level in reversed(range(last))]
+        return [*enc, *dec, _WaveEnd()]
+
+
+class _EncoderLevel(Block):
+    """Encoder level ``level``: keeps the previous level's output as a skip and applies the level's block to
+    the pooled previous output (entangled) or the wave input pooled ``level`` times (disentangled)."""
+
+    def __init__(self, block: ConvBlock, level: int, last: bool, disentangled: bool):
+        super().__init__()
+        self.block, self.level, self.last, self.disentangled = block, level, last, disentangled
+
+    def forward(self, carry: Carry) -> Carry:
+        if self.level == 0:
+            x = carry.h
+            kept = carry.push(carry.h, x)  # the wave input, for the closing residual
+            h = self.block(x)
+            down = x
+        elif self.disentangled:
+            (down,), kept = carry.pop()
+            down = pool2(down)
+            kept = kept.push(kept.h, carry.h)  # the previous level's output: a skip
+            h = self.block(down)
+        else:
+            kept = carry.push(carry.h, carry.h)
+            h = self.block(pool2(carry.h))
+        if self.disentangled and not self.last:
+            return kept.push(h, down)
+        return kept.with_h(h)
+
+
+class _DecoderLevel(Block):
+    """Decoder level: upsample, join the skip of its level (popped), apply the level's block."""
+
+    def __init__(self, block: ConvBlock, up: BoundaryUpsample):
+        super().__init__()
+        self.block, self.up = block, up
+
+    def forward(self, carry: Carry) -> Carry:
+        (skip,), rest = carry.pop()
+        h = self.up(carry.h, skip.shape[2:])
+        return rest.with_h(self.block(torch.cat([h, skip], dim=1)))
+
+
+class _WaveEnd(Block):
+    """The wave's residual: its input (popped) plus the update."""
+
+    def forward(self, carry: Carry) -> Carry:
+        (x,), rest = carry.pop()
+        return rest.with_h(x + carry.h)

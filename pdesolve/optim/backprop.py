@@ -7,9 +7,9 @@ from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from torch import nn
 
-from .base import LossFn, Optimizer, backward_closure
+from ..task import Task
+from .base import Optimizer, backward_closure
 
 
 class AdamOptions(BaseModel):
@@ -59,13 +59,13 @@ class _TorchRule(Optimizer):
             return o.min_lr + 0.5 * (base - o.min_lr) * (1 + math.cos(math.pi * frac))
         return base
 
-    def step(self, step: int, loss_fn: LossFn) -> dict[str, float]:
-        assert self.opt is not None, "bind() the rule to a model first"
+    def step(self, step: int, task: Task) -> dict[str, float]:
+        assert self.opt is not None, "bind() the rule to a task first"
         lr = self._lr(step)
         for g in self.opt.param_groups:
             g["lr"] = lr
         record: dict[str, float] = {}
-        self.opt.step(backward_closure(self.opt, loss_fn, record))
+        self.opt.step(backward_closure(self.opt, task.loss, record))
         record["lr"] = lr
         return record
 
@@ -80,17 +80,17 @@ class _TorchRule(Optimizer):
 class Adam(_TorchRule):
     name = "adam"
 
-    def bind(self, model: nn.Module) -> None:
+    def bind(self, task: Task) -> None:
         o = self.options
-        self.opt = torch.optim.Adam(model.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+        self.opt = torch.optim.Adam(task.model.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
 
 
 class AdamW(_TorchRule):
     name = "adamw"
 
-    def bind(self, model: nn.Module) -> None:
+    def bind(self, task: Task) -> None:
         o = self.options
-        self.opt = torch.optim.AdamW(model.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+        self.opt = torch.optim.AdamW(task.model.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
 
 
 class LBFGS(_TorchRule):
@@ -98,10 +98,10 @@ class LBFGS(_TorchRule):
 
     name = "lbfgs"
 
-    def bind(self, model: nn.Module) -> None:
+    def bind(self, task: Task) -> None:
         o = self.options
         self.opt = torch.optim.LBFGS(
-            model.parameters(),
+            task.model.parameters(),
             lr=o.lr,
             max_iter=1,
             # torch caps the line search at max_eval - 1 evaluations; its default (1 for max_iter=1) would
@@ -124,14 +124,14 @@ class AdamLBFGS(Optimizer):
         self.adam = Adam(AdamOptions(lr=options.lr), total_steps)
         self.lbfgs = LBFGS(options.lbfgs, total_steps)
 
-    def bind(self, model: nn.Module) -> None:
-        self.adam.bind(model)
-        self.lbfgs.bind(model)
+    def bind(self, task: Task) -> None:
+        self.adam.bind(task)
+        self.lbfgs.bind(task)
 
-    def step(self, step: int, loss_fn: LossFn) -> dict[str, float]:
+    def step(self, step: int, task: Task) -> dict[str, float]:
         if step < self.options.adam_steps:
-            return self.adam.step(step, loss_fn)
-        return self.lbfgs.step(step, loss_fn)
+            return self.adam.step(step, task)
+        return self.lbfgs.step(step, task)
 
     def state_dict(self) -> dict[str, Any]:
         return {"adam": self.adam.state_dict(), "lbfgs": self.lbfgs.state_dict()}

@@ -1,9 +1,11 @@
-"""The training-rule interface: given a model and a loss, move the parameters and report metrics.
+"""The training-rule interface: given a task, move the parameters of its model and report metrics.
 
 Backprop with a torch optimizer is one rule; layer-local learning, target projection, forward-only
-learning and the other paradigms implement the same three methods. A rule declares what it needs
-(``"targets"``, ``"blocks"``, ``"input_derivatives"``...) in ``needs``; the trainer checks that the
-solver provides it before a run starts.
+learning and the other paradigms implement the same methods. A rule receives the task
+(:class:`pdesolve.task.Task`) at :meth:`Optimizer.bind` and at every :meth:`Optimizer.step`, and declares
+in ``needs`` what it asks of it (``"loss"``, ``"blocks"``, ``"inputs"``, ``"targets"``,
+``"input_derivatives"``); the training loop refuses a task that does not provide them before step 0
+(:func:`pdesolve.task.check_rule`).
 """
 
 from __future__ import annotations
@@ -13,25 +15,27 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
+
+from ..task import LOSS, Rule, Task
 
 LossFn = Callable[[], tuple[Tensor, dict[str, float]]]
 """Computes the loss on the current batch: ``() -> (scalar loss, {term: value})``."""
 
 
-class Optimizer(abc.ABC):
-    """A training rule. ``bind`` once to a model, then ``step`` once per training step."""
+class Optimizer(Rule):
+    """A training rule. ``bind`` once to a task, then ``step`` once per training step."""
 
     name: ClassVar[str]
-    needs: ClassVar[frozenset[str]] = frozenset()
+    needs: ClassVar[frozenset[str]] = frozenset({LOSS})
 
     @abc.abstractmethod
-    def bind(self, model: nn.Module) -> None:
-        """Attach to the parameters of ``model`` (creates any internal state)."""
+    def bind(self, task: Task) -> None:
+        """Attach to the parameters of ``task.model`` (creates any internal state)."""
 
     @abc.abstractmethod
-    def step(self, step: int, loss_fn: LossFn) -> dict[str, float]:
-        """One training step; returns at least ``{"loss": value}`` (the loss before the update)."""
+    def step(self, step: int, task: Task) -> dict[str, float]:
+        """One training step on ``task``'s current batch; returns at least ``{"loss": value}`` (before the update)."""
 
     @abc.abstractmethod
     def state_dict(self) -> dict[str, Any]: ...

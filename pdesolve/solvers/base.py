@@ -1,18 +1,37 @@
-"""The Solver interface: every back-end trains through :func:`pdesolve.train.train` and predicts on a Grid."""
+"""The Solver interfaces: point solvers train on a problem at points; grid solvers learn time steps on a grid.
+
+Every back-end trains through :func:`pdesolve.train.train` on a :class:`~pdesolve.task.Task` and predicts
+a :class:`~pdesolve.solution.Solution` on a Grid. The runners (:mod:`pdesolve.runner` for point solvers,
+:mod:`pdesolve.grid_runner` for grid solvers) read only the members declared here.
+
+A solver is built as ``cls(problem, options, device, ranks=..., family=...)``: the runner sets up the
+process group (``ranks``, only for a solver whose options ask for it, :meth:`Solver.distributed`) and the
+problem's family of initial conditions (``family``, from its ``simulate:`` section) before the solver
+exists; a solver never starts a process group or picks a device itself.
+"""
 
 from __future__ import annotations
 
 import abc
-from typing import Any, ClassVar
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from pydantic import BaseModel
+from torch import Tensor, nn
 
 from ..distributed import Ranks
 from ..grid import Grid
 from ..problem import Problem
 from ..solution import Solution
-from ..train import TrainTask
+from ..task import Task
+
+if TYPE_CHECKING:
+    from ..rollout import Trajectories
+    from ..simulate.family import InitialConditionFamily
+
+Evaluate = Callable[[], dict[str, float]]
 
 
 class SolverMismatch(ValueError):
@@ -20,26 +39,30 @@ class SolverMismatch(ValueError):
 
 
 class Solver(abc.ABC):
-    """A back-end: build the training task for a problem, then predict on any grid of its domain."""
+    """What every back-end has: its name, options model, model, and a prediction on a grid of its domain."""
 
     name: ClassVar[str]
     Options: ClassVar[type[BaseModel]]
-    ranks: Ranks = Ranks()  # a distributed back-end's place in its group; only the primary rank writes results
+    model: nn.Module
 
-    def __init__(self, problem: Problem, options: BaseModel, device: torch.device, dtype: torch.dtype = torch.float32):
+    def __init__(self, problem: Problem, options: BaseModel, device: torch.device, dtype: torch.dtype = torch.float32, *,
+                 ranks: Ranks | None = None, family: InitialConditionFamily | None = None):
         problems = self.mismatches(problem)
         if problems:
             raise SolverMismatch(f"solver {self.name!r} cannot solve problem {problem.name!r}: " + "; ".join(problems))
         self.problem, self.options, self.device, self.dtype = problem, options, device, dtype
+        self.ranks = ranks if ranks is not None else Ranks.single()  # only the primary rank writes results
+        self.family = family  # the problem's initial-condition family (its simulate: section), if it has one
 
     @classmethod
     def mismatches(cls, problem: Problem) -> list[str]:
         """Why this back-end does not fit ``problem`` (empty when it does)."""
         return []
 
-    @abc.abstractmethod
-    def task(self, evaluate: Any) -> TrainTask:
-        """The training task; ``evaluate()`` returns metrics against the reference during training."""
+    @classmethod
+    def distributed(cls, options: BaseModel) -> bool:
+        """Whether these options ask for a process group (the runner joins one before building the solver)."""
+        return False
 
     @abc.abstractmethod
     def predict(self, grid: Grid) -> Solution:
@@ -54,3 +77,80 @@ class Solver(abc.ABC):
         as ``<name>.png`` in the run folder).
         """
         return {}
+
+
+class PointSolver(Solver):
+    """A solver that trains on the problem itself at sampled points (PINN, LPINN, hc, moe_hc)."""
+
+    @abc.abstractmethod
+    def task(self, evaluate: Evaluate) -> Task:
+        """The training task; ``evaluate()`` returns metrics against the reference during training."""
+
+
+@dataclass(frozen=True)
+class RolloutSettings:
+    """How a grid solver is scored: rollouts of ``steps`` frames (None: as far as the data goes) from ``starts``
+    start times, on at most ``eval_trajectories`` validation trajectories during training."""
+
+    steps: int | None = None
+    starts: int = 1
+    eval_trajectories: int = 8
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """How a grid solver reads trajectories: the train/val/test ``split`` fractions and its seed, and the
+    frame ``stride`` (learn every n-th frame)."""
+
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    seed: int = 0
+    stride: int = 1
+
+
+DATA, FAMILY = "data", "family"
+
+
+class GridSolver(Solver):
+    """A learned time stepper on a grid: ``[batch, history, channel, *space] -> [batch, channel, *space]``.
+
+    It trains either on a dataset of trajectories (``DATA`` in ``trains_on``: :meth:`data_task`) or, with no
+    data, on states drawn from the problem's initial-condition family (``FAMILY``: :meth:`family_task`, for
+    physics-only grid losses). ``history`` frames go in; ``frame_dt`` is the time one step advances (0 before
+    training).
+    """
+
+    trains_on: ClassVar[frozenset[str]]
+    history: int
+
+    @property
+    @abc.abstractmethod
+    def rollout_settings(self) -> RolloutSettings: ...
+
+    @property
+    @abc.abstractmethod
+    def data_settings(self) -> DataSettings: ...
+
+    @property
+    @abc.abstractmethod
+    def frame_dt(self) -> float:
+        """The time one step advances (0 before training)."""
+
+    def data_task(self, data: Trajectories, evaluate: Evaluate) -> Task:
+        """The training task on in-memory trajectories (the train split); ``evaluate()`` scores validation rollouts."""
+        raise SolverMismatch(f"solver {self.name!r} does not train on trajectory data; it trains on {sorted(self.trains_on)}")
+
+    def family_task(self, family: InitialConditionFamily, evaluate: Evaluate) -> Task:
+        """The training task on states drawn from ``family`` with no data (physics-only losses)."""
+        raise SolverMismatch(f"solver {self.name!r} does not train without data; it trains on {sorted(self.trains_on)}")
+
+    @abc.abstractmethod
+    def step(self, frames: Tensor) -> Tensor:
+        """One step in evaluation mode: ``[batch, history, channel, *space] -> [batch, channel, *space]``."""
+
+    @abc.abstractmethod
+    def check_grid(self, grid: Grid) -> None:
+        """Raise :class:`~pdesolve.errors.UserError` unless the stepper can run on ``grid``'s space axes."""
+
+    @abc.abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """The network's settings as plain values (for ``metrics.json``)."""

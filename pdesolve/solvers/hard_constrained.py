@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -42,15 +42,18 @@ from ..constrained import (
     check_residual,
     solve_nonlinear,
 )
-from ..distributed import GradientAverager, Ranks, join_torchrun_group
+from ..distributed import GradientAverager, Ranks
 from ..grid import Grid
 from ..problem import Problem
 from ..solution import Solution
-from .base import Solver, SolverMismatch
+from .base import PointSolver, SolverMismatch
 from .hc_basis import Constraints, ExpertBoxes, HCModel, PDEResidual, feature_rows
 from .hc_family import ICBatch, ICFamily, family_errors
 from .hc_options import HCOptions
 from .hc_task import HCTask
+
+if TYPE_CHECKING:
+    from ..simulate.family import InitialConditionFamily
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +61,7 @@ STATUS_FIELDS = ("converged", "iterations", "residual", "constraint_violation")
 
 
 # ----------------------------------------------------------------------------- the shared solver
-class HardConstrainedSolver(Solver):
+class HardConstrainedSolver(PointSolver):
     """What ``hc`` and ``moe_hc`` share; a leaf sets ``name``, ``Options`` and :meth:`expert_counts`."""
 
     @classmethod
@@ -77,9 +80,14 @@ class HardConstrainedSolver(Solver):
     def expert_counts(self) -> dict[str, int]:
         return {}
 
-    def __init__(self, problem: Problem, options: HCOptions, device: torch.device, dtype: torch.dtype | None = None):
+    @classmethod
+    def distributed(cls, options: HCOptions) -> bool:  # type: ignore[override]
+        return options.distributed
+
+    def __init__(self, problem: Problem, options: HCOptions, device: torch.device, dtype: torch.dtype | None = None, *,
+                 ranks: Ranks | None = None, family: InitialConditionFamily | None = None):
         dtype = dtype or (torch.float64 if options.dtype == "float64" else torch.float32)
-        super().__init__(problem, options, device, dtype)
+        super().__init__(problem, options, device, dtype, ranks=ranks, family=family)
         if options.basis > options.width:
             raise SolverMismatch(f"basis={options.basis} functions from a last hidden layer of width={options.width} span at most "
                                  f"{options.width + 1} dimensions (a singular solve); expected basis <= width")
@@ -101,13 +109,9 @@ class HardConstrainedSolver(Solver):
                 self._check_jacobian_path()
         except ConstraintSetupError as err:
             raise SolverMismatch(str(err)) from None
-        if options.distributed:
-            try:
-                self.ranks = Ranks.of(join_torchrun_group(device))
-            except RuntimeError as err:
-                raise SolverMismatch(f"solvers.{self.name}.distributed: {err}; or set distributed: false") from None
-            if device.type == "cuda":  # this rank's GPU (torchrun's LOCAL_RANK)
-                self.device = device = torch.device("cuda", torch.cuda.current_device())
+        if options.distributed and self.ranks.group is None:
+            raise SolverMismatch(f"solvers.{self.name}.distributed: true needs the process group the runner joins "
+                                 "(pdesolve.runner.build_solver); or set distributed: false")
         rng = np.random.default_rng(int(torch.randint(0, 2**31, (1,)).item()))
         self.model = HCModel(problem, options, self.boxes, rng).to(device=device, dtype=dtype)
         if options.distributed:

@@ -151,9 +151,6 @@ class HCModel(nn.Module):
     def forward(self, coords: Tensor) -> Tensor:
         return self.basis(coords)
 
-    def blocks(self) -> list[nn.Module]:
-        return list(self.basis.net.blocks())
-
 
 # ----------------------------------------------------------------------------- constraints
 class Constraints:

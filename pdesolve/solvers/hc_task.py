@@ -15,15 +15,18 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..task import Task
+
 if TYPE_CHECKING:
     from .hard_constrained import HardConstrainedSolver
 
 
-class HCTask:
+class HCTask(Task):
     """The training task: solve every expert, then the residual of the solved u at fresh points."""
 
     def __init__(self, solver: HardConstrainedSolver, evaluate: Callable[[], dict[str, float]]):
         self.solver, self.model, self._evaluate = solver, solver.model, evaluate
+        self.owner = f"solver {solver.name!r}"
         self.rng = np.random.default_rng(int(torch.randint(0, 2**31, (1,)).item()))
 
     def loss(self) -> tuple[Tensor, dict[str, float]]:

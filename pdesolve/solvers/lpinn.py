@@ -24,13 +24,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
+from ..distributed import Ranks
 from ..grid import Grid, GridAxis
 from ..nn.features import CoordinateFeatures
 from ..nn.jet import Jet
@@ -40,8 +41,12 @@ from ..plot import plot_characteristics
 from ..problem import Domain, Problem
 from ..sampling import Sampler
 from ..solution import Solution
-from .base import Solver, SolverMismatch
+from ..task import Task
+from .base import PointSolver, SolverMismatch
 from .characteristics import Characteristics, transport_speed, wall_speeds, wall_value
+
+if TYPE_CHECKING:
+    from ..simulate.family import InitialConditionFamily
 
 
 class LPointsOptions(BaseModel):
@@ -183,13 +188,12 @@ class LPINNModel(nn.Module):
         outs = [b(feats) for b in self.branches]
         return (outs[0][:, 0], outs[0][:, 1]) if len(outs) == 1 else (outs[0][:, 0], outs[1][:, 0])
 
-    def blocks(self) -> list[nn.Module]:
-        return [layer for b in self.branches for layer in b.blocks()]
-
 
 # ----------------------------------------------------------------------------- task
-class LPINNTask:
+class LPINNTask(Task):
     """Collocation points along the characteristic families, and the two residual losses."""
+
+    owner = "solver 'lpinn'"
 
     def __init__(self, problem: Problem, model: LPINNModel, chars: Characteristics, options: LPINNOptions,
                  device: torch.device, dtype: torch.dtype, evaluate: Callable[[], dict[str, float]]):
@@ -282,15 +286,16 @@ class LPINNTask:
 
 
 # ----------------------------------------------------------------------------- solver
-class LPINN(Solver):
+class LPINN(PointSolver):
     """``solver: lpinn`` — see :class:`LPINNOptions` and the module docstring."""
 
     name = "lpinn"
     Options = LPINNOptions
 
-    def __init__(self, problem: Problem, options: LPINNOptions, device: torch.device, dtype: torch.dtype | None = None):
+    def __init__(self, problem: Problem, options: LPINNOptions, device: torch.device, dtype: torch.dtype | None = None, *,
+                 ranks: Ranks | None = None, family: InitialConditionFamily | None = None):
         dtype = dtype or (torch.float64 if options.dtype == "float64" else torch.float32)
-        super().__init__(problem, options, device, dtype)
+        super().__init__(problem, options, device, dtype, ranks=ranks, family=family)
         if options.conservation.weight and not conserves(problem):
             raise SolverMismatch(f"solver 'lpinn' cannot solve problem {problem.name!r} with conservation.weight > 0: "
                                  f"{problem.equation.name!r} does not keep int u dx here (it needs a periodic axis, no source "

@@ -10,7 +10,7 @@ pass, then one backward pass for the parameters.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
 from .. import sampling
+from ..distributed import Ranks
 from ..grid import Grid
 from ..nn.features import CoordinateFeatures
 from ..nn.hard import HardConstraint
@@ -26,7 +27,11 @@ from ..nn.mlp import MLP, Activation
 from ..problem import BoundaryCondition, Problem
 from ..sampling import Sampler
 from ..solution import Solution
-from .base import Solver
+from ..task import ResidualTask
+from .base import PointSolver
+
+if TYPE_CHECKING:
+    from ..simulate.family import InitialConditionFamily
 
 
 class PointsOptions(BaseModel):
@@ -115,12 +120,12 @@ class PINNModel(nn.Module):
             return self.jet(coords, order=1).v
         return self.net(self.features(coords))
 
-    def blocks(self) -> list[nn.Module]:
-        return list(self.net.blocks())
 
 
-class PINNTask:
+class PINNTask(ResidualTask):
     """Collocation points, the loss and adaptive refinement for one problem."""
+
+    owner = "solver 'pinn'"
 
     def __init__(self, problem: Problem, model: PINNModel, options: PINNOptions, device: torch.device, dtype: torch.dtype,
                  evaluate: Callable[[], dict[str, float]]):
@@ -162,6 +167,13 @@ class PINNTask:
         env = dict(zip(self.names, pts.unbind(-1)))
         vals = [self.problem.initial.values[f].torch(**env) for f in self.problem.equation.fields]  # type: ignore[union-attr]
         return torch.stack(vals, dim=-1)
+
+    # ------------------------------------------------------------------ the residual-task members
+    def points(self) -> Tensor:
+        return self.interior
+
+    def jet(self, points: Tensor) -> Jet:
+        return self.model.jet(points, self.order)
 
     # ------------------------------------------------------------------ loss
     def residual(self, coords: Tensor) -> Tensor:
@@ -249,7 +261,7 @@ class PINNTask:
         self.rng.bit_generator.state = state["rng"]
 
 
-class PINN(Solver):
+class PINN(PointSolver):
     """``solver: pinn`` — see :class:`PINNOptions`."""
 
     name = "pinn"
@@ -265,9 +277,10 @@ class PINN(Solver):
                        "up to second order")
         return out
 
-    def __init__(self, problem: Problem, options: PINNOptions, device: torch.device, dtype: torch.dtype | None = None):
+    def __init__(self, problem: Problem, options: PINNOptions, device: torch.device, dtype: torch.dtype | None = None, *,
+                 ranks: Ranks | None = None, family: InitialConditionFamily | None = None):
         dtype = dtype or (torch.float64 if options.dtype == "float64" else torch.float32)
-        super().__init__(problem, options, device, dtype)
+        super().__init__(problem, options, device, dtype, ranks=ranks, family=family)
         self.model = PINNModel(problem, options).to(device=device, dtype=dtype)
         self._task: PINNTask | None = None
 

@@ -6,29 +6,35 @@ the relative L2 loss per frame and field (so fields of different size weigh alik
 noise on the input frames (robustness to the model's own errors in rollouts), and per-channel
 normalization whose statistics come from the training trajectories and travel with the weights.
 
-Unlike the continuous back-ends this one needs data, so besides :meth:`Solver.task` (which says how to
-train it) it has :meth:`SineNetSolver.data_task`; :mod:`pdesolve.grid_runner` drives it.
+A grid solver (:class:`~pdesolve.solvers.base.GridSolver`) that trains on data: :meth:`SineNetSolver.data_task`;
+:mod:`pdesolve.grid_runner` drives it (``pdesolve train``).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any, Literal
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 
+from ..distributed import Ranks
 from ..errors import UserError
 from ..grid import Grid
+from ..nn.blocks import Block, BlockModel, Carry
 from ..nn.padding import periodic_axes
 from ..nn.sinenet import SineNet, SineNetOptions
 from ..problem import Problem
 from ..rollout import Trajectories, relative_l2_frames, rollout
 from ..solution import Solution
-from .base import Solver, SolverMismatch
+from ..task import Batch, SupervisedTask
+from .base import DATA, DataSettings, GridSolver, RolloutSettings, SolverMismatch
+
+if TYPE_CHECKING:
+    from ..simulate.family import InitialConditionFamily
 
 DEFAULT_WIDTH = 16
 
@@ -118,11 +124,12 @@ def network_options(settings: SineNetSettings, fields: int, periodic: tuple[bool
     return SineNetOptions(width=settings.width or DEFAULT_WIDTH, **kw)
 
 
-class SineNetStepper(nn.Module):
+class SineNetStepper(nn.Module, BlockModel):
     """``[batch, history, channel, *space] -> [batch, channel, *space]``, in physical units.
 
     Buffers (saved with the weights): ``mean`` and ``std`` per channel (the input normalization) and
-    ``frame_dt``, the time between the frames it was trained on (0 before training).
+    ``frame_dt``, the time between the frames it was trained on (0 before training). Its blocks: the input
+    normalization (with the position channels), the network's blocks, the output (residual and physical units).
     """
 
     def __init__(self, options: SineNetOptions, fields: int, periodic: tuple[bool, ...], residual: bool = True) -> None:
@@ -140,25 +147,67 @@ class SineNetStepper(nn.Module):
         self.std.copy_(std)
         self.frame_dt.fill_(dt)
 
-    def forward(self, frames: Tensor) -> Tensor:
+    def _scale(self) -> tuple[Tensor, Tensor]:
         shape = (-1,) + (1,) * self.options.ndim  # [channel, 1, ...] against [..., channel, *space]
-        mean, std = self.mean.view(shape), self.std.view(shape)
-        x = (frames - mean) / std  # [batch, history, channel, *space]
-        inputs = x
-        if self.coordinates:
-            pos = position_features(self.periodic, tuple(x.shape[3:]), x.dtype, x.device)  # [coords, *space]
-            inputs = torch.cat([x, pos.expand(*x.shape[:2], *pos.shape)], dim=2)  # [batch, history, channel + coords, *space]
-        out = self.net(inputs.flatten(1, 2))[:, : self.fields]  # [batch, channel, *space]
-        if self.residual:
-            out = x[:, -1] + out
+        return self.mean.view(shape), self.std.view(shape)
+
+    def normalized_input(self, frames: Tensor) -> tuple[Tensor, Tensor]:
+        """The normalized frames ``x [batch, history, channel, *space]`` and the network input (with positions)."""
+        mean, std = self._scale()
+        x = (frames - mean) / std
+        if not self.coordinates:
+            return x, x.flatten(1, 2)
+        pos = position_features(self.periodic, tuple(x.shape[3:]), x.dtype, x.device)  # [coords, *space]
+        return x, torch.cat([x, pos.expand(*x.shape[:2], *pos.shape)], dim=2).flatten(1, 2)
+
+    def physical_output(self, out: Tensor, last: Tensor | None) -> Tensor:
+        """Network output (its first ``fields`` channels), plus the normalized last frame if residual, in physical units."""
+        mean, std = self._scale()
+        out = out[:, : self.fields]
+        if last is not None:
+            out = last + out
         return out * std + mean
 
-    def blocks(self) -> tuple[nn.Module, ...]:
-        return self.net.blocks()
+    def forward(self, frames: Tensor) -> Tensor:
+        x, inputs = self.normalized_input(frames)
+        return self.physical_output(self.net(inputs), x[:, -1] if self.residual else None)
+
+    def blocks(self) -> Sequence[Block]:
+        return [_StepperInput(self), *self.net.blocks(), _StepperOutput(self)]
 
 
-class SineNetTask:
+class _StepperInput(Block):
+    """Normalize the frames, add the position channels; keep the last frame for the residual."""
+
+    def __init__(self, stepper: SineNetStepper):
+        super().__init__()
+        self.normalize = stepper.normalized_input  # a bound method: the stepper's buffers, not its parameters
+        self.residual = stepper.residual
+
+    def forward(self, carry: Carry) -> Carry:
+        x, inputs = self.normalize(carry.h)
+        return carry.push(inputs, x[:, -1]) if self.residual else carry.with_h(inputs)
+
+
+class _StepperOutput(Block):
+    """The residual update and the physical units."""
+
+    def __init__(self, stepper: SineNetStepper):
+        super().__init__()
+        self.output = stepper.physical_output
+        self.residual = stepper.residual
+
+    def forward(self, carry: Carry) -> Carry:
+        if not self.residual:
+            return carry.with_h(self.output(carry.h, None))
+        (last,), rest = carry.pop()
+        return rest.with_h(self.output(carry.h, last))
+
+
+class SineNetTask(SupervisedTask):
     """One-step teacher forcing on random (trajectory, start time) windows of the training trajectories."""
+
+    owner = "solver 'sinenet'"
 
     def __init__(self, model: SineNetStepper, data: Trajectories, settings: SineNetSettings, device: torch.device,
                  dtype: torch.dtype, evaluate: Callable[[], dict[str, float]]) -> None:
@@ -194,10 +243,16 @@ class SineNetTask:
             x = x + self.noise_scale * torch.randn(x.shape, generator=self.generator).to(device=self.device, dtype=self.dtype)
         self.x, self.y = x, window[:, k]
 
-    def loss(self) -> tuple[Tensor, dict[str, float]]:
+    def batch(self) -> Batch:
         assert self.x is not None and self.y is not None, "before_step draws the batch"
-        err = relative_l2_frames(self.model(self.x), self.y, self.space_dims)  # [batch, channel]
-        loss = err.mean()
+        return Batch(self.x, self.y)
+
+    def criterion(self, prediction: Tensor, targets: Tensor) -> Tensor:
+        """Relative L2 per frame and field (so fields of different size weigh alike), averaged."""
+        return relative_l2_frames(prediction, targets, self.space_dims).mean()
+
+    def loss(self) -> tuple[Tensor, dict[str, float]]:
+        loss, _ = super().loss()
         return loss, {"rel_l2_one_step": float(loss.detach())}
 
     def evaluate(self) -> dict[str, float]:
@@ -217,14 +272,16 @@ def _channel_stats(frames: Tensor, space_dims: int) -> tuple[Tensor, Tensor]:
     return mean, torch.where(std > 0, std, torch.ones_like(std))
 
 
-class SineNetSolver(Solver):
+class SineNetSolver(GridSolver):
     """``solver: sinenet`` — see :class:`SineNetSettings`."""
 
     name = "sinenet"
     Options = SineNetSettings
+    trains_on = frozenset({DATA})
 
-    def __init__(self, problem: Problem, options: SineNetSettings, device: torch.device, dtype: torch.dtype = torch.float32):
-        super().__init__(problem, options, device, dtype)
+    def __init__(self, problem: Problem, options: SineNetSettings, device: torch.device, dtype: torch.dtype = torch.float32, *,
+                 ranks: Ranks | None = None, family: InitialConditionFamily | None = None):
+        super().__init__(problem, options, device, dtype, ranks=ranks, family=family)
         periodic = tuple(a.periodic for a in problem.domain.space)
         try:
             self.network = network_options(options, len(problem.equation.fields), periodic)
@@ -243,11 +300,22 @@ class SineNetSolver(Solver):
             out.append(f"it works on 1 to 3 space axes, got {len(problem.domain.space)}")
         return out
 
-    def task(self, evaluate: Any) -> SineNetTask:
-        raise UserError(
-            "solver 'sinenet' learns from simulated trajectories: train it with "
-            "`pdesolve train FILE --data DATA.h5` (make data with `pdesolve simulate FILE --out DATA.h5`)"
-        )
+    @property
+    def rollout_settings(self) -> RolloutSettings:
+        o = self.options
+        return RolloutSettings(o.rollout_steps, o.rollout_starts, o.eval_trajectories)  # type: ignore[attr-defined]
+
+    @property
+    def data_settings(self) -> DataSettings:
+        o = self.options
+        return DataSettings(o.split, o.split_seed, o.time_stride)  # type: ignore[attr-defined]
+
+    @property
+    def frame_dt(self) -> float:
+        return float(self.model.frame_dt)
+
+    def describe(self) -> dict[str, Any]:
+        return self.network.describe()
 
     def data_task(self, data: Trajectories, evaluate: Callable[[], dict[str, float]]) -> SineNetTask:
         """The training task on ``data`` (the training trajectories); ``evaluate()`` scores validation rollouts."""
@@ -281,7 +349,7 @@ class SineNetSolver(Solver):
         """
         from ..simulate import simulate
 
-        dt = float(self.model.frame_dt)
+        dt = self.frame_dt
         if grid.time is None:
             raise UserError("solver 'sinenet' predicts on grids with a time axis")
         if dt <= 0:
