@@ -31,7 +31,7 @@ from .server import Parts, Server
 from .simulation import VALIDATION, SimulationPlan
 from .study import Study, load_study, study_text
 from .surrogate import Surrogate, make_surrogate
-from .trainer import Trainer, choose_device
+from .trainer import choose_device
 from .transport import ServerLink
 
 log = logging.getLogger("online_training")
@@ -83,7 +83,7 @@ def _plan(study: Study) -> SimulationPlan:
 
 def _surrogate(study: Study, plan: SimulationPlan) -> Surrogate:
     periodic = tuple(a.periodic for a in plan.grid.space)
-    return make_surrogate(study.surrogate, plan.frame_shape, len(plan.names), periodic)
+    return make_surrogate(study.surrogate, plan.frame_shape, len(plan.names), periodic, plan.grid.time.spacing)  # type: ignore[union-attr]
 
 
 def held_out(study: Study, plan: SimulationPlan, surrogate: Surrogate) -> np.ndarray:
@@ -112,9 +112,8 @@ def _offline(args: argparse.Namespace) -> int:
         _prepare(folder, study, args.overwrite)
         plan = _plan(study)
         surrogate = _surrogate(study, plan)
-        trainer = Trainer(surrogate, study.train.optimizer.name, study.optimizer_options, study.train.steps,
-                          choose_device(study.device), study.seed)
-        return run_offline(study, folder, plan, trainer, held_out(study, plan, surrogate), overwrite=args.overwrite)
+        return run_offline(study, folder, plan, surrogate, held_out(study, plan, surrogate), choose_device(study.device),
+                           overwrite=args.overwrite)
     except (UserError, ValueError) as err:
         sys.stderr.write(f"{err}\n")
         return 2
@@ -158,17 +157,15 @@ def _online(args: argparse.Namespace, runner: Callable[[SimulationPlan], Runner]
 
 
 def _serve(study: Study, roles: Roles, plan: SimulationPlan, folder: Path, stop: StopFlag) -> int:
-    from .parallel import GradientAverager, init_data_parallel
+    from .parallel import init_data_parallel
 
     index = roles.rank
     device = choose_device(study.device, roles.node_index)
     surrogate = _surrogate(study, plan)
-    trainer = Trainer(surrogate, study.train.optimizer.name, study.optimizer_options, study.train.steps, device, study.seed)
-    group = init_data_parallel(roles, device)
-    trainer.averager = averager = GradientAverager(trainer.model, group) if group is not None else None
     n = study.simulate.trajectories
     parts = Parts(
-        study=study, roles=roles, plan=plan, design=plan.design(n), trainer=trainer,
+        study=study, roles=roles, plan=plan, design=plan.design(n), surrogate=surrogate, device=device,
+        group=init_data_parallel(roles, device),
         buffer=make_buffer(study.buffer.kind, study.buffer.capacity, surrogate.record_size, watermark=study.watermark,
                            seed=[study.seed, index]),
         scheduler=Scheduler(roles.simulations_of(index, n), study.online.max_retries),
@@ -177,9 +174,4 @@ def _serve(study: Study, roles: Roles, plan: SimulationPlan, folder: Path, stop:
         monitor=Monitor(folder, index), folder=folder,
         validation=held_out(study, plan, surrogate) if index == 0 else None,
     )
-    server = Server(parts, stop)
-    server.resume()
-    code = server.run()
-    if averager is not None:
-        averager.close()
-    return code
+    return Server(parts, stop).run()

@@ -1,17 +1,22 @@
 """A server rank: hands out simulations, stores what its clients stream, trains, checkpoints.
 
-One pass of the loop: take every message that has arrived; hand tasks to idle clients; move received
+Training is pdesolve's one loop (:func:`pdesolve.train.train`) on a :class:`~online_training.trainer.SurrogateTask`
+whose records come from this server (a :class:`~online_training.trainer.RecordSource`). Before each step the
+server pumps the stream: take every message that has arrived; hand tasks to idle clients; move received
 frames into the buffer while it has room (credits go back to the clients as frames are stored: the
 back-pressure); agree with the other servers (one small all-reduce) whether to stop and whether every
-server can draw a batch; then train one step or wait a moment. Messages from a client are handled in
-the order it sent them, so a failure report finds every frame of that run already stored and removes
-them all: a failed run leaves no partial time steps in the buffer.
+server can draw a batch; then let the step run, or wait a moment and pump again. A stop (a signal, no
+clients left, the stream ended and the buffers empty) ends the loop through :class:`pdesolve.train.StopTraining`.
+Messages from a client are handled in the order it sent them, so a failure report finds every frame of
+that run already stored and removes them all: a failed run leaves no partial time steps in the buffer.
+Checkpoints (every ``train.checkpoint_every`` steps and at the end) hold the model, the rule, the buffer,
+the scheduler and the monitor of every server (:class:`~online_training.checkpoint.Checkpoints`); running
+the same command again resumes from them.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -21,7 +26,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from pdesolve.distributed import GradientAverager, Ranks
 from pdesolve.io import write_json, write_with
+from pdesolve.optim import make_optimizer
+from pdesolve.train import StopTraining, TrainSettings, train
 
 from .buffer import Buffer
 from .checkpoint import Checkpoints
@@ -31,7 +39,8 @@ from .roles import Roles, StopFlag
 from .scheduler import FAILED, FINISHED, Scheduler
 from .simulation import SimulationPlan
 from .study import Study
-from .trainer import Trainer
+from .surrogate import Surrogate
+from .trainer import RecordSource, SurrogateTask
 from .transport import POLL_S, Backoff, ServerLink
 
 log = logging.getLogger(__name__)
@@ -48,7 +57,9 @@ class Parts:
     roles: Roles
     plan: SimulationPlan
     design: np.ndarray  # [simulations, P] parameters of every simulation
-    trainer: Trainer
+    surrogate: Surrogate
+    device: torch.device
+    group: Any  # the servers' torch.distributed group (None with one server)
     buffer: Buffer
     scheduler: Scheduler
     link: ServerLink
@@ -58,7 +69,7 @@ class Parts:
     validation: np.ndarray | None  # held-out records (first server only)
 
 
-class Server:
+class Server(RecordSource):
     def __init__(self, parts: Parts, stop: StopFlag):
         self.p, self.stop = parts, stop
         self.index = parts.roles.rank
@@ -70,46 +81,38 @@ class Server:
         self.scaled = parts.plan.scaled(parts.design).astype(np.float32)
         self.t_scaled = parts.plan.scaled_times()
         self.credit_batch = max(1, parts.study.online.window // 4)
-        self.diverged = False
         self.checksum_errors = 0
         self.audit = self._open_audit() if parts.study.online.audit else None
+        study = parts.study
+        self.task = SurrogateTask(parts.surrogate, parts.device, study.seed, self, parts.monitor, validation=parts.validation,
+                               validate_every=study.train.validate_every, reduce=self._sum)
+        self.averager = None
+        if parts.group is not None:
+            self.averager = self.task.averager = GradientAverager(self.task.model, parts.group)
+            self.task.ranks = Ranks.of(parts.group)
+        parts.checkpoints.after_save = self._write_tables
 
-    # ---------------------------------------------------------------------------------- resume
-    def resume(self) -> int | None:
-        """Load the last checkpoint if there is one; returns its step."""
-        state = self.p.checkpoints.load()
-        if state is None:
-            return None
-        p = self.p
-        p.trainer.load_state_dict(state["trainer"])
-        p.buffer.load_state_dict(state["buffer"])
-        p.scheduler.load_state_dict(state["scheduler"])
-        p.monitor.load_state_dict(state["monitor"])
-        self.checksum_errors = state["checksum_errors"]
-        s = p.scheduler
-        log.info(
-            "resuming from the checkpoint at step %d: %d simulations finished, %d to run, %d given up; %d records in the buffer",
-            p.trainer.step, s.count(FINISHED), len(s.unfinished()) - s.count(FAILED), s.count(FAILED), p.buffer.size,
-        )
-        return p.trainer.step
-
-    def _state(self) -> dict[str, Any]:
+    # ------------------------------------------------------------------------------ the record source
+    def state_dict(self) -> dict[str, Any]:
         p = self.p
         return {
-            "trainer": p.trainer.state_dict(),
             "buffer": p.buffer.state_dict(exclude_sims=p.scheduler.unfinished()),
             "scheduler": p.scheduler.state_dict(),
-            "monitor": p.monitor.state_dict(),
             "checksum_errors": self.checksum_errors,
         }
 
-    def checkpoint(self) -> None:
-        self.p.checkpoints.save(self.p.trainer.step, self._state())
-        self.p.monitor.write(self.p.buffer.seen_histogram())
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        p = self.p
+        p.buffer.load_state_dict(state["buffer"])
+        p.scheduler.load_state_dict(state["scheduler"])
+        self.checksum_errors = state["checksum_errors"]
+        s, info = p.scheduler, p.checkpoints.manifest()
+        log.info("resuming from the checkpoint at step %s: %d simulations finished, %d to run, %d given up; %d records in the buffer",
+                 info["step"] if info else "?", s.count(FINISHED), len(s.unfinished()) - s.count(FAILED), s.count(FAILED), p.buffer.size)
 
-    # -------------------------------------------------------------------------------- the loop
-    def run(self) -> int:
-        p, train = self.p, self.p.study.train
+    def wait(self, step: int) -> None:
+        """Pump the stream until every server can draw a batch; raise StopTraining when the servers agree to stop."""
+        p = self.p
         pause = Backoff()
         while True:
             if self._receive():
@@ -120,31 +123,61 @@ class Server:
                 p.buffer.drain()
                 log.info("all simulations of server %d are done; training on what its buffer holds", self.index)
             lost = not self.live and not p.scheduler.complete
-            stop = self.stop.is_set or self.diverged or lost or p.trainer.step >= train.steps
             exhausted = p.buffer.draining and p.buffer.size == 0
-            waiting = not exhausted and not p.buffer.ready(train.batch_size)
-            # [any stops, all exhausted, any waits, any diverged, any lost its clients]
-            flags = self._reduce(np.array([stop, not exhausted, waiting, self.diverged, lost], dtype=np.int64), "MAX")
-            if flags[0] or not flags[1]:
-                return self._finish(self._reason(flags))
-            if flags[2]:
-                if p.monitor.now() - p.monitor.last_row >= ROW_EVERY_S:  # the buffer filling up shows too
-                    self._row({})
-                pause.wait()
-                continue
-            pause.reset()
-            self._train_step()
+            waiting = not exhausted and not p.buffer.ready(p.study.train.batch_size)
+            # [any asked to stop, any lost its clients, all exhausted, any waits]
+            flags = self._reduce(np.array([self.stop.is_set, lost, not exhausted, waiting], dtype=np.int64), "MAX")
+            if flags[0] or flags[1] or not flags[2]:
+                raise self._stopping(step, flags)
+            if not flags[3]:
+                return
+            if p.monitor.now() - p.monitor.last_row >= ROW_EVERY_S:  # the buffer filling up shows too
+                self._row(step, {})
+            pause.wait()
 
-    def _reason(self, flags: np.ndarray) -> str:
-        if flags[3]:
-            return "diverged"
-        if self.stop.is_set:
-            return f"stopped by {self.stop.reason}"
-        if flags[4]:
-            return "no clients left"
-        if self.p.trainer.step >= self.p.study.train.steps:
-            return "complete"
-        return "complete: the stream ended and the buffers are empty"
+    def sample(self) -> np.ndarray:
+        if not self.task.normalized:  # (fitted just before) the first batch
+            log.info("training starts: %d records in the buffer", self.p.buffer.size)
+        return self.p.buffer.sample(self.p.study.train.batch_size)  # empty on a server whose buffer ran dry
+
+    def normalization_records(self) -> np.ndarray:
+        return self.p.buffer.records()
+
+    def _stopping(self, step: int, flags: np.ndarray) -> StopTraining:
+        """The StopTraining that ends the run at ``step``, after a last validation and metrics row."""
+        if flags[0]:
+            kind, reason = "interrupted", f"stopped by {self.stop.reason}" if self.stop.is_set else "stopped by a signal to another server"
+        elif flags[1]:
+            kind, reason = "interrupted", "no clients left"
+        else:
+            kind, reason = "ended", "complete: the stream ended and the buffers are empty"
+        self.task.validate()
+        if not self.p.monitor.rows or self.p.monitor.rows[-1]["step"] != step:
+            self._row(step, {})
+        return StopTraining(kind, reason)
+
+    # -------------------------------------------------------------------------------- the loop
+    def run(self) -> int:
+        """Train until the budget, the end of the stream or a stop; resume from the folder's checkpoint if it has one."""
+        p, spec = self.p, self.p.study.train
+        rule = make_optimizer(spec.optimizer.name, p.study.optimizer_options, spec.steps)  # type: ignore[arg-type]
+        settings = TrainSettings(steps=spec.steps, checkpoint_every=spec.checkpoint_every, log_every=spec.log_every, quiet=True,
+                                 divergence_remedy="lower the learning rate (train.optimizer.lr)")
+        result = train(self.task, rule, settings, checkpoint=p.checkpoints, resume=p.checkpoints.exists(), callbacks=[self._log])
+        status = result.status
+        reason = {"budget": "complete", "diverged": "diverged"}.get(status.kind, status.message)
+        if status.kind == "diverged":
+            log.error("%s", status.message)
+        return self._finish(reason, status.step)
+
+    def _log(self, step: int, record: dict[str, float]) -> None:
+        row = self._row(step, record)
+        if self.index == 0:
+            val = self.p.monitor.validation
+            log.info(progress_line(row, self.p.study.train.steps, val[-1]["val_rel_l2"] if val else None))
+
+    def _write_tables(self) -> None:
+        self.p.monitor.write(self.p.buffer.seen_histogram())
 
     def _sum(self, values: np.ndarray) -> np.ndarray:
         return self._reduce(np.ascontiguousarray(values, dtype=np.float64), "SUM")
@@ -209,7 +242,7 @@ class Server:
             current = False
         if current:
             frame = m.payload.view(np.float32).reshape(p.plan.frame_shape)  # type: ignore[union-attr]
-            record = p.trainer.surrogate.record(self.scaled[m.sim], float(self.t_scaled[m.step]), frame, self.previous.get(m.sim))
+            record = p.surrogate.record(self.scaled[m.sim], float(self.t_scaled[m.step]), frame, self.previous.get(m.sim))
             if record is not None and not p.buffer.put(record, m.sim, m.step):
                 return False
             self.previous[m.sim] = frame
@@ -250,53 +283,13 @@ class Server:
             self.p.buffer.remove(sim)
             self.previous.pop(sim, None)
 
-    # ------------------------------------------------------------------------------- training
-    def _train_step(self) -> None:
-        p, train = self.p, self.p.study.train
-        if not p.trainer.normalized:
-            p.trainer.fit_normalization(p.buffer.records(), self._sum)
-            p.monitor.train_started = p.monitor.now()
-            log.info("training starts: %d records in the buffer", p.buffer.size)
-            self._validate()
-        batch = p.buffer.sample(train.batch_size)  # empty on a server whose buffer ran dry after the stream
-        record = p.trainer.train_step(batch)
-        p.monitor.trained += len(batch)
-        p.monitor.train_ended = p.monitor.now()
-        step = p.trainer.step
-        if not math.isfinite(record["loss"]):
-            self.diverged = True
-            log.error("the loss became %s at step %d; lower the learning rate (train.optimizer.lr)", record["loss"], step)
-            return
-        val = self._validate() if train.validate_every and step % train.validate_every == 0 else None
-        if step % train.log_every == 0 or step == train.steps:
-            row = self._row(record)
-            if self.index == 0:
-                log.info(progress_line(row, train.steps, val))
-        if train.checkpoint_every and step % train.checkpoint_every == 0:
-            self.checkpoint()
-
-    def _row(self, record: dict[str, float]) -> dict[str, float]:
+    def _row(self, step: int, record: dict[str, float]) -> dict[str, float]:
         p, s = self.p, self.p.scheduler
-        return p.monitor.row(p.trainer.step, record, p.buffer.size, p.buffer.capacity, s.count(FINISHED), s.count(FAILED), len(s.ids))
-
-    def _validate(self) -> float | None:
-        p = self.p
-        if p.validation is None:
-            return None
-        value = p.trainer.evaluate(p.validation)
-        p.monitor.validated(p.trainer.step, value)
-        return value
+        return p.monitor.row(step, record, p.buffer.size, p.buffer.capacity, s.count(FINISHED), s.count(FAILED), len(s.ids))
 
     # ------------------------------------------------------------------------------------ end
-    def _finish(self, reason: str) -> int:
+    def _finish(self, reason: str, step: int) -> int:
         p = self.p
-        if p.validation is not None and (not p.monitor.validation or p.monitor.validation[-1]["step"] != p.trainer.step):
-            if p.trainer.normalized:
-                self._validate()
-        if not p.monitor.rows or p.monitor.rows[-1]["step"] != p.trainer.step:
-            self._row({})
-        if reason != "diverged":
-            self.checkpoint()
         for client in sorted(self.live):
             p.link.send(client, Kind.STOP)
         while self.live:  # drain: every client's sends must complete before it may leave
@@ -310,16 +303,18 @@ class Server:
         p.link.close()
         if self.audit is not None:
             self.audit.close()
-        p.monitor.write(p.buffer.seen_histogram())
-        self._summary(reason)
+        if self.averager is not None:
+            self.averager.close()
+        self._write_tables()
+        self._summary(reason, step)
         code = COMPLETE if reason.startswith("complete") else DIVERGED if reason == "diverged" else STOPPED
         level = logging.INFO if code == COMPLETE else logging.WARNING
         if self.index == 0:
-            log.log(level, "%s at step %d; run folder %s%s", reason, p.trainer.step, p.folder,
+            log.log(level, "%s at step %d; run folder %s%s", reason, step, p.folder,
                     "" if code != STOPPED else " (run the same command again to resume)")
         return code
 
-    def _summary(self, reason: str) -> None:
+    def _summary(self, reason: str, step: int) -> None:
         p = self.p
         s = p.scheduler
         counts = self._sum(np.array([
@@ -337,12 +332,10 @@ class Server:
         val = p.monitor.validation[-1]["val_rel_l2"] if p.monitor.validation else None
         started, ended = p.monitor.train_started, p.monitor.train_ended
         training_s = ended - started if started is not None and ended is not None else 0.0
-        model = p.trainer.model
-        write_with(p.folder / "model.pt", lambda path: torch.save(
-            {"model": model.state_dict(), "mean": p.trainer.mean, "std": p.trainer.std, "study": p.study.raw}, path
-        ))
+        model = self.task.model
+        write_with(p.folder / "model.pt", lambda path: torch.save({"model": model.state_dict(), "study": p.study.raw}, path))
         write_json(p.folder / "summary.json", {
-            "mode": "online", "status": reason, "steps": p.trainer.step, "servers": p.roles.servers,
+            "mode": "online", "status": reason, "steps": step, "servers": p.roles.servers,
             "clients": p.roles.size - p.roles.servers, "time_s": round(elapsed, 3),
             "samples_received": int(counts[0]), "records_stored": int(counts[1]), "samples_trained": int(counts[2]),
             "training_s": round(training_s, 3), "stream_s": round(stream_s, 3), "received_per_s": counts[0] / max(stream_s, 1e-9),
@@ -354,3 +347,4 @@ class Server:
 
     def _open_audit(self) -> Any:
         return open_audit(self.p.folder / "audit" / f"received-server{self.index}.csv", "sim,attempt,step,crc,intact,client")
+

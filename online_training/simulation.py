@@ -1,12 +1,13 @@
 """One simulation of a study: its parameters, its initial state, and its frames streamed as they are made.
 
-The parameters of simulation ``i`` are row ``i`` of a design drawn once from the seed (uniform, Latin
-hypercube or Sobol over the declared ranges, :func:`pdesolve.simulate.sample_parameters`); held-out
-validation simulations come from a design of their own. pdesolve's simulators return whole
-trajectories, so a client that wants frames before the trajectory ends runs the simulator in segments
-of ``segment_steps`` output steps, each starting from the last frame of the one before (the problem's
-time origin moved there); with ``segment_steps=None`` it runs the trajectory in one call and streams
-the frames as soon as it returns.
+Simulation ``i`` of a stream (``TRAIN``, or ``VALIDATION`` for the held-out ones) is member ``i`` of that
+stream of the problem's initial-condition family (:class:`pdesolve.simulate.family.InitialConditionFamily`):
+its parameters are row ``i`` of the stream's design (uniform, Latin hypercube or Sobol over the declared
+ranges), drawn once from the seed, and its random initial state comes from a generator of its own.
+pdesolve's simulators return whole trajectories, so a client that wants frames before the trajectory ends
+runs the simulator in segments of ``segment_steps`` output steps, each starting from the last frame of the
+one before (the problem's time origin moved there); with ``segment_steps=None`` it runs the trajectory in
+one call and streams the frames as soon as it returns.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ import torch
 
 from pdesolve.grid import Grid
 from pdesolve.problem import Domain, Problem
-from pdesolve.simulate import SimulateSettings, gaussian_random_field, sample_parameters, simulate, sine_sum
-from pdesolve.simulate.settings import GaussianRandomField, SineSum
+from pdesolve.simulate import SimulateSettings, simulate
+from pdesolve.simulate.family import DesignSampler, InitialConditionFamily
 
 TRAIN, VALIDATION = 0x5452, 0x5641  # random streams of the training and the held-out simulations
 
@@ -41,6 +42,12 @@ class SimulationPlan:
         """Space axes and the saved times (``steps + 1`` frames)."""
         return self.problem.domain.grid(self.settings.shape(self.problem.domain.space_names))
 
+    @cached_property
+    def family(self) -> InitialConditionFamily:
+        """The initial conditions and parameter design of the settings, drawn from ``seed``."""
+        s = self.settings
+        return InitialConditionFamily(self.problem, s.initial, s.parameters, s.sampler, self.seed, s.simulator)
+
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(sorted(self.settings.parameters))
@@ -54,13 +61,10 @@ class SimulationPlan:
         """``[channel, *space]`` of one frame."""
         return (len(self.problem.equation.fields),) + self.grid.space_shape
 
-    def design(self, n: int, stream: int = TRAIN, sampler: str | None = None) -> np.ndarray:
+    def design(self, n: int, stream: int = TRAIN, sampler: DesignSampler | None = None) -> np.ndarray:
         """Parameter values ``[n, len(names)]`` float64 of simulations ``0..n-1`` of ``stream``."""
-        ranges = {k: (r.low, r.high, r.log) for k, r in self.settings.parameters.items()}
-        if not ranges:
-            return np.zeros((n, 0))
-        drawn = sample_parameters(ranges, n, sampler or self.settings.sampler, np.random.default_rng([self.seed, stream]))
-        return np.stack([drawn[k] for k in self.names], axis=1)
+        drawn = self.family.design(n, stream, sampler=sampler)
+        return np.stack([drawn[k] for k in self.names], axis=1) if drawn else np.zeros((n, 0))
 
     def scaled(self, values: np.ndarray) -> np.ndarray:
         """Parameters ``[..., len(names)]`` mapped from their ranges to ``[-1, 1]`` (log ranges in log space)."""
@@ -78,35 +82,17 @@ class SimulationPlan:
 
     def initial(self, sim: int, values: np.ndarray, stream: int = TRAIN) -> np.ndarray:
         """The initial state ``[channel, *space]`` float64 of simulation ``sim`` with parameters ``values``."""
-        fields = self.problem.equation.fields
-        given = dict(zip(self.names, values, strict=True))
-        spec, grid = self.settings.initial, self.grid
-        base = self.problem.initial_numpy(grid) if self.problem.initial is not None else None
-        rng = np.random.default_rng([self.seed, stream, int(sim)])
-        out = np.empty(self.frame_shape)
-        for c, f in enumerate(fields):
-            if f"initial.{f}" in given:
-                out[c] = given[f"initial.{f}"]
-            elif isinstance(spec, GaussianRandomField):
-                out[c] = gaussian_random_field(
-                    grid, 1, rng, length_scale=spec.length_scale, alpha=spec.alpha, tau=spec.tau, sigma=spec.sigma, mean=spec.mean
-                )[0]
-            elif isinstance(spec, SineSum):
-                out[c] = sine_sum(grid, 1, rng, modes=spec.modes, k_max=spec.k_max, amplitude=spec.amplitude)[0]
-            elif base is not None:
-                out[c] = base[c]
-            else:
-                raise ValueError(f"no initial condition for field {f!r}: the problem has none and simulate.initial is 'problem'")
-        return out
+        return self.family.state(sim, self.grid, dict(zip(self.names, values, strict=True)), stream)
 
-    def _coefficients(self, values: np.ndarray) -> dict[str, np.ndarray]:
-        """Per-trajectory simulator parameters from ``values [batch, len(names)]`` (initial values excluded)."""
-        return {k: values[:, j] for j, k in enumerate(self.names) if not k.startswith("initial.")}
+    def _columns(self, values: np.ndarray) -> dict[str, np.ndarray]:
+        """Parameters ``[batch, len(names)]`` as a design (name -> ``[batch]``)."""
+        return {k: values[:, j] for j, k in enumerate(self.names)}
 
     def _run(self, problem: Problem, times: np.ndarray, u0: np.ndarray, values: np.ndarray) -> torch.Tensor:
         s = self.settings
         return simulate(
-            problem, self.grid, times=times, u0=torch.as_tensor(u0), params=self._coefficients(values),
+            problem, self.grid, times=times, u0=torch.as_tensor(u0),
+            params=self.family.simulation_parameters(self._columns(values), slice(None)),
             numerics=s.numerics(), simulator=s.simulator, device=s.device, dtype=torch.float64,
         ).values
 
@@ -130,5 +116,5 @@ class SimulationPlan:
 
     def trajectories(self, values: np.ndarray, stream: int) -> np.ndarray:
         """Whole trajectories ``[n, time, channel, *space]`` float32 of simulations ``0..n-1`` of ``stream`` (one call)."""
-        u0 = np.stack([self.initial(i, v, stream) for i, v in enumerate(values)])
+        u0 = self.family.states(np.arange(len(values)), self.grid, self._columns(values), stream)
         return self._run(self.problem, self.times, u0, values).cpu().numpy().astype(np.float32)

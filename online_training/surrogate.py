@@ -1,14 +1,17 @@
 """The surrogates an online study trains, and how streamed frames become their training records.
 
-A record is one float32 row of fixed length (so that buffers can hold records in preallocated arrays):
+A surrogate's network is a pdesolve model that carries its own normalization (buffers ``mean`` and ``std``
+per channel, fitted to the records present when training starts, saved with the weights) and works in
+physical units. A record is one float32 row of fixed length (so that buffers can hold records in
+preallocated arrays):
 
-- :class:`FieldMLP` (``mlp``), as in Melissa: the scaled parameters and time in, the whole field out;
-  record ``[parameters (P), t (1) | field (C * S)]``;
-- :class:`OneStep` (``sinenet``): a pdesolve SineNet that maps frame ``k`` to frame ``k + 1``; record
-  ``[frame k (C * S) | frame k+1 (C * S)]``, made on the server from consecutive streamed frames.
+- :class:`FieldSurrogate` (``mlp``), as in Melissa: a :class:`pdesolve.nn.field_mlp.FieldMLP` from the
+  scaled parameters and time to the whole field; record ``[parameters (P), t (1) | field (C * S)]``;
+- :class:`OneStep` (``sinenet``): a :class:`pdesolve.solvers.sinenet.SineNetStepper` (one input frame) that
+  maps frame ``k`` to frame ``k + 1``; record ``[frame k (C * S) | frame k+1 (C * S)]``, made on the server
+  from consecutive streamed frames.
 
-Fields are learned in normalized units, ``(u - mean) / std`` per channel, with the mean and standard
-deviation of the records present when training starts (``C`` channels, ``S`` space points).
+``C`` channels, ``S`` space points.
 """
 
 from __future__ import annotations
@@ -19,14 +22,17 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from pdesolve.nn.mlp import MLP
-from pdesolve.nn.sinenet import SineNet, SineNetOptions
+from pdesolve.nn.field_mlp import FieldMLP
+from pdesolve.nn.sinenet import SineNetOptions
+from pdesolve.solvers.sinenet import SineNetStepper
 
 from .study import MLPSurrogate, SineNetSurrogate
 
 
 class Surrogate(abc.ABC):
     """The record layout and the network of one kind of surrogate, for frames ``[C, *space]``."""
+
+    kind: str
 
     def __init__(self, frame_shape: tuple[int, ...], n_params: int):
         self.frame_shape, self.n_params = tuple(frame_shape), n_params
@@ -38,6 +44,10 @@ class Surrogate(abc.ABC):
     @abc.abstractmethod
     def build(self) -> nn.Module:
         """A freshly initialized network (seed torch first for a reproducible one)."""
+
+    @abc.abstractmethod
+    def set_scale(self, model: nn.Module, mean: Tensor, std: Tensor) -> None:
+        """Give ``model`` the per-channel ``mean`` and ``std`` ``[C]`` of the fields it learns."""
 
     @abc.abstractmethod
     def record(self, params: np.ndarray, t: float, frame: np.ndarray, previous: np.ndarray | None) -> np.ndarray | None:
@@ -56,20 +66,18 @@ class Surrogate(abc.ABC):
         """The field each record teaches, ``[n, C, S]`` in physical units."""
 
     @abc.abstractmethod
-    def batch(self, records: Tensor, mean: Tensor, std: Tensor) -> tuple[Tensor, Tensor]:
-        """Network input and normalized target from records ``[n, record_size]``; ``mean``, ``std`` are ``[C]``."""
+    def batch(self, records: Tensor) -> tuple[Tensor, Tensor]:
+        """The network's input and its target (physical units, the shape of the network's output) from records."""
 
-    def physical(self, prediction: Tensor, mean: Tensor, std: Tensor) -> Tensor:
-        """A network output in physical units, ``[n, C, S]``."""
-        return prediction.reshape(-1, self.channels, self.points) * std[:, None] + mean[:, None]
-
-    def _normalize(self, fields: Tensor, mean: Tensor, std: Tensor) -> Tensor:
-        """``[n, C * S] -> [n, C, S]`` normalized."""
-        return (fields.reshape(-1, self.channels, self.points) - mean[:, None]) / std[:, None]
+    def flat(self, output: Tensor) -> Tensor:
+        """A network output or target as ``[n, C, S]``."""
+        return output.reshape(-1, self.channels, self.points)
 
 
-class FieldMLP(Surrogate):
+class FieldSurrogate(Surrogate):
     """Melissa's fully connected surrogate: ``(parameters, t) -> field``."""
+
+    kind = "mlp"
 
     def __init__(self, frame_shape: tuple[int, ...], n_params: int, spec: MLPSurrogate):
         super().__init__(frame_shape, n_params)
@@ -77,9 +85,13 @@ class FieldMLP(Surrogate):
         self.inputs = n_params + 1
         self.record_size = self.inputs + self.channels * self.points
 
-    def build(self) -> nn.Module:
+    def build(self) -> FieldMLP:
         s = self.spec
-        return MLP(self.inputs, self.channels * self.points, width=s.width, depth=s.depth, act=s.activation)
+        return FieldMLP(self.inputs, self.channels, self.points, width=s.width, depth=s.depth, act=s.activation)
+
+    def set_scale(self, model: nn.Module, mean: Tensor, std: Tensor) -> None:
+        assert isinstance(model, FieldMLP)
+        model.set_scale(mean, std)
 
     def record(self, params: np.ndarray, t: float, frame: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
         return np.concatenate([params, [t], frame.reshape(-1)]).astype(np.float32)
@@ -91,38 +103,31 @@ class FieldMLP(Surrogate):
     def target(self, records: Tensor) -> Tensor:
         return records[:, self.inputs :].reshape(-1, self.channels, self.points)
 
-    def batch(self, records: Tensor, mean: Tensor, std: Tensor) -> tuple[Tensor, Tensor]:
-        x = records[:, : self.inputs]  # [n, P + 1]
-        y = self._normalize(records[:, self.inputs :], mean, std).flatten(1)  # [n, C * S]
-        return x, y
-
-
-class Residual(nn.Module):
-    """``x -> x + net(x)``: a time stepper that learns the change over one step."""
-
-    def __init__(self, net: nn.Module):
-        super().__init__()
-        self.net = net
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x + self.net(x)
+    def batch(self, records: Tensor) -> tuple[Tensor, Tensor]:
+        return records[:, : self.inputs], self.target(records)  # [n, P + 1], [n, C, S]
 
 
 class OneStep(Surrogate):
-    """A pdesolve SineNet trained on one-step pairs ``frame k -> frame k + 1`` ``[C, *space]``."""
+    """A pdesolve SineNet stepper trained on one-step pairs ``frame k -> frame k + 1`` ``[C, *space]``."""
 
-    def __init__(self, frame_shape: tuple[int, ...], n_params: int, spec: SineNetSurrogate, periodic: tuple[bool, ...]):
+    kind = "sinenet"
+
+    def __init__(self, frame_shape: tuple[int, ...], n_params: int, spec: SineNetSurrogate, periodic: tuple[bool, ...],
+                 frame_dt: float = 0.0):
         super().__init__(frame_shape, n_params)
-        self.spec = spec
+        self.spec, self.periodic, self.frame_dt = spec, periodic, frame_dt
         self.options = SineNetOptions(
             fields=self.channels, periodic=periodic, history=1, out_frames=1, waves=spec.waves, width=spec.width,
             channel_mults=spec.channel_mults,
         )
         self.record_size = 2 * self.channels * self.points
 
-    def build(self) -> nn.Module:
-        net = SineNet(self.options)
-        return Residual(net) if self.spec.residual else net
+    def build(self) -> SineNetStepper:
+        return SineNetStepper(self.options, self.channels, self.periodic, residual=self.spec.residual)
+
+    def set_scale(self, model: nn.Module, mean: Tensor, std: Tensor) -> None:
+        assert isinstance(model, SineNetStepper)
+        model.set_data_scale(mean, std, self.frame_dt)
 
     def record(self, params: np.ndarray, t: float, frame: np.ndarray, previous: np.ndarray | None) -> np.ndarray | None:
         if previous is None:
@@ -136,21 +141,21 @@ class OneStep(Surrogate):
     def target(self, records: Tensor) -> Tensor:
         return records[:, self.channels * self.points :].reshape(-1, self.channels, self.points)
 
-    def batch(self, records: Tensor, mean: Tensor, std: Tensor) -> tuple[Tensor, Tensor]:
+    def batch(self, records: Tensor) -> tuple[Tensor, Tensor]:
         half = self.channels * self.points
-        shape = (-1,) + self.frame_shape
-        x = self._normalize(records[:, :half], mean, std).reshape(shape)  # [n, C, *space]
-        y = self._normalize(records[:, half:], mean, std).reshape(shape)  # [n, C, *space]
+        x = records[:, :half].reshape((-1, 1) + self.frame_shape)  # [n, history 1, C, *space]
+        y = records[:, half:].reshape((-1,) + self.frame_shape)  # [n, C, *space]
         return x, y
 
 
 def make_surrogate(
-    spec: MLPSurrogate | SineNetSurrogate, frame_shape: tuple[int, ...], n_params: int, periodic: tuple[bool, ...]
+    spec: MLPSurrogate | SineNetSurrogate, frame_shape: tuple[int, ...], n_params: int, periodic: tuple[bool, ...],
+    frame_dt: float = 0.0,
 ) -> Surrogate:
-    """The surrogate a study names (``surrogate.kind``)."""
+    """The surrogate a study names (``surrogate.kind``); ``frame_dt``: the time between frames (one-step surrogates)."""
     if isinstance(spec, MLPSurrogate):
-        return FieldMLP(frame_shape, n_params, spec)
-    return OneStep(frame_shape, n_params, spec, periodic)
+        return FieldSurrogate(frame_shape, n_params, spec)
+    return OneStep(frame_shape, n_params, spec, periodic, frame_dt)
 
 
 def relative_l2(prediction: Tensor, target: Tensor) -> float:

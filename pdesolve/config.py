@@ -7,7 +7,6 @@ comes with a did-you-mean or the list of valid names.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from .expr import ExpressionError, constant
 from .problem import Axis, BoundaryCondition, Domain, InitialCondition, Problem, ProblemError, Reference
 
 Number = float | str  # a number or a constant expression such as "0.01/pi"
+PYTHON_EQUATION = "python:"  # how a run folder's config.yaml names an equation class defined in a user's script
 
 
 class _Strict(BaseModel):
@@ -66,8 +66,20 @@ class TrainSpec(_Strict):
     log_every: int = Field(10, ge=1)
 
 
-class ProblemFile(_Strict):
-    """The schema of a problem file (``problems/*.yaml``)."""
+class RunSettingsFile(_Strict):
+    """The keys of a problem file that are not the problem: how to solve it (also the Python API's settings)."""
+
+    evaluate: EvaluateSpec | None = None
+    simulate: dict[str, Any] | None = None
+    solver: str = "pinn"
+    solvers: dict[str, dict[str, Any]] = {}
+    train: TrainSpec = TrainSpec()
+    seed: int = 0
+    device: Literal["cpu", "cuda", "auto"] = "auto"
+
+
+class ProblemFile(RunSettingsFile):
+    """The schema of a problem file (``problems/*.yaml``): the problem and :class:`RunSettingsFile`."""
 
     name: str
     description: str = ""
@@ -78,13 +90,6 @@ class ProblemFile(_Strict):
     boundary: list[BoundarySpec] = []
     source: Number | None = None
     reference: str | ReferenceSpec | None = None
-    evaluate: EvaluateSpec | None = None
-    simulate: dict[str, Any] | None = None
-    solver: str = "pinn"
-    solvers: dict[str, dict[str, Any]] = {}
-    train: TrainSpec = TrainSpec()
-    seed: int = 0
-    device: Literal["cpu", "cuda", "auto"] = "auto"
 
 
 @dataclass(frozen=True)
@@ -186,6 +191,50 @@ def load_run_config(path: str | Path, overrides: Sequence[str] = (), data: dict[
     return RunConfig(path=str(path), raw=raw, **cfg)
 
 
+def python_run_config(problem: Problem, settings: dict[str, Any], overrides: Sequence[str] = ()) -> RunConfig:
+    """A run of a :class:`Problem` built in Python: ``settings`` holds the other keys of a problem file
+    (``solver``, ``solvers``, ``train``, ``evaluate``, ``simulate``, ``seed``, ``device``), validated as in a file.
+
+    The problem is used as it is, so its equation may be an unregistered :class:`~pdesolve.equations.Equation`
+    subclass; ``raw`` (the run folder's ``config.yaml``) records it as ``python:<module>.<class>``.
+    """
+    path = f"<python:{problem.name}>"
+    solver = apply_overrides(settings, overrides, path).get("solver", "pinn")
+    data = apply_overrides(with_solver_train(settings, str(solver), path), overrides, path)
+    try:
+        spec = RunSettingsFile.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(path, validation_errors(err, RunSettingsFile)) from None
+    errors: list[str] = []
+    cfg = run_settings(spec, data, problem.domain.names, errors)
+    if errors:
+        raise ConfigError(path, errors)
+    return RunConfig(path=path, problem=problem, raw={**problem_to_dict(problem), **data}, **cfg)
+
+
+def problem_to_dict(problem: Problem) -> dict[str, Any]:
+    """The problem-file form of a Problem (the inverse of the problem keys of the schema)."""
+    dom = problem.domain
+    domain: dict[str, Any] = {a.name: ({"bounds": [a.lo, a.hi], "periodic": True} if a.periodic else [a.lo, a.hi]) for a in dom.space}
+    if dom.time is not None:
+        domain["t"] = list(dom.time)
+    eq = problem.equation
+    registered = EQUATIONS.get(eq.name) is type(eq)
+    name = eq.name if registered else f"{PYTHON_EQUATION}{type(eq).__module__}.{type(eq).__qualname__}"
+    out: dict[str, Any] = {"name": problem.name, "equation": name, "params": dict(problem.params), "domain": domain}
+    if problem.initial is not None:
+        out["initial"] = {k: e.text for k, e in problem.initial.values.items()}
+    out["boundary"] = [
+        {"kind": bc.kind, "axis": bc.axis, "side": bc.side, "value": bc.value.text, "field": bc.field, "alpha": bc.alpha, "beta": bc.beta}
+        for bc in problem.boundary
+    ]
+    if problem.source is not None:
+        out["source"] = problem.source.text
+    if problem.reference is not None:
+        out["reference"] = {"kind": problem.reference.kind, "options": dict(problem.reference.options)}
+    return out
+
+
 def load_problem(path: str | Path, overrides: Sequence[str] = ()) -> Problem:
     """The :class:`Problem` of a problem file."""
     return load_run_config(path, overrides).problem
@@ -203,33 +252,88 @@ def validate_file(path: str | Path) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- building
+class _Errors(list):
+    """The errors of one file, collected so that every mistake is reported at once."""
+
+    def number(self, value: Number, where: str) -> float:
+        try:
+            return constant(value)
+        except ExpressionError as e:
+            self.append(f"{where}: {e}")
+            return float("nan")
+
+    def expression(self, text: Number, where: str, variables: Sequence[str], constants: dict[str, float]) -> Any:
+        from .expr import Expression
+
+        try:
+            return Expression.parse(text, variables, constants)
+        except ExpressionError as e:
+            self.append(f"{where}: {e}")
+            return None
+
+
 def _build(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     try:
         spec = ProblemFile.model_validate(raw)
     except ValidationError as err:
         return {}, validation_errors(err, ProblemFile)
-    errors: list[str] = []
+    errors = _Errors()
+    problem, variables = _problem(spec, errors)
+    settings = run_settings(spec, raw, variables, errors)
+    return dict(problem=problem, **settings), errors
 
-    def num(value: Number, where: str) -> float:
-        try:
-            return constant(value)
-        except ExpressionError as e:
-            errors.append(f"{where}: {e}")
-            return float("nan")
 
-    # equation and parameters
+def _problem(spec: ProblemFile, errors: _Errors) -> tuple[Problem | None, tuple[str, ...]]:
+    """The Problem of a file (None after any error) and its coordinate names (t first)."""
     equation = None
-    if spec.equation not in EQUATIONS:
+    if spec.equation.startswith(PYTHON_EQUATION):
+        errors.append(f"equation: {spec.equation[len(PYTHON_EQUATION):]} is a class defined in Python, not a registered "
+                      "equation; solve (or resume) this problem from Python with pdesolve.solve(problem, ...)")
+    elif spec.equation not in EQUATIONS:
         errors.append(unknown_name("equation", "equation", spec.equation, EQUATIONS))
     else:
         equation = get_equation(spec.equation)
-    params = {k: num(v, f"params.{k}") for k, v in spec.params.items()}
+    params = {k: errors.number(v, f"params.{k}") for k, v in spec.params.items()}
+    space, time = _domain(spec, errors)
+    names = tuple(a.name for a in space)
+    variables = (("t",) if time is not None else ()) + names
+    initial = None
+    if spec.initial is not None:
+        vals = {f: errors.expression(v, f"initial.{f}", names, params) for f, v in spec.initial.items()}
+        if all(v is not None for v in vals.values()):
+            initial = InitialCondition(vals)
+    boundary = _boundary(spec, variables, params, errors)
+    source = errors.expression(spec.source, "source", variables, params) if spec.source is not None else None
+    reference = None
+    if spec.reference is not None:
+        ref = spec.reference if isinstance(spec.reference, ReferenceSpec) else ReferenceSpec(kind=spec.reference)
+        from .reference import REFERENCES
 
-    # domain
+        if ref.kind not in REFERENCES:
+            errors.append(unknown_name("reference", "reference", ref.kind, REFERENCES))
+        reference = Reference(ref.kind, ref.options)
+    if equation is None or not space:
+        return None, variables
+    # checked even after other errors (every error at once), leaving out keys already reported
+    reported = {e.split(":")[0].split(".")[0].split("[")[0] for e in errors}
+    try:
+        problem, problem_errors = Problem.validated(
+            name=spec.name, equation=equation, params=params, domain=Domain(tuple(space), time), initial=initial,
+            boundary=tuple(boundary), reference=reference, source=source,
+        )
+        errors += [str(e) for e in problem_errors if e.path.split(".")[0].split("[")[0] not in reported]
+    except ProblemError as e:
+        errors.append(str(e))
+        problem = None
+    return (None if errors else problem), variables
+
+
+def _domain(spec: ProblemFile, errors: _Errors) -> tuple[list[Axis], tuple[float, float] | None]:
+    """The space axes (periodic where an axis or a ``periodic`` boundary entry says so) and the time interval."""
     space, time = [], None
     for name, ax in spec.domain.items():
         bounds, periodic = (ax.bounds, ax.periodic) if isinstance(ax, AxisSpec) else (ax, False)
-        lo, hi = num(bounds[0], f"domain.{name}[0]"), num(bounds[1], f"domain.{name}[1]")
+        lo, hi = errors.number(bounds[0], f"domain.{name}[0]"), errors.number(bounds[1], f"domain.{name}[1]")
         if not lo < hi:
             errors.append(f"domain.{name}: expected lo < hi, got [{lo}, {hi}]")
             continue
@@ -241,85 +345,49 @@ def _build(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
             errors.append(f"domain.{name}: axis names must be identifiers")
         else:
             space.append(Axis(name, lo, hi, periodic))
-    # periodic listed as a boundary condition marks the axis periodic
-    boundary_specs = []
+    for i, b in enumerate(spec.boundary):  # periodic listed as a boundary condition marks the axis periodic
+        if b.kind != "periodic":
+            continue
+        names = [a.name for a in space]
+        if b.axis not in names:
+            errors.append(f"boundary[{i}].axis: unknown axis {b.axis!r}; the domain has {names}")
+        else:
+            k = names.index(b.axis)
+            space[k] = Axis(space[k].name, space[k].lo, space[k].hi, True)
+    return space, time
+
+
+def _boundary(spec: ProblemFile, variables: tuple[str, ...], params: dict[str, float], errors: _Errors) -> list[BoundaryCondition]:
+    out = []
     for i, b in enumerate(spec.boundary):
         if b.kind == "periodic":
-            idx = [a.name for a in space].index(b.axis) if b.axis in [a.name for a in space] else None
-            if idx is None:
-                errors.append(f"boundary[{i}].axis: unknown axis {b.axis!r}; the domain has {[a.name for a in space]}")
-            else:
-                space[idx] = Axis(space[idx].name, space[idx].lo, space[idx].hi, True)
-        else:
-            boundary_specs.append((i, b))
-    names = tuple(a.name for a in space)
-    variables = (("t",) if time is not None else ()) + names
-    consts = {k: v for k, v in params.items()}
-
-    def expression(text: Number, where: str, variables: Sequence[str]) -> Any:
-        from .expr import Expression
-
-        try:
-            return Expression.parse(text, variables, consts)
-        except ExpressionError as e:
-            errors.append(f"{where}: {e}")
-            return None
-
-    initial = None
-    if spec.initial is not None:
-        vals = {f: expression(v, f"initial.{f}", names) for f, v in spec.initial.items()}
-        if all(v is not None for v in vals.values()):
-            initial = InitialCondition(vals)
-    boundary = []
-    for i, b in boundary_specs:
-        value = expression(b.value, f"boundary[{i}].value", variables)
+            continue
+        value = errors.expression(b.value, f"boundary[{i}].value", variables, params)
         if value is None:
             continue
-        sides = ("lo", "hi") if b.side == "both" else (b.side,)
-        for side in sides:
+        for side in ("lo", "hi") if b.side == "both" else (b.side,):
             try:
-                boundary.append(BoundaryCondition(b.kind, b.axis, side, value, b.field, b.alpha, b.beta))
+                out.append(BoundaryCondition(b.kind, b.axis, side, value, b.field, b.alpha, b.beta))
             except ProblemError as e:
                 errors.append(f"boundary[{i}].{e.path.split('.')[-1]}: {e.message}")
-    source = expression(spec.source, "source", variables) if spec.source is not None else None
+    return out
 
-    reference = None
-    if spec.reference is not None:
-        ref = spec.reference if isinstance(spec.reference, ReferenceSpec) else ReferenceSpec(kind=spec.reference)
-        from .reference import REFERENCES
 
-        if ref.kind not in REFERENCES:
-            errors.append(unknown_name("reference", "reference", ref.kind, REFERENCES))
-        reference = Reference(ref.kind, ref.options)
+def run_settings(spec: RunSettingsFile, raw: dict[str, Any], variables: tuple[str, ...], errors: list[str]) -> dict[str, Any]:
+    """Everything of a run but the problem: solver and its options, training rule, evaluation grid, simulation.
 
-    problem = None
-    if equation is not None and space:
-        # checked even after other errors (every error at once), leaving out keys already reported
-        reported = {e.split(":")[0].split(".")[0].split("[")[0] for e in errors}
-        try:
-            problem, problem_errors = Problem.validated(
-                name=spec.name, equation=equation, params=params, domain=Domain(tuple(space), time), initial=initial,
-                boundary=tuple(boundary), reference=reference, source=source,
-            )
-            errors += [str(e) for e in problem_errors if e.path.split(".")[0].split("[")[0] not in reported]
-        except ProblemError as e:
-            errors.append(str(e))
-        if errors:
-            problem = None
+    Shared by problem files and the Python API (which takes the problem as an object).
+    """
+    from .solvers import SOLVERS
 
-    # evaluation grid
     eval_grid: dict[str, int] = {}
     if spec.evaluate is not None:
         eval_grid = dict(spec.evaluate.grid)
-        want = set(variables)
-        if set(eval_grid) != want:
-            errors.append(f"evaluate.grid: expected point counts for exactly {sorted(want)}, got {sorted(eval_grid)}")
+        if set(eval_grid) != set(variables):
+            errors.append(f"evaluate.grid: expected point counts for exactly {sorted(variables)}, got {sorted(eval_grid)}")
         errors += [f"evaluate.grid.{k}: expected at least 2 points, got {v}" for k, v in eval_grid.items() if v < 2]
     else:
         eval_grid = {n: (101 if n == "t" else 128) for n in variables}
-
-    # solver and its options
-    from .solvers import SOLVERS
 
     solver_options = None
     if spec.solver not in SOLVERS:
@@ -347,24 +415,19 @@ def _build(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     if solver_options is None and spec.solver in SOLVERS and spec.solver not in spec.solvers:
         solver_options = SOLVERS[spec.solver].Options()
 
-    # training rule
     optimizer_options, optimizer_errors = validate_optimizer(spec.train.optimizer)
     errors += optimizer_errors
 
     simulate = None
-    if spec.simulate is not None and importlib.util.find_spec("pdesolve.simulate.settings") is not None:
+    if spec.simulate is not None:
         from .simulate.settings import SimulateSettings
 
         try:
             simulate = SimulateSettings.model_validate(spec.simulate)
         except ValidationError as err:
             errors += validation_errors(err, SimulateSettings, prefix="simulate")
-    elif spec.simulate is not None:
-        simulate = spec.simulate
-
-    return dict(problem=problem, solver=spec.solver, solver_options=solver_options, train=spec.train,
-                optimizer_options=optimizer_options, eval_grid=eval_grid, seed=spec.seed, device=spec.device,
-                simulate=simulate), errors
+    return dict(solver=spec.solver, solver_options=solver_options, train=spec.train, optimizer_options=optimizer_options,
+                eval_grid=eval_grid, seed=spec.seed, device=spec.device, simulate=simulate)
 
 
 def validate_optimizer(opt: OptimizerSpec, where: str = "train.optimizer") -> tuple[BaseModel | None, list[str]]:

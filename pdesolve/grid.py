@@ -264,7 +264,11 @@ class Grid:
         """Derivative of a torch field ``[..., *space]`` along a space axis.
 
         Periodic axes: exact spectral differentiation (FFT). Bounded axes: second-order central
-        differences inside and second-order one-sided differences at the two ends.
+        differences inside and second-order one-sided differences at the two ends; the second derivative
+        is the standard three-point difference ``(u[i-1] - 2 u[i] + u[i+1]) / h^2`` inside (what finite
+        difference time steppers use, so a grid residual matches their steps) with the four-point one-sided
+        formula at the ends (three points: the one interior value everywhere); other orders repeat the
+        first derivative.
         """
         import torch
 
@@ -280,6 +284,8 @@ class Grid:
             if order % 2 == 1 and a.n % 2 == 0:
                 mult[a.n // 2] = 0  # the Nyquist mode has no odd derivative on a real field
             return torch.fft.ifft(torch.fft.fft(u, dim=dim) * mult.reshape(shape), dim=dim).real.to(u.dtype)
+        if order == 2:
+            return _fd_second(u, dim, a.spacing)
         out = u
         for _ in range(order):
             out = _fd_first(out, dim, a.spacing)
@@ -356,4 +362,18 @@ def _fd_first(u, dim: int, h: float):
     inner = (u.narrow(dim, 2, n - 2) - u.narrow(dim, 0, n - 2)) / (2 * h)
     first = (-3 * u.narrow(dim, 0, 1) + 4 * u.narrow(dim, 1, 1) - u.narrow(dim, 2, 1)) / (2 * h)
     last = (3 * u.narrow(dim, n - 1, 1) - 4 * u.narrow(dim, n - 2, 1) + u.narrow(dim, n - 3, 1)) / (2 * h)
+    return torch.cat([first, inner, last], dim=dim)
+
+
+def _fd_second(u, dim: int, h: float):
+    import torch
+
+    n = u.shape[dim]
+    if n < 3:
+        raise GridError(f"a second difference needs at least 3 points on a bounded axis, got {n}")
+    inner = (u.narrow(dim, 0, n - 2) - 2 * u.narrow(dim, 1, n - 2) + u.narrow(dim, 2, n - 2)) / (h * h)
+    if n == 3:
+        return torch.cat([inner, inner, inner], dim=dim)
+    first = (2 * u.narrow(dim, 0, 1) - 5 * u.narrow(dim, 1, 1) + 4 * u.narrow(dim, 2, 1) - u.narrow(dim, 3, 1)) / (h * h)
+    last = (2 * u.narrow(dim, n - 1, 1) - 5 * u.narrow(dim, n - 2, 1) + 4 * u.narrow(dim, n - 3, 1) - u.narrow(dim, n - 4, 1)) / (h * h)
     return torch.cat([first, inner, last], dim=dim)

@@ -26,6 +26,7 @@ import torch
 from .config import RunConfig
 from .data import TrajectoryFile, split_trajectories
 from .errors import UserError
+from .grid import Grid
 from .io import write_json
 from .plot import plot_history, save_figure
 from .rollout import (
@@ -122,13 +123,21 @@ def _dataset_sets(cfg: RunConfig, solver: GridSolver, data: str | Path | None, r
     return train_data, HeldOut(val, test, record)
 
 
-def _family_sets(cfg: RunConfig, solver: GridSolver) -> HeldOut:
-    """Validation and test trajectories simulated from held-out members of the problem's family."""
-    family, settings = solver.family, cfg.simulate
-    if family is None or settings is None:
+def family_grid(cfg: RunConfig) -> Grid:
+    """The grid of the problem's ``simulate:`` section: its space resolution and its saved frame times."""
+    if cfg.simulate is None:
         raise UserError(f"{cfg.path}: solver {cfg.solver!r} trains without data on the problem's initial-condition family: "
                         "add a simulate: section (initial, parameters, resolution, steps)")
-    grid = cfg.problem.domain.grid(settings.shape(cfg.problem.domain.space_names))
+    try:
+        return cfg.problem.domain.grid(cfg.simulate.shape(cfg.problem.domain.space_names))
+    except ValueError as err:
+        raise UserError(f"{cfg.path}: simulate.{err}") from None
+
+
+def _family_sets(cfg: RunConfig, solver: GridSolver, grid: Grid) -> HeldOut:
+    """Validation and test trajectories simulated from held-out members of the problem's family."""
+    family, settings = solver.family, cfg.simulate
+    assert family is not None and settings is not None, "the runner builds the family of a solver that trains on it"
     test_n = max(1, round(solver.data_settings.split[2] * settings.trajectories))
     sets = {}
     for name, n, stream in (("val", solver.rollout_settings.eval_trajectories, VALIDATION_STREAM), ("test", test_n, TEST_STREAM)):
@@ -161,10 +170,11 @@ def train_grid(cfg: RunConfig, data: str | Path | None, out: str | Path | None =
         def make_task(validate: Any) -> Any:
             return solver.data_task(train_data, validate)
     else:
-        held = _family_sets(cfg, solver)
+        grid = family_grid(cfg)
+        held = _family_sets(cfg, solver, grid)
 
         def make_task(validate: Any) -> Any:
-            return solver.family_task(solver.family, validate)  # type: ignore[arg-type]
+            return solver.family_task(solver.family, grid, validate)  # type: ignore[arg-type]
 
     def validate() -> dict[str, float]:
         if len(held.val) == 0:

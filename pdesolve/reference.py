@@ -4,14 +4,19 @@ Each entry of :data:`REFERENCES` takes a :class:`Problem` and a :class:`Grid` wi
 returns the solution on the grid as ``[time, channel, *space]`` float64, or raises a
 :class:`ReferenceError` that says why it does not apply to the problem.
 
-- ``characteristics``: linear convection on a periodic axis, ``u0(x - beta t)``;
-- ``logistic``: the pointwise logistic ODE, ``u0 e^{rho t} / (1 - u0 + u0 e^{rho t})``;
-- ``spectral``: linear constant-coefficient families (heat, convection, convection-diffusion): each
-  mode evolves by ``exp(symbol(k) t)``; Fourier modes on periodic axes, sine modes on axes with
-  homogeneous Dirichlet walls;
-- ``cole_hopf``: viscous Burgers by the Cole-Hopf transform, the heat kernel integral done by the
+The methods read the physics from the equation: its split (:meth:`pdesolve.equations.Equation.split`)
+for the linear methods, its class for the family-specific ones.
+
+- ``characteristics``: pure constant advection on a periodic axis (the split's linear part is advection
+  only, no rest), ``u0(x - c t)`` with the speed ``c`` of the split;
+- ``logistic``: the pointwise logistic ODE (:class:`Reaction`), ``u0 e^{rho t} / (1 - u0 + u0 e^{rho t})``;
+- ``spectral``: equations whose split is linear with constant coefficients and has no rest (heat,
+  convection, convection-diffusion, ...): each mode evolves by ``exp(L(k) t)`` with the split's symbol;
+  Fourier modes on periodic axes, sine modes on axes with homogeneous Dirichlet walls when the symbol is
+  even (no advection, no dispersion);
+- ``cole_hopf``: viscous Burgers (:class:`Burgers`) by the Cole-Hopf transform, the heat kernel integral done by the
   trapezoidal rule (exponentially accurate for this smooth, Gaussian-decaying integrand);
-- ``splitting``: Fisher-KPP (reaction-diffusion) by Strang splitting with exact sub-steps
+- ``splitting``: Fisher-KPP (:class:`ReactionDiffusion`) by Strang splitting with exact sub-steps
   (second order in the splitting step, which is chosen small).
 """
 
@@ -24,6 +29,8 @@ from typing import Any
 import numpy as np
 import scipy.fft
 
+from .equations.families import Burgers, Reaction, ReactionDiffusion
+from .equations.split import Split
 from .grid import Grid
 from .problem import Problem
 
@@ -43,10 +50,26 @@ def _times_and_space(problem: Problem, grid: Grid) -> tuple[np.ndarray, list[np.
     return grid.coords("t") - t0, [a.coords for a in grid.space]
 
 
-def _u0(problem: Problem, field: str = "u") -> Callable[..., np.ndarray]:
-    expr = problem.initial.values[field]  # type: ignore[union-attr]
+def _u0(problem: Problem) -> Callable[..., np.ndarray]:
+    """The initial condition of the (single) field as a function of the space coordinates."""
+    fields = problem.equation.fields
+    _require(len(fields) == 1, f"the references handle one field, {problem.equation.name!r} has {list(fields)}")
+    expr = problem.initial.values[fields[0]]  # type: ignore[union-attr]
     names = problem.domain.space_names
     return lambda *xs: expr.numpy(**dict(zip(names, xs)))
+
+
+def _linear_split(problem: Problem, method: str) -> Split:
+    """The split of a source-free problem whose equation is ``u_t = L u`` exactly (constant coefficients)."""
+    eq = problem.equation
+    split = eq.split(problem.coefficients)
+    _require(split is not None, f"{method!r} needs an equation that states its linear part (Equation.split); {eq.name!r} does not")
+    _require(
+        split.rest is None,  # type: ignore[union-attr]
+        f"{method!r} needs a linear equation with constant coefficients (u_t = L u); {eq.name!r} has further terms",
+    )
+    _require(problem.source is None, f"{method!r} handles problems without a source term")
+    return split  # type: ignore[return-value]
 
 
 def _zero_walls(problem: Problem, axis: str) -> bool:
@@ -57,19 +80,25 @@ def _zero_walls(problem: Problem, axis: str) -> bool:
 
 # --------------------------------------------------------------------------- closed forms
 def characteristics(problem: Problem, grid: Grid) -> np.ndarray:
-    """``u(x, t) = u0(x - beta t)`` wrapped into the periodic axis."""
-    _require(problem.equation.name == "convection", "'characteristics' is for the convection equation")
+    """``u(x, t) = u0(x - c t)`` wrapped into the periodic axis, ``c`` the equation's constant advection speed."""
+    linear = _linear_split(problem, "characteristics").linear
+    _require(
+        linear.pure_advection,
+        f"'characteristics' needs pure advection (no diffusion, dispersion or growth); {problem.equation.name!r} has more",
+    )
+    _require(len(problem.domain.space) == 1, "'characteristics' handles one space axis")
     ax = problem.domain.space[0]
     _require(ax.periodic, f"'characteristics' needs a periodic axis; {ax.name!r} is bounded")
     t, (x,) = _times_and_space(problem, grid)
-    beta = problem.coefficients["beta"]
+    beta = linear.advection[0] if linear.advection else 0.0
     xi = ax.lo + np.mod(x[None, :] - beta * t[:, None] - ax.lo, ax.hi - ax.lo)
     return _u0(problem)(xi)[:, None, :]
 
 
 def logistic(problem: Problem, grid: Grid) -> np.ndarray:
     """Exact solution of ``u_t = rho u (1 - u)`` at every point."""
-    _require(problem.equation.name == "reaction", "'logistic' is for the reaction equation")
+    _require(isinstance(problem.equation, Reaction), f"'logistic' is for the reaction equation, not {problem.equation.name!r}")
+    _require(problem.source is None, "'logistic' handles problems without a source term")
     t, xs = _times_and_space(problem, grid)
     u0 = _u0(problem)(*np.meshgrid(*xs, indexing="ij"))
     g = np.exp(problem.coefficients["rho"] * t).reshape((-1,) + (1,) * u0.ndim)
@@ -77,31 +106,24 @@ def logistic(problem: Problem, grid: Grid) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- spectral
-_SYMBOLS: dict[str, Callable[[list[np.ndarray], dict[str, float]], np.ndarray]] = {
-    "heat": lambda k, p: -p["nu"] * sum(ki**2 for ki in k),
-    "convection": lambda k, p: -1j * p["beta"] * k[0],
-    "convection_diffusion": lambda k, p: -1j * p["beta"] * k[0] - p["nu"] * k[0] ** 2,
-}
-_EVEN = {"heat"}  # symbols real and even in k: they also evolve sine modes
-
-
 def spectral(problem: Problem, grid: Grid, oversample: int = 8) -> np.ndarray:
-    """Exact modal evolution of a linear constant-coefficient family.
+    """Exact modal evolution of a linear constant-coefficient equation (its split's symbol).
 
     The initial condition is sampled ``oversample`` times finer than the grid (at least 512 points per
     axis in 1D) so that its transform is accurate; modes then evolve exactly.
     """
-    eq = problem.equation.name
-    _require(eq in _SYMBOLS, f"'spectral' handles {sorted(_SYMBOLS)}, not {eq!r}")
-    _require(problem.source is None, "'spectral' handles problems without a source term")
+    linear = _linear_split(problem, "spectral").linear
     t, _ = _times_and_space(problem, grid)
     kinds = []
     for ax in problem.domain.space:
         if ax.periodic:
             kinds.append("fourier")
             continue
-        _require(_zero_walls(problem, ax.name) and eq in _EVEN,
-                 f"'spectral' needs axis {ax.name!r} periodic, or zero Dirichlet walls with a diffusion-only equation")
+        _require(
+            _zero_walls(problem, ax.name) and linear.even,
+            f"'spectral' needs axis {ax.name!r} periodic, or zero Dirichlet walls with an equation without advection "
+            f"or dispersion (its sine modes then evolve independently)",
+        )
         kinds.append("sine")
     # fine sampling: periodic -> n*r points (endpoint excluded); bounded -> interior points of (n-1)*r+1
     ratios = [max(oversample, int(math.ceil((512 if grid.ndim == 1 else 64) / max(a.n, 1)))) for a in grid.space]
@@ -119,7 +141,7 @@ def spectral(problem: Problem, grid: Grid, oversample: int = 8) -> np.ndarray:
     coef = u0.astype(np.complex128)
     for d, kind in enumerate(kinds):
         coef = np.fft.fft(coef, axis=d) if kind == "fourier" else _complex(scipy.fft.dst, coef, d)
-    symbol = _SYMBOLS[eq](list(np.meshgrid(*ks, indexing="ij")), problem.coefficients)
+    symbol = linear.symbol(np.meshgrid(*ks, indexing="ij"))
     out = np.empty((len(t),) + grid.space_shape)
     for i, ti in enumerate(t):
         c = coef * np.exp(symbol * ti)
@@ -196,7 +218,7 @@ def cole_hopf_burgers(
 
 def cole_hopf(problem: Problem, grid: Grid) -> np.ndarray:
     """Burgers by Cole-Hopf: periodic axes directly; zero Dirichlet walls by odd reflection."""
-    _require(problem.equation.name == "burgers", "'cole_hopf' is for the Burgers equation")
+    _require(isinstance(problem.equation, Burgers), f"'cole_hopf' is for the Burgers equation, not {problem.equation.name!r}")
     _require(problem.source is None, "'cole_hopf' handles Burgers without a source term")
     ax = problem.domain.space[0]
     t, (x,) = _times_and_space(problem, grid)
@@ -219,7 +241,11 @@ def cole_hopf(problem: Problem, grid: Grid) -> np.ndarray:
 # ---------------------------------------------------------------------------- splitting
 def splitting(problem: Problem, grid: Grid, steps_per_unit: int = 4000) -> np.ndarray:
     """Fisher-KPP on a periodic axis by Strang splitting: half reaction, full diffusion, half reaction."""
-    _require(problem.equation.name == "reaction_diffusion", "'splitting' is for the reaction_diffusion equation")
+    _require(
+        isinstance(problem.equation, ReactionDiffusion),
+        f"'splitting' is for the reaction_diffusion equation, not {problem.equation.name!r}",
+    )
+    _require(problem.source is None, "'splitting' handles problems without a source term")
     ax = problem.domain.space[0]
     _require(ax.periodic, "'splitting' needs a periodic axis")
     t, (x,) = _times_and_space(problem, grid)

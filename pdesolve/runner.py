@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h5py
 import numpy as np
@@ -37,6 +37,9 @@ from .solvers import SOLVERS, get_solver
 from .solvers.base import GridSolver, PointSolver, Solver, SolverMismatch
 from .task import Task, check_rule
 from .train import RunStatus, TrainResult, TrainSettings, seed_everything, train
+
+if TYPE_CHECKING:
+    from .simulate.family import InitialConditionFamily
 
 log = logging.getLogger(__name__)
 
@@ -88,10 +91,23 @@ def join_ranks(cfg: RunConfig, device: torch.device) -> tuple[Ranks, torch.devic
     return ranks, device
 
 
+def family_of(cfg: RunConfig) -> InitialConditionFamily | None:
+    """The problem's initial-condition family (its ``simulate:`` section), for a solver whose options use one."""
+    if cfg.simulate is None or not get_solver(cfg.solver).needs_family(cfg.solver_options):
+        return None
+    from .simulate.family import InitialConditionFamily
+
+    try:
+        return InitialConditionFamily.from_settings(cfg.problem, cfg.simulate, cfg.seed)
+    except (UserError, ValueError) as err:
+        raise UserError(f"{cfg.path}: simulate: {err}") from None
+
+
 def build_solver(cfg: RunConfig, device: torch.device, ranks: Ranks | None = None) -> Solver:
+    """The configured solver, with the process group (``ranks``) and the family the runner set up for it."""
     cls = get_solver(cfg.solver)
     try:
-        return cls(cfg.problem, cfg.solver_options, device, ranks=ranks)  # type: ignore[arg-type]
+        return cls(cfg.problem, cfg.solver_options, device, ranks=ranks, family=family_of(cfg))  # type: ignore[arg-type]
     except SolverMismatch as err:
         raise UserError(f"{cfg.path}: {err}") from None
 

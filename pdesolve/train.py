@@ -10,6 +10,7 @@ the caller decides whether a failed status is an exception (:meth:`RunStatus.rai
 
 from __future__ import annotations
 
+import abc
 import logging
 import math
 import random
@@ -95,9 +96,22 @@ class TrainResult:
 Callback = Callable[[int, dict[str, float]], None]
 
 
-class CheckpointStore:
-    """Where :func:`train` keeps its state: one file, written atomically (``write=False``: read only, as on the
-    non-writing ranks of a distributed run). The online trainer's store spans several servers."""
+class CheckpointStore(abc.ABC):
+    """Where :func:`train` keeps its state between runs (written atomically by every implementation)."""
+
+    @abc.abstractmethod
+    def exists(self) -> bool: ...
+
+    @abc.abstractmethod
+    def load(self) -> dict[str, Any]: ...
+
+    @abc.abstractmethod
+    def save(self, state: dict[str, Any]) -> None: ...
+
+
+class CheckpointFile(CheckpointStore):
+    """One file, written atomically (``write=False``: read only, as on the non-writing ranks of a distributed
+    run). The online trainer's store spans several servers (:mod:`online_training.checkpoint`)."""
 
     def __init__(self, path: str | Path, write: bool = True):
         self.path, self.write = Path(path), write
@@ -155,7 +169,7 @@ def train(
     optimizer.bind(task)
     history: list[dict[str, float]] = []
     start, elapsed, resumed_from = 0, 0.0, None
-    ckpt = checkpoint if isinstance(checkpoint, CheckpointStore) or checkpoint is None else CheckpointStore(checkpoint, write_checkpoints)
+    ckpt = checkpoint if isinstance(checkpoint, CheckpointStore) or checkpoint is None else CheckpointFile(checkpoint, write_checkpoints)
     if resume:
         if ckpt is None or not ckpt.exists():
             raise FileNotFoundError(f"cannot resume: no checkpoint at {ckpt}")

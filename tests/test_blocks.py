@@ -78,3 +78,15 @@ def test_blocks_that_leave_tensors_kept_do_not_compose():
     wave = UNetWave((4, 8), (True,))
     with pytest.raises(ValueError, match="kept tensors unused"):
         compose(wave.blocks()[:-1], torch.randn(1, 4, 8))
+
+
+def test_field_mlp_blocks_end_in_physical_units():
+    from pdesolve.nn.field_mlp import FieldMLP
+
+    torch.manual_seed(4)
+    model = FieldMLP(inputs=6, channels=2, points=9, width=16, depth=2)
+    model.set_scale(torch.tensor([300.0, -1.0]), torch.tensor([50.0, 0.1]))
+    x = torch.randn(7, 6)
+    blocks = model.blocks()
+    assert torch.equal(compose(blocks, x), model(x)) and model(x).shape == (7, 2, 9)
+    assert _owns_its_parameters(model, blocks)

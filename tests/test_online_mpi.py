@@ -194,7 +194,7 @@ def test_study_with_failing_clients_completes_and_every_sample_arrives_once(tmp_
 
     # one data-parallel model: both servers end with the same parameters, bit for bit
     step = json.loads((run / "checkpoint.json").read_text())["step"]
-    models = [torch.load(run / "checkpoints" / f"step{step:09d}-server{i}.pt", weights_only=False)["trainer"]["model"]
+    models = [torch.load(run / "checkpoints" / f"step{step:09d}-server{i}.pt", weights_only=False)["model"]
               for i in range(2)]
     assert all(torch.equal(models[0][k], models[1][k]) for k in models[0])
 

@@ -44,7 +44,7 @@ sys.exit(main(sys.argv[2:], runner=runner))
 def checkpointed(run) -> tuple[int, set[int]]:
     """The manifest's step and the simulations finished in the checkpoint."""
     step = json.loads((run / "checkpoint.json").read_text())["step"]
-    state = torch.load(run / "checkpoints" / f"step{step:09d}-server0.pt", weights_only=False)["scheduler"]
+    state = torch.load(run / "checkpoints" / f"step{step:09d}-server0.pt", weights_only=False)["task"]["source"]["scheduler"]
     return step, {int(s) for s in state["ids"][np.asarray(state["state"]) == 2]}
 
 

@@ -21,7 +21,7 @@ from online_training.server import Parts, Server
 from online_training.simulation import SimulationPlan
 from online_training.study import load_study
 from online_training.surrogate import make_surrogate
-from online_training.trainer import Trainer
+from pdesolve.optim import make_optimizer
 
 
 class ScriptedLink:
@@ -59,18 +59,27 @@ def server(tmp_path):
     ))
     plan = SimulationPlan(study.problem, study.simulate, 0)
     surrogate = make_surrogate(study.surrogate, plan.frame_shape, len(plan.names), (False, False))
-    trainer = Trainer(surrogate, "adam", study.optimizer_options, 1000, torch.device("cpu"), 0)
     roles = Roles(comm=None, rank=0, size=3, servers=1, server_comm=None, node_index=0)  # clients 1 and 2
     link = ScriptedLink(int(np.prod(plan.frame_shape)) * 4)
     parts = Parts(
-        study=study, roles=roles, plan=plan, design=plan.design(4), trainer=trainer,
+        study=study, roles=roles, plan=plan, design=plan.design(4), surrogate=surrogate, device=torch.device("cpu"), group=None,
         buffer=make_buffer("fifo", 3, surrogate.record_size, watermark=2), scheduler=Scheduler(np.arange(4), 1),
         link=link, checkpoints=Checkpoints(tmp_path, 0, 1, study.digest(), lambda: None), monitor=Monitor(tmp_path, 0),
         folder=tmp_path, validation=None,
     )
     srv = Server(parts, StopFlag())
     srv.frames = {s: [f.astype(np.float32) for _, f in plan.frames(s, parts.design[s])] for s in range(2)}
+    srv.rule = make_optimizer("adam", {}, 1000)
+    srv.rule.bind(srv.task)
+    srv.steps = 0
     return srv
+
+
+def train_step(srv) -> None:
+    """One step of the training loop: the task pumps the stream and draws its batch, the rule updates."""
+    srv.task.before_step(srv.steps)
+    srv.rule.step(srv.steps, srv.task)
+    srv.steps += 1
 
 
 def stream(srv, client: int, sim: int, attempt: int, steps) -> None:
@@ -101,13 +110,13 @@ def test_full_buffer_withholds_credits_and_failed_runs_leave_nothing_behind(serv
     assert link.credits(1) == 3  # nothing new stored: no new credits (back-pressure)
 
     # training takes two frames out; the waiting ones go in and earn their credits
-    server._train_step()
+    train_step(server)
     step(server)
     assert buf.size == 3 and not server.staged and link.credits(1) == 5
 
     # sim 1 on client 2 streams two frames, then fails: its frames leave the buffer, it is queued again
     stream(server, 2, 1, 0, range(2))
-    server._train_step()
+    train_step(server)
     step(server)
     link.deliver(2, Kind.FAIL, sim=1, attempt=0, payload=b"RuntimeError: boom")
     step(server)
@@ -133,7 +142,7 @@ def test_a_finished_simulation_and_a_client_that_leaves(server):
         stream(server, 1, 0, 0, [k])
         step(server)
         if server.p.buffer.ready(2):
-            server._train_step()
+            train_step(server)
     link.deliver(1, Kind.END, sim=0, attempt=0, a=11, b=2000)
     link.deliver(1, Kind.REQUEST)
     step(server)

@@ -142,11 +142,12 @@ def test_streamed_records_equal_the_records_of_the_whole_trajectory(plan, kind):
     np.testing.assert_array_equal(np.stack(streamed), whole)
     assert whole.shape == ((11 if kind == "mlp" else 10), surrogate.record_size)
     rec = torch.from_numpy(whole)
-    mean, std = torch.tensor([250.0]), torch.tensor([80.0])
-    x, y = surrogate.batch(rec, mean, std)
-    np.testing.assert_allclose(surrogate.physical(y, mean, std), surrogate.target(rec), rtol=1e-6)
-    out = surrogate.build()(x)
-    assert out.shape == y.shape
+    x, y = surrogate.batch(rec)
+    assert torch.equal(surrogate.flat(y), surrogate.target(rec))  # targets in physical units
+    model = surrogate.build()  # a pdesolve model carrying its normalization: physical units in and out
+    surrogate.set_scale(model, torch.tensor([250.0]), torch.tensor([80.0]))
+    out = model(x)
+    assert out.shape == y.shape and 100 < float(out.detach().mean()) < 400
 
 
 # -------------------------------------------------------------------------------------- wire format
@@ -193,6 +194,23 @@ def test_offline_mode_writes_a_pdesolve_dataset_and_learns(tmp_path):
     val = [float(r.split(",")[2]) for r in (run / "validation.csv").read_text().splitlines()[1:]]
     assert val[-1] < 0.5 * val[0], val  # the held-out error at least halves
     assert (run / "validation.png").stat().st_size > 0
+
+
+def test_offline_mode_resumes_bit_for_bit(tmp_path):
+    """Offline mode trains through pdesolve's loop: a run stopped at step 120 and run again ends where an
+    uninterrupted run ends, to the bit (the epoch sampler, the rule, the model and the monitor resume)."""
+    study = write_study(tmp_path, train={"checkpoint_every": 50})
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert main([str(study), "--offline", "--out", str(full), "--quiet"]) == 0
+    assert main([str(study), "--offline", "--out", str(part), "--quiet", "--set", "train.steps=120"]) == 0
+    assert json.loads((part / "summary.json").read_text())["steps"] == 120
+    assert main([str(study), "--offline", "--out", str(part), "--quiet"]) == 0
+    summary = json.loads((part / "summary.json").read_text())
+    assert summary["resumed_from"] == 120 and summary["steps"] == 300
+    a, b = (torch.load(run / "model.pt", weights_only=False)["model"] for run in (full, part))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    val = {run: {r.split(",")[0]: r.split(",")[2] for r in (run / "validation.csv").read_text().splitlines()[1:]} for run in (full, part)}
+    assert all(val[part][k] == v for k, v in val[full].items()), val  # every validation of the full run, the same
 
 
 def test_importing_the_package_starts_nothing():

@@ -28,8 +28,23 @@ def solve_kkt(H: Tensor, C: Tensor, g: Tensor, d: Tensor) -> tuple[Tensor, Tenso
     top = torch.cat([H, C.mT], dim=-1)  # [batch, N, N+p]
     bottom = torch.cat([C, C.new_zeros(C.shape[:-1] + (p,))], dim=-1)  # [batch, p, N+p]
     K = torch.cat([top, bottom], dim=-2)  # [batch, N+p, N+p]
-    x = torch.linalg.solve(K, torch.cat([g, d], dim=-1))
+    rhs = torch.cat([g, d], dim=-1)
+    x, info = torch.linalg.solve_ex(K, rhs)
+    if bool((info != 0).any()):
+        # dependent constraint rows (e.g. points placed symmetrically on an odd basis) or a singular H: the
+        # quasi-definite neighbour of K always solves, and equals the KKT solution to ~1e-10 where one exists
+        x = torch.linalg.solve(K + _quasi_definite_shift(H, C), rhs)
     return x[..., :n], x[..., n:]
+
+
+def _quasi_definite_shift(H: Tensor, C: Tensor) -> Tensor:
+    """``diag(eps_H I, -delta I)``: ``[[H + eps_H, C^T], [C, -delta]]`` is nonsingular for any C, and eliminating the
+    multipliers leaves ``H + eps_H + C^T C / delta``: the conditions as a penalty 1e10 times H's scale."""
+    n, p = H.shape[-1], C.shape[-2]
+    h = H.diagonal(dim1=-2, dim2=-1).abs().mean(-1).clamp_min(1e-300)  # [batch]
+    c = C.pow(2).sum(-1).mean(-1).clamp_min(1e-300)  # [batch]
+    diag = torch.cat([(1e-12 * h)[:, None].expand(-1, n), -(1e-10 * c / h)[:, None].expand(-1, p)], dim=-1)
+    return torch.diag_embed(diag.detach())
 
 
 def empty_constraints(like: Tensor, batch: int, n: int) -> tuple[Tensor, Tensor]:

@@ -1,4 +1,9 @@
-"""PDE families by name. Adding a PDE: one module here, one entry in EQUATIONS, one YAML in problems/."""
+"""PDE families by name. Adding a PDE: one module here, one entry in EQUATIONS, one YAML in problems/.
+
+An Equation subclass that is not registered (a user's own, in their script) works wherever a problem
+takes an Equation object: it declares its faces by implementing ``forcing`` and/or ``rhs``, and its
+split (:mod:`.split`) for the spectral simulators and IMEX residuals (:mod:`.time_discrete`).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from .diffusion_sorption import DiffusionSorption
 from .families import Burgers, Convection, ConvectionDiffusion, Heat, Reaction, ReactionDiffusion
 from .kdv import KdV
 from .navier_stokes import NavierStokes2D
+from .split import LinearPart, Nonlinear, Remainder, Split
 
 EQUATIONS: dict[str, type[Equation]] = {
     cls.name: cls
@@ -25,4 +31,4 @@ def get_equation(name: str) -> Equation:
         raise KeyError(f"unknown equation {name!r}; valid equations are {sorted(EQUATIONS)}") from None
 
 
-__all__ = ["EQUATIONS", "Derivatives", "Equation", "Parameter", "get_equation"]
+__all__ = ["EQUATIONS", "Derivatives", "Equation", "LinearPart", "Nonlinear", "Parameter", "Remainder", "Split", "get_equation"]

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .base import Derivatives, Equation, Parameter
+from .split import LinearPart, Remainder, Split, is_zero
 
 
 class AdvectionDiffusion2D(Equation):
@@ -45,6 +46,11 @@ class AdvectionDiffusion2D(Equation):
         ux, uy = velocity(xx, yy, p, torch)
         lap = grid.diff(u, x, 2) + grid.diff(u, y, 2)
         return -ux * grid.diff(u, x) - uy * grid.diff(u, y) + p["kappa"] * lap
+
+    def split(self, p: Mapping[str, Any]) -> Split:
+        """The drift and the diffusion are the linear part; the cellular flow's advection is the rest."""
+        cellular = None if is_zero(p.get("amplitude", 1.0)) else Remainder("advection by the cellular flow")
+        return Split(LinearPart(advection=(p.get("cx", 0.0), p.get("cy", 0.0)), diffusion=p["kappa"]), cellular)
 
 
 def velocity(x: Any, y: Any, p: Mapping[str, float], xp: Any) -> tuple[Any, Any]:

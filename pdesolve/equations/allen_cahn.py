@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .base import Derivatives, Equation, Parameter
+from .split import LinearPart, Nonlinear, Split
 
 
 class AllenCahn(Equation):
@@ -24,3 +25,10 @@ class AllenCahn(Equation):
 
     def rhs(self, u: Any, grid: Any, p: Mapping[str, float]) -> Any:
         return p["eps"] * grid.diff(u, grid.space[0].name, 2) + p["rho"] * (u - u**3)
+
+    def split(self, p: Mapping[str, Any]) -> Split:
+        rho = p["rho"]
+        return Split(
+            LinearPart(diffusion=p["eps"], growth=rho),
+            Nonlinear(lambda u: -rho * u**3, 0, lambda umax, kmax: 3 * rho * max(umax, 1.0) ** 2),
+        )

@@ -1,18 +1,23 @@
-"""The Equation interface: one object per PDE family, with a pointwise face and a grid face.
+"""The Equation interface: one object per PDE family, with a pointwise face and/or a grid face.
 
 Every shipped family is an evolution equation ``u_t = F(u, derivatives; params) + source``. The
 pointwise face :meth:`Equation.forcing` computes ``F`` at points from a :class:`Derivatives` accessor
 (autograd, or forward-mode jets); the grid face :meth:`Equation.rhs` computes ``F`` on a :class:`Grid`
-(spectral on periodic axes, finite differences on bounded ones) for simulators and grid losses.
+(spectral on periodic axes, finite differences on bounded ones) for simulators and grid losses. A class
+implements one face or both; which ones is derived from what it overrides when the class is created and
+read from the class members ``pointwise`` and ``grid_form`` (so an unregistered subclass in a user's
+script declares its faces just by defining them). :meth:`Equation.split` states the stiff linear part
+and the rest (:mod:`pdesolve.equations.split`) for spectral and IMEX schemes.
 """
 
 from __future__ import annotations
 
-import abc
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
+
+from .split import Split
 
 
 @dataclass(frozen=True)
@@ -47,8 +52,12 @@ class Derivatives(Protocol):
     def coord(self, name: str) -> Any: ...
 
 
-class Equation(abc.ABC):
-    """A PDE family ``u_t = F(u) + source``; subclasses are small and final."""
+class Equation:
+    """A PDE family ``u_t = F(u) + source``; subclasses are small and final.
+
+    A subclass sets ``name`` (default: its class name) and overrides :meth:`forcing` (the pointwise face), :meth:`rhs` (the grid
+    face) or both; ``pointwise`` and ``grid_form`` then say which (set at class creation, not by hand).
+    """
 
     name: ClassVar[str]
     fields: ClassVar[tuple[str, ...]] = ("u",)
@@ -56,15 +65,32 @@ class Equation(abc.ABC):
     dims: ClassVar[tuple[int, ...]] = (1,)  # admissible numbers of space axes
     linear: ClassVar[bool] = True
     max_space_order: ClassVar[int] = 2  # highest space-derivative order in F
-    pointwise: ClassVar[bool] = True  # False: F exists on grids only (e.g. vorticity with a stream-function solve)
+    pointwise: ClassVar[bool] = False  # derived: the class implements forcing (F at points)
+    grid_form: ClassVar[bool] = False  # derived: the class implements rhs (F on a grid)
 
-    @abc.abstractmethod
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not hasattr(cls, "name"):
+            cls.name = cls.__name__  # messages name the equation; a registered family sets its own
+        cls.pointwise = cls.forcing is not Equation.forcing
+        cls.grid_form = cls.rhs is not Equation.rhs
+
     def forcing(self, d: Derivatives, p: Mapping[str, float]) -> Any:
-        """F at points, ``[N, n_fields]`` (one column per field)."""
+        """F at points, ``[N, n_fields]`` (one column per field); grid-only equations do not implement it."""
+        raise NotImplementedError(
+            f"the {self.name!r} equation has no pointwise face (forcing): it is defined on grids only (rhs); "
+            "pointwise solvers need a formulation at points"
+        )
 
-    @abc.abstractmethod
     def rhs(self, u: Any, grid: Any, p: Mapping[str, float]) -> Any:
-        """F on a grid: ``u`` is ``[..., channel, *space]`` (torch), returns the same shape."""
+        """F on a grid: ``u`` is ``[..., channel, *space]`` (torch), returns the same shape; pointwise-only
+        equations do not implement it."""
+        raise NotImplementedError(f"the {self.name!r} equation has no grid face (rhs): it is defined at points only (forcing)")
+
+    def split(self, p: Mapping[str, Any]) -> Split | None:
+        """``F = L u + N(u)`` with the coefficients ``p`` (numbers, or per-trajectory tensors that broadcast
+        against the field); None when the family states no constant-coefficient linear part."""
+        return None
 
     def velocity(self, d: Derivatives, p: Mapping[str, float]) -> Any | None:
         """Characteristic speed ``f`` of the transport part ``u_t + f u_x``, ``[N]``; None if no transport."""

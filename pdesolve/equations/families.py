@@ -1,6 +1,7 @@
 """The scalar transport / diffusion / reaction families of the foundation.
 
-Each class reads like its equation: ``forcing`` is the right-hand side F of ``u_t = F``.
+Each class reads like its equation: ``forcing`` is the right-hand side F of ``u_t = F`` at points, ``rhs``
+the same F on a grid, and ``split`` its stiff constant-coefficient linear part and the rest.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 import torch
 
 from .base import Derivatives, Equation, Parameter, laplacian_grid, laplacian_points
+from .split import LinearPart, Nonlinear, Split
 
 _NU = Parameter(None, 0.0, doc="a viscosity / diffusivity cannot be negative")
 _BETA = Parameter(None, doc="transport speed")
@@ -36,6 +38,9 @@ class Convection(Equation):
     def velocity(self, d: Derivatives, p: Mapping[str, float]) -> Any:
         return torch.full_like(d("u"), p["beta"])
 
+    def split(self, p: Mapping[str, Any]) -> Split:
+        return Split(LinearPart(advection=(p["beta"],)))
+
 
 class ConvectionDiffusion(Equation):
     """``u_t + beta u_x = nu u_xx``."""
@@ -54,6 +59,9 @@ class ConvectionDiffusion(Equation):
     def velocity(self, d: Derivatives, p: Mapping[str, float]) -> Any:
         return torch.full_like(d("u"), p["beta"])
 
+    def split(self, p: Mapping[str, Any]) -> Split:
+        return Split(LinearPart(advection=(p["beta"],), diffusion=p["nu"]))
+
 
 class Heat(Equation):
     """Heat / diffusion ``u_t = nu Laplacian(u)`` in one to three space dimensions."""
@@ -67,6 +75,9 @@ class Heat(Equation):
 
     def rhs(self, u: Any, grid: Any, p: Mapping[str, float]) -> Any:
         return p["nu"] * laplacian_grid(u, grid)
+
+    def split(self, p: Mapping[str, Any]) -> Split:
+        return Split(LinearPart(diffusion=p["nu"]))
 
 
 class Burgers(Equation):
@@ -87,6 +98,9 @@ class Burgers(Equation):
     def velocity(self, d: Derivatives, p: Mapping[str, float]) -> Any:
         return d("u")
 
+    def split(self, p: Mapping[str, Any]) -> Split:
+        return Split(LinearPart(diffusion=p["nu"]), Nonlinear(lambda u: -0.5 * u * u, 1, lambda umax, kmax: umax * kmax))
+
 
 class Reaction(Equation):
     """Logistic reaction ``u_t = rho u (1 - u)`` (an ODE at every point)."""
@@ -104,6 +118,10 @@ class Reaction(Equation):
     def rhs(self, u: Any, grid: Any, p: Mapping[str, float]) -> Any:
         return p["rho"] * u * (1 - u)
 
+    def split(self, p: Mapping[str, Any]) -> Split:
+        rho = p["rho"]
+        return Split(LinearPart(growth=rho), Nonlinear(lambda u: -rho * u * u, 0, lambda umax, kmax: 2 * rho * max(umax, 1.0)))
+
 
 class ReactionDiffusion(Equation):
     """Fisher-KPP ``u_t = nu u_xx + rho u (1 - u)``."""
@@ -119,3 +137,10 @@ class ReactionDiffusion(Equation):
 
     def rhs(self, u: Any, grid: Any, p: Mapping[str, float]) -> Any:
         return p["nu"] * grid.diff(u, grid.space[0].name, 2) + p["rho"] * u * (1 - u)
+
+    def split(self, p: Mapping[str, Any]) -> Split:
+        rho = p["rho"]
+        return Split(
+            LinearPart(diffusion=p["nu"], growth=rho),
+            Nonlinear(lambda u: -rho * u * u, 0, lambda umax, kmax: 2 * rho * max(umax, 1.0)),
+        )

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .base import Derivatives, Equation, Parameter
+from .split import LinearPart, Nonlinear, Split
 
 
 class KdV(Equation):
@@ -30,6 +31,13 @@ class KdV(Equation):
 
     def velocity(self, d: Derivatives, p: Mapping[str, float]) -> Any:
         return p["alpha"] * d("u")
+
+    def split(self, p: Mapping[str, Any]) -> Split:
+        alpha = p["alpha"]
+        return Split(
+            LinearPart(dispersion=p["delta"]),
+            Nonlinear(lambda u: -0.5 * alpha * u * u, 1, lambda umax, kmax: abs(alpha) * umax * kmax),
+        )
 
 
 def soliton(x: Any, t: Any, speed: float, alpha: float, delta: float, x0: float = 0.0) -> Any:

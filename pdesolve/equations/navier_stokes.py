@@ -3,6 +3,8 @@
 ``w_t + u . grad w = nu Lap w - drag w + f``, velocity from the stream function: ``Lap psi = -w``,
 ``u = psi_y``, ``v = -psi_x``. The optional Kolmogorov forcing is the body force
 ``forcing sin(k_f y)`` along x, i.e. ``f = -forcing k_f cos(k_f y)`` with ``k_f = 2 pi forcing_k / L_y``.
+The class has a grid face only: the vorticity form is non-local (the velocity comes from a Poisson
+solve), so pointwise solvers would need a velocity-pressure formulation.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from .base import Derivatives, Equation, Parameter
+from .base import Equation, Parameter
+from .split import LinearPart, Remainder, Split
 
 
 class NavierStokes2D(Equation):
@@ -21,19 +24,12 @@ class NavierStokes2D(Equation):
     fields = ("w",)
     dims = (2,)
     linear = False
-    pointwise = False
     parameters = {
         "nu": Parameter(None, 0.0, doc="a viscosity cannot be negative"),
         "drag": Parameter(0.0, 0.0, doc="a linear drag cannot be negative"),
         "forcing": Parameter(0.0, doc="Kolmogorov forcing amplitude"),
         "forcing_k": Parameter(4.0, 0.0, doc="Kolmogorov forcing wave number (periods per box)"),
     }
-
-    def forcing(self, d: Derivatives, p: Mapping[str, float]) -> Any:
-        raise NotImplementedError(
-            "the vorticity form is non-local (the velocity comes from a Poisson solve); "
-            "pointwise solvers need a velocity-pressure formulation, grid solvers use rhs()"
-        )
 
     def rhs(self, u: Any, grid: Any, p: Mapping[str, float]) -> Any:
         import torch
@@ -49,6 +45,12 @@ class NavierStokes2D(Equation):
             yy = torch.as_tensor(ay.coords, dtype=u.dtype, device=u.device)
             out = out - p["forcing"] * kf * torch.cos(kf * yy)
         return out
+
+    def split(self, p: Mapping[str, Any]) -> Split:
+        return Split(
+            LinearPart(diffusion=p["nu"], growth=-p.get("drag", 0.0)),
+            Remainder("the advection u . grad w by the velocity of the stream function, and the Kolmogorov forcing"),
+        )
 
 
 def stream_function(w: Any, grid: Any) -> Any:

@@ -40,6 +40,17 @@ class AdamLBFGSOptions(BaseModel):
     lbfgs: LBFGSOptions = LBFGSOptions()
 
 
+def scheduled_lr(o: AdamOptions, step: int, total_steps: int) -> float:
+    """Linear warm-up over ``o.warmup`` steps, then constant or cosine decay to ``o.min_lr``."""
+    if o.warmup and step < o.warmup:
+        return o.lr * (step + 1) / o.warmup
+    if o.schedule == "cosine":
+        n = (o.steps or total_steps) - o.warmup
+        frac = min(1.0, (step - o.warmup) / max(n, 1))
+        return o.min_lr + 0.5 * (o.lr - o.min_lr) * (1 + math.cos(math.pi * frac))
+    return o.lr
+
+
 class _TorchRule(Optimizer):
     """A rule backed by one torch optimizer with an optional warm-up / cosine learning-rate schedule."""
 
@@ -49,15 +60,9 @@ class _TorchRule(Optimizer):
         self.opt: torch.optim.Optimizer | None = None
 
     def _lr(self, step: int) -> float:
+        """The learning rate of ``step`` (L-BFGS: constant; Adam/AdamW: :func:`scheduled_lr`)."""
         o = self.options
-        base = o.lr
-        if getattr(o, "warmup", 0) and step < o.warmup:
-            return base * (step + 1) / o.warmup
-        if getattr(o, "schedule", "constant") == "cosine":
-            n = (o.steps or self.total_steps) - getattr(o, "warmup", 0)
-            frac = min(1.0, (step - getattr(o, "warmup", 0)) / max(n, 1))
-            return o.min_lr + 0.5 * (base - o.min_lr) * (1 + math.cos(math.pi * frac))
-        return base
+        return scheduled_lr(o, step, self.total_steps) if isinstance(o, AdamOptions) else o.lr
 
     def step(self, step: int, task: Task) -> dict[str, float]:
         assert self.opt is not None, "bind() the rule to a task first"

@@ -15,12 +15,15 @@ from .base import Numerics, Params, SimulationError, Simulator, time_axis
 from .diffusion_sorption import DiffusionSorptionFV
 from .fv1d import BurgersFV
 from .heat import HeatCN
+from .mol import MethodOfLines
 from .ns2d import Vorticity2D
 from .spectral1d import Spectral1D
 from .spectral2d import AdvectionDiffusionSpectral
 
+# first match wins: the specialised schemes first, the generic method of lines (any grid form) last
 SIMULATORS: dict[str, Simulator] = {
-    s.name: s for s in (Spectral1D(), BurgersFV(), DiffusionSorptionFV(), HeatCN(), Vorticity2D(), AdvectionDiffusionSpectral())
+    s.name: s
+    for s in (Spectral1D(), BurgersFV(), DiffusionSorptionFV(), HeatCN(), Vorticity2D(), AdvectionDiffusionSpectral(), MethodOfLines())
 }
 
 

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from ..equations import Equation
 from ..grid import Grid, GridAxis
 from ..problem import Problem
 
@@ -73,11 +74,16 @@ class Simulator(abc.ABC):
 
 
 # ------------------------------------------------------------------------------------------ helpers
-def family_reason(problem: Problem, equations: tuple[str, ...], ndim: int | None, periodic: bool | None) -> str | None:
-    """Why ``problem`` is not one of ``equations`` in ``ndim`` dimensions with all axes (non-)periodic, or has a source."""
-    eq = problem.equation.name
-    if eq not in equations:
-        return f"handles {list(equations)}, not {eq!r}"
+def family_reason(problem: Problem, families: tuple[type[Equation], ...], ndim: int | None, periodic: bool | None) -> str | None:
+    """Why ``problem``'s equation is not one of ``families`` (or a subclass), or its layout does not fit (:func:`layout_reason`)."""
+    eq = problem.equation
+    if not isinstance(eq, families):
+        return f"handles {[f.name for f in families]}, not {eq.name!r}"
+    return layout_reason(problem, ndim, periodic)
+
+
+def layout_reason(problem: Problem, ndim: int | None, periodic: bool | None) -> str | None:
+    """Why ``problem`` does not have ``ndim`` space axes, all (non-)periodic, and no source term (None: it does)."""
     space = problem.domain.space
     if ndim is not None and len(space) != ndim:
         return f"needs {ndim} space axes, got {len(space)}"

@@ -12,8 +12,10 @@ Layout (``format = "pdesolve-trajectories"``, version 1)::
 
 The file is opened, appended to and closed for every finished batch, so it is closed (and consistent)
 while the simulator runs: an interrupted run, even by ``kill -9``, leaves every finished batch readable,
-and rerunning the same command resumes after the last one. Trajectory ``i`` depends only on the seed
-and ``i`` (not on the batch size or on interruptions), so a resumed file equals an uninterrupted one.
+and rerunning the same command resumes after the last one. Trajectory ``i`` is member ``i`` of the
+settings' initial-condition family (:class:`~pdesolve.simulate.family.InitialConditionFamily`, no stream):
+it depends only on the seed and ``i`` (not on the batch size or on interruptions), so a resumed file
+equals an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ from ..errors import UserError
 from ..io import atomic_path
 from ..problem import Problem
 from .api import select_simulator, simulate
-from .samplers import draw_fields, sample_parameters
+from .base import Simulator
+from .family import InitialConditionFamily
 from .settings import SimulateSettings
 
 FORMAT = "pdesolve-trajectories"
@@ -69,7 +72,8 @@ def generate_dataset(
     sim = select_simulator(problem, settings.simulator)
     grid = problem.domain.grid(settings.shape(problem.domain.space_names))
     n = settings.trajectories
-    design = _design(problem, settings, seed)
+    family = _family(problem, settings, seed, sim)
+    design = family.design(n)  # a stream of its own, apart from the initial states
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -101,13 +105,12 @@ def generate_dataset(
         while done < n:
             stop = min(n, done + settings.batch_size)
             index = np.arange(done, stop)
-            u0 = _initial(problem, settings, grid, seed, index, design)
-            params = {k: v[index] for k, v in design.items() if not k.startswith("initial.")}
+            u0 = family.states(index, grid, design)
             sol = simulate(
                 problem,
                 grid,
                 u0=torch.as_tensor(u0),
-                params=params,
+                params=family.simulation_parameters(design, index),
                 numerics=settings.numerics(),
                 simulator=sim.name,
                 device=settings.device,
@@ -120,35 +123,13 @@ def generate_dataset(
 
 
 # --------------------------------------------------------------------------------------- internals
-def _design(problem: Problem, settings: SimulateSettings, seed: int) -> dict[str, np.ndarray]:
-    """The per-trajectory parameter values, a function of the seed and the settings only."""
-    sim = select_simulator(problem, settings.simulator)
+def _family(problem: Problem, settings: SimulateSettings, seed: int, sim: Simulator) -> InitialConditionFamily:
+    """The settings' initial conditions and parameter design, after checking the names against the simulator."""
     valid = set(problem.equation.parameters) | {f"initial.{f}" for f in problem.equation.fields} | set(sim.boundary_keys(problem))
     unknown = sorted(set(settings.parameters) - valid)
     if unknown:
         raise UserError(f"simulate.parameters: unknown names {unknown}; valid names for {sim.name} are {sorted(valid)}")
-    ranges = {k: (r.low, r.high, r.log) for k, r in settings.parameters.items()}
-    rng = np.random.default_rng([seed, 0x50415241])  # a stream of its own, apart from the initial states
-    return sample_parameters(ranges, settings.trajectories, settings.sampler, rng) if ranges else {}
-
-
-def _initial(
-    problem: Problem, settings: SimulateSettings, grid, seed: int, index: np.ndarray, design: Mapping[str, np.ndarray]
-) -> np.ndarray:
-    """Initial states ``[len(index), channel, *space]`` for trajectories ``index``."""
-    fields = problem.equation.fields
-    out = np.empty((len(index), len(fields)) + grid.space_shape)
-    spec = settings.initial
-    base = problem.initial_numpy(grid) if problem.initial is not None else None
-    for row, i in enumerate(index):
-        rng = np.random.default_rng([seed, int(i)])
-        for c, f in enumerate(fields):
-            if f"initial.{f}" in design:
-                out[row, c] = design[f"initial.{f}"][i]
-            else:
-                drawn = draw_fields(spec, grid, 1, rng)
-                out[row, c] = base[c] if drawn is None else drawn[0]  # type: ignore[index]
-    return out
+    return InitialConditionFamily(problem, settings.initial, settings.parameters, settings.sampler, seed, sim.name)
 
 
 def _create(path: Path, meta: Mapping[str, object], grid, channels: int, param_names: list[str]) -> None:

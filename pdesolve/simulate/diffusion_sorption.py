@@ -20,7 +20,7 @@ import scipy.sparse as sp
 import torch
 from scipy.integrate import solve_ivp
 
-from ..equations.diffusion_sorption import sorption_coefficient
+from ..equations.diffusion_sorption import DiffusionSorption, sorption_coefficient
 from ..grid import Grid
 from ..problem import Problem
 from .base import Numerics, Params, SimulationError, Simulator, boundary_condition, family_reason, wall_value
@@ -82,7 +82,7 @@ class DiffusionSorptionFV(Simulator):
     description = "1D vertex-centred finite volumes in the total concentration, scipy solve_ivp (BDF, sparse Jacobian)"
 
     def check(self, problem: Problem) -> str | None:
-        reason = family_reason(problem, ("diffusion_sorption",), 1, False)
+        reason = family_reason(problem, (DiffusionSorption,), 1, False)
         if reason:
             return reason
         x = problem.domain.space[0].name

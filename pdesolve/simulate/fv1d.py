@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from scipy.integrate import solve_ivp
 
+from ..equations.families import Burgers
 from ..grid import Grid
 from ..problem import Problem
 from .base import Numerics, Params, SimulationError, Simulator, dirichlet_walls_reason, family_reason, wall_value
@@ -36,7 +37,7 @@ class BurgersFV(Simulator):
     description = "1D vertex-centred finite volumes (Godunov flux, MUSCL van Leer), scipy solve_ivp (RK45)"
 
     def check(self, problem: Problem) -> str | None:
-        return family_reason(problem, ("burgers",), 1, False) or dirichlet_walls_reason(problem)
+        return family_reason(problem, (Burgers,), 1, False) or dirichlet_walls_reason(problem)
 
     def boundary_keys(self, problem: Problem) -> tuple[str, ...]:
         x = problem.domain.space[0].name

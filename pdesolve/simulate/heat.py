@@ -18,6 +18,7 @@ import scipy.sparse as sp
 import torch
 from scipy.sparse.linalg import splu
 
+from ..equations.families import Heat
 from ..grid import Grid
 from ..problem import Problem
 from .base import (
@@ -62,7 +63,7 @@ class HeatCN(Simulator):
     description = "finite differences on the box, Crank-Nicolson (Rannacher start), sparse LU (splu) reused for all steps"
 
     def check(self, problem: Problem) -> str | None:
-        return family_reason(problem, ("heat",), None, None) or dirichlet_walls_reason(problem)
+        return family_reason(problem, (Heat,), None, None) or dirichlet_walls_reason(problem)
 
     def boundary_keys(self, problem: Problem) -> tuple[str, ...]:
         return tuple(f"boundary.{a.name}.{s}" for a in problem.domain.space if not a.periodic for s in ("lo", "hi"))

@@ -16,6 +16,7 @@ import math
 import numpy as np
 import torch
 
+from ..equations.navier_stokes import NavierStokes2D
 from ..grid import Grid
 from ..problem import Problem
 from .base import Numerics, Params, Simulator, family_reason, is_uniform, per_batch, substeps
@@ -34,7 +35,7 @@ class Vorticity2D(Simulator):
     description = "2D vorticity pseudo-spectral (2/3 de-aliasing), RK3 advection + Crank-Nicolson viscosity, CFL step"
 
     def check(self, problem: Problem) -> str | None:
-        return family_reason(problem, ("navier_stokes",), 2, True)  # forcing: the 'forcing' parameter
+        return family_reason(problem, (NavierStokes2D,), 2, True)  # forcing: the 'forcing' parameter
 
     def run(self, problem: Problem, grid: Grid, times: np.ndarray, u0: torch.Tensor, params: Params, numerics: Numerics) -> torch.Tensor:
         stepper = VorticityStepper(grid, params, u0.device, numerics.dealias)
@@ -91,7 +92,7 @@ class VorticityStepper:
         neg = (-torch.arange(half, device=device)) % ny
         self.fwd_index = (rows[:, None] * ny + neg[None, :]).reshape(-1)
         p = {k: per_batch(v[:1] if is_uniform(v) else v, 2).to(device) for k, v in params.items()}
-        self.L = -p["nu"] * k2 - p["drag"]  # [batch or 1, nx, half]
+        self.L = NavierStokes2D().split(p).linear.symbol([kx, ky])  # -nu |k|^2 - drag, [batch or 1, nx, half]
         kf = 2 * math.pi * p["forcing_k"] / ay.length
         y = torch.as_tensor(ay.coords, device=device)
         f = -p["forcing"] * kf * torch.cos(kf * y) * torch.ones(ax.n, 1, dtype=torch.float64, device=device)

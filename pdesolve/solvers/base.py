@@ -64,6 +64,11 @@ class Solver(abc.ABC):
         """Whether these options ask for a process group (the runner joins one before building the solver)."""
         return False
 
+    @classmethod
+    def needs_family(cls, options: BaseModel) -> bool:
+        """Whether these options use the problem's initial-condition family (the runner builds it from ``simulate:``)."""
+        return False
+
     @abc.abstractmethod
     def predict(self, grid: Grid) -> Solution:
         """The learned solution on ``grid`` (batch of one), float64."""
@@ -77,6 +82,18 @@ class Solver(abc.ABC):
         as ``<name>.png`` in the run folder).
         """
         return {}
+
+
+def pointwise_mismatches(problem: Problem, max_order: int, carrier: str) -> list[str]:
+    """Why the equation's pointwise face cannot be evaluated by a solver whose ``carrier`` (its jets, its basis)
+    holds space derivatives up to ``max_order``."""
+    eq, out = problem.equation, []
+    if not eq.pointwise:
+        out.append(f"the {eq.name!r} equation has no pointwise residual (it is defined on grids only); use a grid solver")
+    if eq.max_space_order > max_order:
+        out.append(f"the {eq.name!r} equation needs space derivatives of order {eq.max_space_order}; {carrier} carries up to "
+                   f"order {max_order}")
+    return out
 
 
 class PointSolver(Solver):
@@ -122,6 +139,10 @@ class GridSolver(Solver):
     trains_on: ClassVar[frozenset[str]]
     history: int
 
+    @classmethod
+    def needs_family(cls, options: BaseModel) -> bool:
+        return FAMILY in cls.trains_on
+
     @property
     @abc.abstractmethod
     def rollout_settings(self) -> RolloutSettings: ...
@@ -139,8 +160,9 @@ class GridSolver(Solver):
         """The training task on in-memory trajectories (the train split); ``evaluate()`` scores validation rollouts."""
         raise SolverMismatch(f"solver {self.name!r} does not train on trajectory data; it trains on {sorted(self.trains_on)}")
 
-    def family_task(self, family: InitialConditionFamily, evaluate: Evaluate) -> Task:
-        """The training task on states drawn from ``family`` with no data (physics-only losses)."""
+    def family_task(self, family: InitialConditionFamily, grid: Grid, evaluate: Evaluate) -> Task:
+        """The training task on states drawn from ``family`` with no data (physics-only losses): on ``grid``'s space
+        axes, stepping by its time axis' spacing (both from the problem's ``simulate:`` section)."""
         raise SolverMismatch(f"solver {self.name!r} does not train without data; it trains on {sorted(self.trains_on)}")
 
     @abc.abstractmethod

@@ -28,7 +28,7 @@ from ..problem import BoundaryCondition, Problem
 from ..sampling import Sampler
 from ..solution import Solution
 from ..task import ResidualTask
-from .base import PointSolver
+from .base import PointSolver, pointwise_mismatches
 
 if TYPE_CHECKING:
     from ..simulate.family import InitialConditionFamily
@@ -269,13 +269,7 @@ class PINN(PointSolver):
 
     @classmethod
     def mismatches(cls, problem: Problem) -> list[str]:
-        eq, out = problem.equation, []
-        if not eq.pointwise:
-            out.append(f"the {eq.name!r} equation has no pointwise residual (it is defined on grids only); use a grid solver")
-        if eq.max_space_order > 2:
-            out.append(f"the {eq.name!r} equation needs space derivatives of order {eq.max_space_order}; the PINN's jets carry "
-                       "up to second order")
-        return out
+        return pointwise_mismatches(problem, 2, "the PINN's jets")
 
     def __init__(self, problem: Problem, options: PINNOptions, device: torch.device, dtype: torch.dtype | None = None, *,
                  ranks: Ranks | None = None, family: InitialConditionFamily | None = None):

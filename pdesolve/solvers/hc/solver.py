@@ -1,8 +1,8 @@
 """Hard-constrained basis solvers (``hc``, ``moe_hc``): the PDE enforced by a differentiable solve per expert.
 
-A backbone MLP over the coordinates (and, in the family setting, the initial condition at sensor points)
-outputs N basis functions b(t, x). The space-time box is split into K experts (boxes of
-:meth:`Grid.partition`, pieces in :mod:`.hc_basis`); each expert k finds weights w_k with u_k = b . w_k that
+A backbone MLP over the coordinates (and, in the family setting of :mod:`.family`, the initial condition at
+sensor points) outputs N basis functions b(t, x). The space-time box is split into K experts (boxes of
+:meth:`Grid.partition`, pieces in :mod:`.basis`); each expert k finds weights w_k with u_k = b . w_k that
 
 - minimize the PDE residual of u_k at its m solve points (inside its own box), and
 - satisfy the initial and boundary conditions at the condition points: exactly (KKT), or as rows weighted
@@ -13,9 +13,10 @@ taking the previous slab's solution at its start time in place of the initial co
 :mod:`pdesolve.constrained`: one KKT solve for linear equations, Levenberg-Marquardt with the implicit
 backward for nonlinear ones (started from the linear problem obtained by freezing the equation at the mean
 initial value). The backbone is trained on the mean-square residual of the solved u_k at fresh points of
-each expert's box (plus the weighted condition rows). A point is predicted by its own expert. ``hc`` is
-the case K = 1. With ``distributed: true`` every batch of solves (and the loss) is split over the ranks of a
-torchrun launch, each rank solving its block (:class:`pdesolve.distributed.Ranks`).
+each expert's box (plus the weighted condition rows; the training task is :mod:`.task`). A point is
+predicted by its own expert. ``hc`` (:class:`HC`) is the case K = 1, ``moe_hc`` (:class:`MoEHC`) any K.
+With ``distributed: true`` every batch of solves (and the loss) is split over the ranks of a torchrun
+launch, each rank solving its block (:class:`pdesolve.distributed.Ranks`).
 
 Shapes: solve points ``[K, m, d]`` (columns (t, x, ...)), feature matrices ``D [K, k, m, N]`` with the k
 rows u, du/d(each coordinate), d2u/d(space axis)^2, weights ``w [K, N]``.
@@ -32,7 +33,7 @@ import torch
 from torch import Tensor
 from torch.func import jvp
 
-from ..constrained import (
+from ...constrained import (
     ConstrainedLeastSquares,
     ConstraintSetupError,
     LevenbergMarquardt,
@@ -42,18 +43,18 @@ from ..constrained import (
     check_residual,
     solve_nonlinear,
 )
-from ..distributed import GradientAverager, Ranks
-from ..grid import Grid
-from ..problem import Problem
-from ..solution import Solution
-from .base import PointSolver, SolverMismatch
-from .hc_basis import Constraints, ExpertBoxes, HCModel, PDEResidual, feature_rows
-from .hc_family import ICBatch, ICFamily, family_errors
-from .hc_options import HCOptions
-from .hc_task import HCTask
+from ...distributed import GradientAverager, Ranks
+from ...grid import Grid
+from ...problem import Problem
+from ...solution import Solution
+from ..base import PointSolver, SolverMismatch, pointwise_mismatches
+from .basis import Constraints, ExpertBoxes, HCModel, PDEResidual, feature_rows
+from .family import ICBatch, ICFamily, family_errors
+from .options import HCOptions, MoEHCOptions
+from .task import HCSolves, HCTask
 
 if TYPE_CHECKING:
-    from ..simulate.family import InitialConditionFamily
+    from ...simulate.family import InitialConditionFamily
 
 log = logging.getLogger(__name__)
 
@@ -61,16 +62,16 @@ STATUS_FIELDS = ("converged", "iterations", "residual", "constraint_violation")
 
 
 # ----------------------------------------------------------------------------- the shared solver
-class HardConstrainedSolver(PointSolver):
-    """What ``hc`` and ``moe_hc`` share; a leaf sets ``name``, ``Options`` and :meth:`expert_counts`."""
+class HardConstrainedSolver(PointSolver, HCSolves):
+    """What ``hc`` and ``moe_hc`` share; a leaf sets ``name``, ``Options`` and :meth:`expert_counts`.
+
+    ``family`` (the problem's initial-condition family, from the runner) supplies the draws of the family
+    setting when ``options.family`` gives none of its own; the drawn initial conditions are ``ic_family``.
+    """
 
     @classmethod
     def mismatches(cls, problem: Problem) -> list[str]:
-        eq, out = problem.equation, []
-        if not eq.pointwise:
-            out.append(f"the {eq.name!r} equation has no pointwise residual (grids only); use a grid solver")
-        if eq.max_space_order > 2:
-            out.append(f"the {eq.name!r} equation needs space derivatives of order {eq.max_space_order}; the basis carries up to 2")
+        eq, out = problem.equation, pointwise_mismatches(problem, 2, "the basis")
         if len(eq.fields) != 1:
             out.append(f"got {len(eq.fields)} fields {list(eq.fields)}, expected one (the basis solve is scalar)")
         if problem.domain.time is None:
@@ -83,6 +84,12 @@ class HardConstrainedSolver(PointSolver):
     @classmethod
     def distributed(cls, options: HCOptions) -> bool:  # type: ignore[override]
         return options.distributed
+
+    @classmethod
+    def needs_family(cls, options: HCOptions) -> bool:  # type: ignore[override]
+        """The family setting without draws of its own takes the problem's (its ``simulate:`` section)."""
+        family = options.family
+        return family is not None and family.initial is None and family.parameters is None
 
     def __init__(self, problem: Problem, options: HCOptions, device: torch.device, dtype: torch.dtype | None = None, *,
                  ranks: Ranks | None = None, family: InitialConditionFamily | None = None):
@@ -119,7 +126,7 @@ class HardConstrainedSolver(PointSolver):
                 for x in self.model.state_dict().values():
                     self.ranks.broadcast_tensor(x)
         try:
-            self.family = None if options.family is None else ICFamily(problem, options.family)
+            self.ic_family = None if options.family is None else ICFamily(problem, options.family, family)
         except ValueError as err:
             raise SolverMismatch(f"solvers.{self.name}.{err}") from None
         self._task: HCTask | None = None
@@ -149,16 +156,16 @@ class HardConstrainedSolver(PointSolver):
 
     def problem_ics(self) -> ICBatch | None:
         """The problem's own initial condition as a batch of one (None outside the family setting)."""
-        if self.family is None:
+        if self.ic_family is None:
             return None
-        sensors = self.problem.initial_numpy(self.family.sensor_grid)[0].reshape(1, -1)
+        sensors = self.problem.initial_numpy(self.ic_family.sensor_grid)[0].reshape(1, -1)
         return ICBatch(torch.as_tensor(sensors, dtype=self.dtype, device=self.device), self.constraints.target[None].to(self.device),
                        torch.tensor([self.constraints.initial_mean], dtype=torch.float64))
 
     def family_ics(self, index: np.ndarray) -> ICBatch:
         """Drawn initial conditions ``index`` of the family as a batch."""
-        assert self.family is not None
-        con, fam = self.constraints, self.family
+        assert self.ic_family is not None
+        con, fam = self.constraints, self.ic_family
         n0 = con.n_initial
         init = fam.targets(index, con.points[:n0, 1:])  # [S, n0]
         target = torch.cat([init, con.target[n0:].expand(len(index), -1)], dim=1).to(self.device)
@@ -318,11 +325,34 @@ class HardConstrainedSolver(PointSolver):
             w0, _ = layer(A, b, None if C is None else C.double(), None if target is None else target.double())
         return w0, scale
 
+    # ------------------------------------------------------------------ what the training task uses (HCSolves)
+    def draw_ics(self, rng: np.random.Generator) -> ICBatch | None:
+        if self.ic_family is None:
+            return None
+        train = self.ic_family.split("train")
+        return self.family_ics(rng.choice(train, size=min(self.ic_family.options.batch, len(train)), replace=False))
+
+    def loss_points(self, rng: np.random.Generator) -> Tensor:
+        opts = self.options.points
+        return torch.as_tensor(self.boxes.sample(opts.loss, opts.sampler, rng), dtype=self.dtype, device=self.device)
+
+    def residual(self, w: Tensor, features: Tensor, points: Tensor) -> Tensor:
+        return self.pointwise(w, features, points, self.source(points))
+
+    @property
+    def condition_weight(self) -> float | None:
+        o = self.options
+        return o.constraint_weight if o.constraint_weight is not None else 1.0 if o.soft else None
+
+    def check_gradients(self) -> None:
+        if self.averager is not None:  # every parameter got its gradient in the last step (ranks in step)
+            self.averager.check()
+
     # ------------------------------------------------------------------ the Solver interface
     def task(self, evaluate: Callable[[], dict[str, float]]) -> HCTask:
         self._task = HCTask(self, evaluate)
         if self.ranks.group is not None and self.averager is None:  # one set of gradient hooks, however many tasks
-            S = 1 if self.family is None else self.family.options.batch
+            S = 1 if self.ic_family is None else self.ic_family.options.batch
             space = self.boxes.count // self.slabs
             if not self.ranks.splits(S * space):
                 log.warning("%s: %d solves per time slab (%d space experts x %d initial conditions) for %d ranks: every rank "
@@ -369,24 +399,42 @@ class HardConstrainedSolver(PointSolver):
 
     def predict_family(self, grid: Grid, which: str = "test") -> np.ndarray:
         """Predictions for the family's ``train`` or ``test`` initial conditions, ``[S, time, 1, *space]``."""
-        if self.family is None:
+        if self.ic_family is None:
             raise ValueError(f"solver {self.name!r} has no family; set solvers.{self.name}.family")
-        return self._predict(grid, self.family_ics(self.family.split(which)))
+        return self._predict(grid, self.family_ics(self.ic_family.split(which)))
 
     def family_metrics(self, grid: Grid) -> dict[str, float]:
         """Relative L2 on the held-out initial conditions against the simulator (empty without a family)."""
-        if self.family is None or not self.family.options.test:
+        if self.ic_family is None or not self.ic_family.options.test:
             return {}
-        index = self.family.split("test")
+        index = self.ic_family.split("test")
         u = self.predict_family(grid, "test")
-        return family_errors({int(i): u[j:j + 1] for j, i in enumerate(index)}, self.family, grid)
+        return family_errors({int(i): u[j:j + 1] for j, i in enumerate(index)}, self.ic_family, grid)
 
     def diagnostics(self, grid: Grid) -> dict[str, Any]:
         """The solve's status and each condition's RMS violation at the constraint points."""
         w, status = self.weights()
         out: dict[str, Any] = {"violations": {"constraints_max": float(status.constraint_violation.max())}}
         out["solve"] = status.as_dict()
-        if self.family is not None:
+        if self.ic_family is not None:
             out["family"] = self.family_metrics(grid)
             log.info("%s: held-out initial conditions on the evaluation grid: %s", self.name, out["family"])
         return out
+
+
+# ----------------------------------------------------------------------------- the two back-ends
+class HC(HardConstrainedSolver):
+    """``solver: hc`` — one expert over the whole space-time box; see :class:`HCOptions`."""
+
+    name = "hc"
+    Options = HCOptions
+
+
+class MoEHC(HardConstrainedSolver):
+    """``solver: moe_hc`` — ``experts`` boxes per axis, solved as one batch; see :class:`MoEHCOptions`."""
+
+    name = "moe_hc"
+    Options = MoEHCOptions
+
+    def expert_counts(self) -> dict[str, int]:
+        return dict(self.options.experts)  # type: ignore[attr-defined]

@@ -6,9 +6,35 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..nn.mlp import Activation
-from ..sampling import Sampler
-from .hc_family import FamilyOptions
+from ...nn.mlp import Activation
+from ...sampling import Sampler
+from ...simulate.family import DesignSampler
+from ...simulate.settings import InitialSampler, ParameterRange
+
+
+class FamilyOptions(BaseModel):
+    """``train`` / ``test`` initial conditions of the family setting (see :mod:`.family`).
+
+    ``initial``, ``parameters``, ``sampler`` and ``seed`` are the draws, as in a ``simulate:`` section. Give
+    ``initial`` or ``parameters`` to draw the family's own initial conditions (``sampler`` random and
+    ``seed`` 1 unless given); leave both out to draw them as the problem's ``simulate:`` section declares
+    (``sampler`` and ``seed``, when given, replace that section's).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    train: int = Field(32, gt=0, description="initial conditions to train on")
+    test: int = Field(8, ge=0, description="held-out initial conditions, evaluated against the simulator")
+    batch: int = Field(4, gt=0, description="initial conditions per training step")
+    sensors: int = Field(32, ge=2, description="points per space axis where the backbone reads the initial condition")
+    resolution: int = Field(257, ge=2, description="points per space axis the random initial fields are drawn on")
+    initial: InitialSampler | None = Field(None, description="the random initial field (none: the simulate: section's, "
+                                           "or the problem's own initial condition when parameters are given)")
+    parameters: dict[str, ParameterRange] | None = Field(None, description="initial.<field>: [low, high] constants "
+                                                         "(none: the simulate: section's, unless initial is given)")
+    sampler: DesignSampler | None = Field(None, description="the design of the parameter draws (none: the simulate: "
+                                          "section's, or random)")
+    seed: int | None = Field(None, description="the draw; train and test come from one stream (none: the simulate: "
+                             "section's seed, or 1)")
 
 
 class HCPointsOptions(BaseModel):
@@ -50,7 +76,7 @@ class HCOptions(BaseModel):
     soft: bool = Field(False, description="the soft-constraint baseline on the same backbone: the weights w are trained with it "
                        "(residual plus constraint_weight (default 1) times the condition violations) instead of solved for")
     family: FamilyOptions | None = Field(None, description="learn over drawn initial conditions (backbone input: the "
-                                         "initial condition at sensor points); see pdesolve.solvers.hc_family")
+                                         "initial condition at sensor points); see pdesolve.solvers.hc.family")
     distributed: bool = Field(False, description="spread each batch of solves (the experts of a time slab, times the family's "
                               "initial conditions) over the ranks of a torchrun launch; rank 0 writes the run folder")
 

@@ -2,7 +2,7 @@
 ``u = b . w`` in terms of feature rows, and the condition rows.
 
 Shapes: points ``[K, m, d]`` (columns (t, x, ...)), feature matrices ``D [K, k, m, N]`` with the k rows u,
-du/d(each coordinate), d2u/d(space axis)^2. Used by :mod:`.hard_constrained`.
+du/d(each coordinate), d2u/d(space axis)^2. Used by :mod:`.solver`.
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .. import sampling
-from ..nn.features import CoordinateFeatures
-from ..nn.jet import Jet
-from ..nn.mlp import MLP
-from ..problem import Problem
-from .base import SolverMismatch
-from .hc_options import HCOptions, HCPointsOptions
+from ... import sampling
+from ...nn.features import CoordinateFeatures
+from ...nn.jet import Jet
+from ...nn.mlp import MLP
+from ...problem import Problem
+from ..base import SolverMismatch
+from .options import HCOptions, HCPointsOptions
 
 
 # ----------------------------------------------------------------------------- experts
