@@ -70,6 +70,7 @@ class SurrogateTask(SupervisedTask):
         self.averager: Any = None  # a GradientAverager when several servers train one model
         self.ranks = Ranks.single()
         self.step = 0  # updates done so far (the step being prepared)
+        self.drawn = 0  # batches drawn so far
         self.records: Tensor | None = None
 
     # ------------------------------------------------------------------ normalization and validation
@@ -122,6 +123,7 @@ class SurrogateTask(SupervisedTask):
         elif self.validate_every and step % self.validate_every == 0:
             self.validate()
         records = self.source.sample()
+        self.drawn = step + 1  # once this batch is trained, step + 1 updates are done
         self.records = torch.from_numpy(records).to(self.device)
         self.monitor.trained += len(records)
         self.monitor.train_ended = self.monitor.now()
@@ -151,15 +153,18 @@ class SurrogateTask(SupervisedTask):
         return local + (total[0] / total[1].clamp_min(1.0) - local.detach()), {}  # type: ignore[return-value]
 
     def evaluate(self) -> dict[str, float]:
+        """The validation at the end of a run (after every drawn batch was trained on)."""
+        self.step = self.drawn
         value = self.validate()
         return {} if value is None else {"val_rel_l2": value}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"normalized": self.normalized, "std": self.std.cpu(), "source": self.source.state_dict(),
+        return {"normalized": self.normalized, "std": self.std.cpu(), "drawn": self.drawn, "source": self.source.state_dict(),
                 "monitor": self.monitor.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.normalized, self.std = bool(state["normalized"]), state["std"].to(self.device)
+        self.step = self.drawn = int(state["drawn"])
         self.monitor.load_state_dict(state["monitor"])  # rows, validation and counters go on without gaps or repeats
         self.source.load_state_dict(state["source"])
 
