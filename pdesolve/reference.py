@@ -300,7 +300,12 @@ def simulator(problem: Problem, grid: Grid, **options: Any) -> np.ndarray:
     """The problem's numerical simulator (:mod:`pdesolve.simulate`), one trajectory from its initial condition."""
     from .simulate.reference import simulator_reference
 
-    return simulator_reference(problem, grid, **options)
+    try:
+        return simulator_reference(problem, grid, **options)
+    except TypeError as err:  # an option the simulator reference does not take
+        raise ReferenceError(f"'simulator' options: {err}") from None
+    except ValueError as err:  # no simulator for the problem (SimulationError), one that failed on it, a bad option value
+        raise ReferenceError(str(err)) from None
 
 
 REFERENCES["simulator"] = simulator

@@ -127,3 +127,13 @@ def test_references_refuse_problems_they_do_not_fit():
         reference_solution(_burgers("spectral"), g)
     with pytest.raises(ReferenceError, match="unknown reference"):
         reference_solution(_burgers("nope"), g)
+
+
+def test_a_simulator_reference_without_a_simulator_is_a_reference_error():
+    from pdesolve.config import load_run_config
+    from pdesolve.reference import ReferenceError, reference_solution
+
+    cfg = load_run_config(Path(__file__).resolve().parents[1] / "problems" / "reaction_diffusion.yaml",
+                          ["reference=simulator", "domain.x=[0, 1]", "boundary=[{kind: neumann, axis: x, side: both}]"])
+    with pytest.raises(ReferenceError, match="no simulator can run problem"):
+        reference_solution(cfg.problem, cfg.problem.domain.grid({"t": 3, "x": 9}))
