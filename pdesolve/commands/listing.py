@@ -1,4 +1,4 @@
-"""``pdesolve list``: shipped problems, back-ends, training rules, equations and references."""
+"""``pdesolve list``: shipped problems, back-ends, training rules, equations, references and simulators."""
 
 from __future__ import annotations
 
@@ -30,4 +30,7 @@ def run(args: argparse.Namespace) -> int:
     print("optimizers: " + ", ".join(sorted(OPTIMIZERS)))
     print("equations:  " + ", ".join(sorted(EQUATIONS)))
     print("references: " + ", ".join(sorted(REFERENCES)))
+    from ..simulate import SIMULATORS
+
+    print("simulators: " + ", ".join(SIMULATORS) + "  (tried in this order; method_of_lines runs any equation's grid form)")
     return 0
