@@ -154,26 +154,33 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str], path: str = 
     return out
 
 
-def with_solver_train(data: dict[str, Any], solver: str, path: str = "<data>") -> dict[str, Any]:
-    """The file's ``train`` with the chosen solver's own ``solvers.<solver>.train`` keys in place of the file's.
+SOLVER_SECTIONS = ("train", "simulate")  # file keys a solver section may carry its own values for
 
-    Each back-end needs its own budget (a PINN's Adam + L-BFGS, a basis solve's short Adam run), so a solver
-    section may carry a ``train:`` mapping; its keys (``steps``, ``optimizer``, ...) replace the file's
-    whole when that solver runs. The result no longer has the section's ``train`` (it is resolved), so a
-    run folder's ``config.yaml`` reproduces the run.
+
+def with_solver_train(data: dict[str, Any], solver: str, path: str = "<data>") -> dict[str, Any]:
+    """The file's ``train`` and ``simulate`` with the chosen solver's own ``solvers.<solver>.train`` /
+    ``solvers.<solver>.simulate`` keys in place of the file's.
+
+    Each back-end needs its own budget (a PINN's Adam + L-BFGS, a basis solve's short Adam run) and a grid
+    solver that trains on the physics may need finer frames than a dataset (NeuralStagger's residual step), so a
+    solver section may carry these mappings; their keys replace the file's (key by key) when that solver runs.
+    The result no longer has the section's own keys (they are resolved), so a run folder's ``config.yaml``
+    reproduces the run.
     """
     import copy
 
     section = (data.get("solvers") or {}).get(solver)
-    if not isinstance(section, dict) or "train" not in section:
+    if not isinstance(section, dict) or not any(k in section for k in SOLVER_SECTIONS):
         return data
-    train = section["train"]
-    if not isinstance(train, dict):
-        raise ConfigError(path, [f"solvers.{solver}.train: expected a mapping of train keys (steps, optimizer, ...), "
-                                 f"got {type(train).__name__}"])
     out = copy.deepcopy(data)
-    del out["solvers"][solver]["train"]
-    out["train"] = {**(out.get("train") or {}), **train}
+    for key in SOLVER_SECTIONS:
+        if key not in section:
+            continue
+        own = section[key]
+        if not isinstance(own, dict):
+            raise ConfigError(path, [f"solvers.{solver}.{key}: expected a mapping of {key} keys, got {type(own).__name__}"])
+        del out["solvers"][solver][key]
+        out[key] = {**(out.get(key) or {}), **own}
     return out
 
 
@@ -397,6 +404,14 @@ def run_settings(spec: RunSettingsFile, raw: dict[str, Any], variables: tuple[st
             errors.append(unknown_name(f"solvers.{name}", "solver", name, SOLVERS))
             continue
         opts = dict(opts or {})
+        if "simulate" in opts:  # another solver's own simulation settings (the chosen one's are resolved)
+            from .simulate.settings import SimulateSettings
+
+            own_sim = opts.pop("simulate")
+            try:
+                SimulateSettings.model_validate({**(raw.get("simulate") or {}), **own_sim} if isinstance(own_sim, dict) else own_sim)
+            except ValidationError as err:
+                errors += validation_errors(err, SimulateSettings, prefix=f"solvers.{name}.simulate")
         if "train" in opts:  # another solver's own budget (the chosen one's is resolved by with_solver_train)
             own = opts.pop("train")
             try:

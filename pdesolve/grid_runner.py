@@ -27,7 +27,7 @@ from .config import RunConfig
 from .data import TrajectoryFile, split_trajectories
 from .errors import UserError
 from .grid import Grid
-from .io import write_json
+from .io import write_json, write_with
 from .plot import plot_history, save_figure
 from .rollout import (
     DatasetMismatch,
@@ -75,11 +75,11 @@ def _load(cfg: RunConfig, solver: GridSolver, file: TrajectoryFile, indices: Any
         raise UserError(str(err)) from None
 
 
-def evaluate(solver: GridSolver, data: Trajectories, cfg: RunConfig) -> RolloutReport:
-    """Rollout errors of ``solver`` on ``data`` with its rollout settings."""
+def evaluate(solver: GridSolver, data: Trajectories, cfg: RunConfig, stepper: Any = None) -> RolloutReport:
+    """Rollout errors of ``solver`` (or of ``stepper``, one of its pieces) on ``data`` with its rollout settings."""
     r = solver.rollout_settings
     try:
-        return evaluate_rollouts(solver.step, data, solver.history, r.steps, r.starts, batch_size=EVAL_BATCH,
+        return evaluate_rollouts(stepper or solver.step, data, solver.history, r.steps, r.starts, batch_size=EVAL_BATCH,
                                  device=solver.device, dtype=solver.dtype)
     except ValueError as err:
         raise UserError(f"evaluation rollouts: {err} (see solvers.{cfg.solver}.rollout_steps)") from None
@@ -197,18 +197,20 @@ def train_grid(cfg: RunConfig, data: str | Path | None, out: str | Path | None =
         "split": "test",
         **report.as_dict(),
     }
+    residual = held.record.get("family", False) and not any(n in cfg.problem.equation.parameters for n in solver.family.names)  # type: ignore[union-attr]
+    metrics.update(write_rollouts(current.folder, solver, held.test, report, result.history, residual=residual))
     write_json(current.folder / "metrics.json", metrics)
     write_history(current.folder / "history.csv", result.history)
-    write_rollouts(current.folder, solver, held.test, report, result.history)
     return GridResult(metrics, result.status, current.folder, result.history)
 
 
 def rollout_run(run_dir: str | Path, data: str | Path, *, split: str = "all", out: str | Path | None = None,
-                device: str | None = None) -> dict[str, Any]:
+                device: str | None = None, piece: tuple[int, ...] | None = None) -> dict[str, Any]:
     """Roll a trained run out on the trajectories of ``data`` and write metrics, rollouts and figures.
 
     ``split``: ``all`` trajectories of the file, or its ``test`` split (as the run split its own data).
-    Results go to ``out`` (default ``RUN_DIR/rollout-<data file stem>``).
+    ``piece``: roll out one piece's network alone on its sub-grid of the data (a coarse simulator; NeuralStagger).
+    Results go to ``out`` (default ``RUN_DIR/rollout-<data file stem>``, plus ``-piece<offsets>``).
     """
     run_dir = Path(run_dir)
     cfg = load_run(run_dir)
@@ -239,28 +241,74 @@ def rollout_run(run_dir: str | Path, data: str | Path, *, split: str = "all", ou
     solver.check_grid(test.grid)
     if not np.isclose(test.dt, solver.frame_dt, rtol=1e-4):
         raise UserError(f"{file.path}: frames {test.dt:g} apart, but the model was trained on steps of {solver.frame_dt:g}")
-    report = evaluate(solver, test, cfg)
-    target = Path(out) if out is not None else run_dir / f"rollout-{Path(file.path).stem}"
+    stepper = solver.step
+    if piece is not None:
+        stepper, test = solver.piece_stepper(piece), piece_trajectories(test, solver.piece_factors(), piece)
+    report = evaluate(solver, test, cfg, stepper)
+    name = f"rollout-{Path(file.path).stem}" + ("" if piece is None else "-piece" + "_".join(map(str, piece)))
+    target = Path(out) if out is not None else run_dir / name
     metrics = {"run": str(run_dir), "data": str(Path(file.path).resolve()), "split": split, **report.as_dict()}
+    if piece is not None:
+        metrics["piece"] = list(piece)
     target.mkdir(parents=True, exist_ok=True)
     write_json(target / "metrics.json", metrics)
-    write_rollouts(target, solver, test, report, [])
+    write_rollouts(target, solver, test, report, [], stepper=stepper)
     return {**metrics, "folder": str(target)}
+
+
+def piece_trajectories(data: Trajectories, factors: tuple[int, ...], piece: tuple[int, ...]) -> Trajectories:
+    """The trajectories subsampled to one piece's sub-grid, ``frames[..., i::s_h, j::s_w]``."""
+    space = Grid(data.grid.space)
+    k = space.stagger_grids(dict(zip(space.names, factors)))[_piece_number(factors, piece)]
+    index = (slice(None), slice(None), slice(None)) + tuple(slice(o, None, f) for o, f in zip(piece, factors, strict=True))
+    return Trajectories(data.frames[index].contiguous(), Grid(k.space, data.grid.time), data.fields, data.indices)
+
+
+def _piece_number(factors: tuple[int, ...], piece: tuple[int, ...]) -> int:
+    n = 0
+    for o, f in zip(piece, factors, strict=True):
+        n = n * f + o
+    return n
 
 
 # ----------------------------------------------------------------------------- files and figures
 def write_rollouts(folder: Path, solver: GridSolver, data: Trajectories, report: RolloutReport,
-                   history: list[dict[str, float]]) -> None:
-    """``solution.h5`` (full rollouts of the first few trajectories) and the figures."""
+                   history: list[dict[str, float]], residual: bool = False, stepper: Any = None) -> dict[str, float]:
+    """``solution.h5`` (full rollouts of the first few trajectories) and the figures.
+
+    With ``residual`` (the equation's grid form applies to these trajectories: a family that varies no equation
+    parameter), also the Crank-Nicolson residual of the rollouts and of the reference (``residual.png``), whose
+    sizes it returns: ``rollout_residual_rms`` and ``reference_residual_rms``, each in units of the fields' size
+    per step (``dt |r| / std(u)``).
+    """
     keep = data.head(min(SAVED_ROLLOUTS, len(data)))
-    pred = full_rollout(solver.step, keep, solver.history, device=solver.device, dtype=solver.dtype)
+    pred = full_rollout(stepper or solver.step, keep, solver.history, device=solver.device, dtype=solver.dtype)
     ref = keep.frames.double().numpy()
+    diagnostics: dict[str, Any] = {}
+    sizes: dict[str, float] = {}
+    if residual and solver.problem.equation.grid_form:
+        r_pred, r_ref = (step_residuals(solver, keep.grid, x) for x in (pred, ref))
+        sizes = {"rollout_residual_rms": float(np.sqrt((r_pred**2).mean())), "reference_residual_rms": float(np.sqrt((r_ref**2).mean()))}
+        diagnostics["residual_map"] = np.abs(r_pred[0])  # [time - 1, channel, *interior]
+        plot_residual_strip(folder / "residual.png", keep, r_pred[0], r_ref[0], solver.history)
     write_solution(folder / "solution.h5", Solution(keep.grid, keep.fields, pred), ref, {})
     for c, name in enumerate(keep.fields):
         plot_frame_strip(folder / f"frames_{name}.png", keep, pred[0, :, c], ref[0, :, c], name, solver.history)
     plot_error_vs_step(folder / "error_vs_step.png", report, keep.dt)
     if history:
         plot_history(folder / "history.png", history)
+    return sizes
+
+
+def step_residuals(solver: GridSolver, grid: Grid, u: np.ndarray) -> np.ndarray:
+    """The Crank-Nicolson residual of every step of trajectories ``u [batch, time, channel, *space]``, scaled by
+    ``dt / std(u)`` per channel: ``[batch, time - 1, channel, *interior]``."""
+    from .equations.time_discrete import trajectory_residual
+
+    x = torch.as_tensor(u, dtype=torch.float64)
+    r = trajectory_residual(solver.problem, x, grid).numpy()
+    std = x.transpose(0, 2).flatten(1).std(dim=1).clamp_min(1e-300).numpy()  # [channel]
+    return r * grid.time.spacing / std.reshape((1, 1, -1) + (1,) * grid.ndim)  # type: ignore[union-attr]
 
 
 def _figure(nrows: int, ncols: int, width: float = 2.6, height: float = 2.3) -> tuple[Any, Any, Any]:
@@ -303,6 +351,38 @@ def plot_frame_strip(path: Path, data: Trajectories, pred: np.ndarray, ref: np.n
             if j == 0:
                 ax.set_ylabel(f"{label} {name}", fontsize=9)
     save_figure(plt, fig, path)
+
+
+def plot_residual_strip(path: Path, data: Trajectories, pred: np.ndarray, ref: np.ndarray, history: int, columns: int = 5) -> None:
+    """|Crank-Nicolson residual| of one rollout (top) and of the reference (bottom) at a few steps, ``[time - 1, channel,
+    *interior]`` each (first channel; 1D fields as curves, 2D as images on a shared log colour scale)."""
+    from matplotlib.colors import LogNorm
+
+    t = data.grid.time.coords  # type: ignore[union-attr]
+    idx = np.unique(np.linspace(history - 1, len(t) - 2, columns).round().astype(int))
+    plt, fig, axes = _figure(2, len(idx))
+    rows = (("rollout", np.abs(pred[:, 0])), ("reference", np.abs(ref[:, 0])))
+    top = max(float(rows[0][1][idx].max()), float(rows[1][1][idx].max()), 1e-300)
+    norm = LogNorm(vmin=max(top * 1e-6, 1e-300), vmax=top)
+    image = None
+    for j, i in enumerate(idx):
+        for r, (label, res) in enumerate(rows):
+            ax = axes[r, j]
+            if res.ndim == 2:
+                ax.semilogy(res[i], "m-" if r == 0 else "k-", lw=1)
+            else:
+                image = ax.imshow(np.maximum(res[i].T, norm.vmin), origin="lower", cmap="magma", norm=norm)
+                ax.set_xticks([])
+                ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"step to t = {t[i + 1]:.3g}", fontsize=9)
+            if j == 0:
+                ax.set_ylabel(f"|residual|, {label}", fontsize=9)
+    fig.tight_layout()
+    if image is not None:
+        fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="dt |residual| / std(u)")
+    write_with(path, lambda p: fig.savefig(p, dpi=110, format="png"))
+    plt.close(fig)
 
 
 def plot_error_vs_step(path: Path, report: RolloutReport, dt: float) -> None:

@@ -120,19 +120,30 @@ def load_trajectories(problem: Problem, file: TrajectoryFile, indices: Sequence[
 
 # ----------------------------------------------------------------------------------------- rollout
 def rollout(step: Stepper, start: Tensor, steps: int) -> Tensor:
-    """Apply ``step`` ``steps`` times from ``start [batch, history, channel, *space]``, sliding the window.
+    """Predict ``steps`` frames from ``start [batch, history, channel, *space]``, sliding the window.
 
-    Returns the predictions ``[batch, steps, channel, *space]`` (the start frames not included).
+    ``step`` returns the next frame ``[batch, channel, *space]`` or the next few ``[batch, k, channel, *space]``
+    (a stepper that advances several frames per call). Returns ``[batch, steps, channel, *space]`` (the start
+    frames not included).
     """
+    history = start.shape[1]
     window = start
-    out = []
-    for _ in range(steps):  # each step needs the previous prediction: sequential by nature
-        nxt = step(window)  # [batch, channel, *space]
-        out.append(nxt)
-        window = torch.cat([window[:, 1:], nxt.unsqueeze(1)], dim=1)
+    out: list[Tensor] = []
+    made = 0
+    while made < steps:  # each call needs the previous prediction: sequential by nature
+        nxt = step(window)
+        frames = nxt if nxt.dim() == start.dim() else nxt.unsqueeze(1)  # [batch, k, channel, *space]
+        out.append(frames)
+        made += frames.shape[1]
+        window = torch.cat([window, frames], dim=1)[:, -history:]
     if not out:
         return start.new_empty((start.shape[0], 0, *start.shape[2:]))
-    return torch.stack(out, dim=1)
+    return torch.cat(out, dim=1)[:, :steps]
+
+
+def first_frame(pred: Tensor, window: Tensor) -> Tensor:
+    """The first predicted frame ``[batch, channel, *space]`` of a step's output (one frame, or several)."""
+    return pred[:, 0] if pred.dim() == window.dim() else pred
 
 
 def relative_l2_frames(pred: Tensor, ref: Tensor, space_dims: int) -> Tensor:
@@ -214,7 +225,7 @@ def evaluate_rollouts(
     # one step, at every start time of every trajectory: windows [traj * starts, history + 1, ...]
     windows = frames.unfold(1, history + 1, 1).movedim(-1, 2).flatten(0, 1)
     one = torch.cat([
-        relative_l2_frames(run(w[:, :history]), w[:, history].double(), sd)  # [chunk, channel]
+        relative_l2_frames(first_frame(run(w[:, :history]), w), w[:, history].double(), sd)  # [chunk, channel]
         for w in windows.split(batch_size)
     ])
     # rollouts of `steps` steps from each start time

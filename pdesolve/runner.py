@@ -34,7 +34,7 @@ from .plot import plot_fields, plot_history, plot_residual, plot_slices
 from .reference import ReferenceError, reference_solution
 from .solution import Solution
 from .solvers import SOLVERS, get_solver
-from .solvers.base import GridSolver, PointSolver, Solver, SolverMismatch
+from .solvers.base import FAMILY, GridSolver, PointSolver, Solver, SolverMismatch
 from .task import Task, check_rule
 from .train import RunStatus, TrainResult, TrainSettings, seed_everything, train
 
@@ -187,8 +187,8 @@ def checked_rule(run: Run, task: Task) -> Optimizer:
 def run(cfg: RunConfig, out: str | Path | None = None, *, resume: bool = False, quiet: bool = False, root: str | Path = "runs") -> Result:
     """Train ``cfg``'s point solver on its problem, evaluate against the reference and fill the run folder."""
     if is_grid_solver(cfg.solver):
-        raise UserError(f"solver {cfg.solver!r} is a grid solver: train it with `pdesolve train FILE` "
-                        "(with --data DATA.h5 from `pdesolve simulate FILE --out DATA.h5` where it learns from data)")
+        raise UserError(f"solver {cfg.solver!r} is a grid solver that learns from data: train it with `pdesolve train FILE "
+                        "--data DATA.h5` (make data with `pdesolve simulate FILE --out DATA.h5`)")
     current = start(cfg, out, resume=resume, root=root)
     solver = current.solver
     assert isinstance(solver, PointSolver)
@@ -224,6 +224,12 @@ def run(cfg: RunConfig, out: str | Path | None = None, *, resume: bool = False, 
 def is_grid_solver(name: str) -> bool:
     """True for back-ends that learn time steps on a grid (False for unknown names)."""
     return name in SOLVERS and issubclass(SOLVERS[name], GridSolver)
+
+
+def trains_without_data(name: str) -> bool:
+    """True for grid solvers that train on the problem's initial-condition family alone (``pdesolve solve`` runs them)."""
+    cls = SOLVERS.get(name)
+    return cls is not None and issubclass(cls, GridSolver) and FAMILY in cls.trains_on
 
 
 def run_summary(cfg: RunConfig, result: Any, device: torch.device) -> dict[str, Any]:

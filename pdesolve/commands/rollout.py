@@ -15,6 +15,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="folder for the results (default: RUN_DIR/rollout-<data file name>)")
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), help="where to run (default: the run's)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--piece", metavar="I,J", help="roll one piece's network alone on its sub-grid u[..., i::s_h, j::s_w] "
+                   "(NeuralStagger with inputs: own), against the subsampled data")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,7 +28,13 @@ def run(args: argparse.Namespace) -> int:
         if args.threads < 1:
             raise UserError(f"--threads: expected a positive number, got {args.threads}")
         torch.set_num_threads(args.threads)
-    m = rollout_run(args.run_dir, args.data, split=args.split, out=args.out, device=args.device)
+    piece = None
+    if args.piece is not None:
+        try:
+            piece = tuple(int(v) for v in args.piece.split(","))
+        except ValueError:
+            raise UserError(f"--piece: expected comma-separated offsets such as 0,1, got {args.piece!r}") from None
+    m = rollout_run(args.run_dir, args.data, split=args.split, out=args.out, device=args.device, piece=piece)
     print(f"{m['trajectories']} trajectories x {len(m['rollout_starts'])} start times: "
           f"one-step relative L2 {m['one_step_rel_l2']:.3e}, rollout relative L2 {m['rollout_rel_l2']:.3e} "
           f"over {m['rollout_steps']} steps")

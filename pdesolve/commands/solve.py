@@ -16,6 +16,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = command_config(args)
+    if runner.trains_without_data(cfg.solver):  # a physics-only grid solver (stagger): no dataset to give
+        from . import train
+
+        return train.report(cfg, None, args)
     result = runner.run(cfg, args.resume or args.out, resume=bool(args.resume), quiet=getattr(args, "quiet", False))
     if result.run_dir is None:  # a non-primary rank of a distributed run: rank 0 reports
         return 0 if result.status.ok else 1

@@ -1,10 +1,14 @@
-"""``pdesolve train FILE [--data DATA.h5]``: train a grid solver (sinenet) on simulated trajectories."""
+"""``pdesolve train FILE [--data DATA.h5]``: train a grid solver (sinenet on simulated trajectories; stagger on none)."""
 
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from .common import add_run_arguments, command_config
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -15,11 +19,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    return report(command_config(args, default_grid_solver="sinenet"), args.data, args)
+
+
+def report(cfg: RunConfig, data: str | None, args: argparse.Namespace) -> int:
+    """Train ``cfg``'s grid solver (on ``data``, or on the problem's family) and print the test errors."""
     from .. import grid_runner
 
-    cfg = command_config(args, default_grid_solver="sinenet")
-    result = grid_runner.train_grid(cfg, args.data, args.resume or args.out, resume=bool(args.resume),
-                                    quiet=getattr(args, "quiet", False))
+    result = grid_runner.train_grid(cfg, data, args.resume or args.out, resume=bool(args.resume), quiet=getattr(args, "quiet", False))
     m = result.metrics
     print(f"{cfg.problem.name} / {cfg.solver}: {result.status}")
     print(f"test ({m['trajectories']} trajectories): one-step relative L2 {m['one_step_rel_l2']:.3e}, "

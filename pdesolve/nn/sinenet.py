@@ -158,10 +158,14 @@ class SineNet(nn.Module, BlockModel):
     Its blocks: the lift, every wave's level blocks (:meth:`UNetWave.blocks`), the projection.
     """
 
-    def __init__(self, options: SineNetOptions) -> None:
+    def __init__(self, options: SineNetOptions, in_channels: int | None = None, out_channels: int | None = None) -> None:
+        """``in_channels`` / ``out_channels``: other counts than ``history x fields`` in and ``out_frames x fields`` out
+        (a network whose inputs carry more than its own frames, e.g. NeuralStagger's neighbouring pieces)."""
         super().__init__()
         self.options = o = options
-        self.lift = BoundaryConv(o.in_channels, o.width, o.periodic)
+        self.in_channels = in_channels or o.in_channels
+        self.out_channels = out_channels or o.out_channels
+        self.lift = BoundaryConv(self.in_channels, o.width, o.periodic)
         self.waves = nn.ModuleList(
             UNetWave(
                 o.level_channels, o.periodic, disentangled=o.disentangled, interpolation=o.interpolation,
@@ -169,7 +173,7 @@ class SineNet(nn.Module, BlockModel):
             )
             for _ in range(o.waves)
         )
-        self.project = Projection(o.width, o.out_channels, o.periodic, o.norm_groups)
+        self.project = Projection(o.width, self.out_channels, o.periodic, o.norm_groups)
 
     def blocks(self) -> Sequence[Block]:
         return [Lambda(self.lift), *(b for wave in self.waves for b in wave.blocks()), Lambda(self.project)]
@@ -177,9 +181,9 @@ class SineNet(nn.Module, BlockModel):
     def check_input(self, x: torch.Tensor) -> None:
         o = self.options
         space = tuple(x.shape[2:])
-        if x.dim() != 2 + o.ndim or x.shape[1] != o.in_channels:
+        if x.dim() != 2 + o.ndim or x.shape[1] != self.in_channels:
             raise ValueError(
-                f"expected [batch, {o.in_channels} (= history {o.history} x fields {o.fields}), {o.ndim} space axes], "
+                f"expected [batch, {self.in_channels} (= history {o.history} x fields {o.fields}), {o.ndim} space axes], "
                 f"got shape {tuple(x.shape)}"
             )
         if any(n % o.size_multiple for n in space):

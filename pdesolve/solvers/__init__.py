@@ -7,6 +7,7 @@ from .hc import HC, MoEHC
 from .lpinn import LPINN
 from .pinn import PINN
 from .sinenet import SineNetSolver
+from .stagger import StaggerSolver
 
 SOLVERS: dict[str, type[Solver]] = {
     "pinn": PINN,
@@ -14,6 +15,7 @@ SOLVERS: dict[str, type[Solver]] = {
     "moe_hc": MoEHC,
     "sinenet": SineNetSolver,
     "lpinn": LPINN,
+    "stagger": StaggerSolver,
 }
 
 

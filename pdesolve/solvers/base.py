@@ -138,6 +138,7 @@ class GridSolver(Solver):
 
     trains_on: ClassVar[frozenset[str]]
     history: int
+    frames_per_step: int = 1  # frames one call of step returns (NeuralStagger: s_t)
 
     @classmethod
     def needs_family(cls, options: BaseModel) -> bool:
@@ -167,7 +168,8 @@ class GridSolver(Solver):
 
     @abc.abstractmethod
     def step(self, frames: Tensor) -> Tensor:
-        """One step in evaluation mode: ``[batch, history, channel, *space] -> [batch, channel, *space]``."""
+        """One step in evaluation mode: ``[batch, history, channel, *space] -> [batch, channel, *space]``, or
+        ``[batch, frames_per_step, channel, *space]`` for a stepper that returns several frames per call."""
 
     @abc.abstractmethod
     def check_grid(self, grid: Grid) -> None:
@@ -176,3 +178,45 @@ class GridSolver(Solver):
     @abc.abstractmethod
     def describe(self) -> dict[str, Any]:
         """The network's settings as plain values (for ``metrics.json``)."""
+
+    def piece_factors(self) -> tuple[int, ...]:
+        """The factors per space axis of the strided sub-grids (pieces) the stepper is made of (all 1: one piece)."""
+        return (1,) * len(self.problem.domain.space)
+
+    def piece_stepper(self, piece: tuple[int, ...]) -> Callable[[Tensor], Tensor]:
+        """The stepper of one piece alone, on its sub-grid ``u[..., i::s_h, j::s_w]`` (a coarse simulator)."""
+        from ..errors import UserError
+
+        raise UserError(f"solver {self.name!r} is not made of pieces on sub-grids; roll it out on the whole grid")
+
+    def predict(self, grid: Grid) -> Solution:
+        """Roll out from the problem's initial condition over ``grid``'s times (their spacing: the trained step).
+
+        With ``history > 1`` the first frames come from the problem's simulator (the start-up a rollout needs).
+        """
+        import math
+
+        import numpy as np
+
+        from ..errors import UserError
+        from ..rollout import rollout
+        from ..simulate import simulate
+
+        dt = self.frame_dt
+        if grid.time is None:
+            raise UserError(f"solver {self.name!r} predicts on grids with a time axis")
+        if dt <= 0:
+            raise UserError(f"solver {self.name!r} has not been trained yet (no frame spacing)")
+        if grid.time.n > 1 and not math.isclose(grid.time.spacing, dt, rel_tol=1e-4):
+            raise UserError(f"the grid's time spacing {grid.time.spacing:g} differs from the trained frame spacing {dt:g}")
+        if grid.time.n < self.history:
+            raise UserError(f"the grid has {grid.time.n} times, fewer than the {self.history} start frames")
+        self.check_grid(grid)
+        space = Grid(grid.space)
+        if self.history == 1:
+            start = np.asarray(self.problem.initial_numpy(space))[None, None]  # [1, 1, channel, *space]
+        else:
+            start = simulate(self.problem, space, grid.time.coords[: self.history]).numpy()
+        x = torch.as_tensor(start, dtype=torch.float64)
+        pred = rollout(lambda w: self.step(w).double().cpu(), x, grid.time.n - self.history)
+        return Solution(grid, self.problem.equation.fields, torch.cat([x, pred], dim=1).numpy())

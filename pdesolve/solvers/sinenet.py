@@ -16,7 +16,6 @@ import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
@@ -28,8 +27,7 @@ from ..nn.blocks import Block, BlockModel, Carry
 from ..nn.padding import periodic_axes
 from ..nn.sinenet import SineNet, SineNetOptions
 from ..problem import Problem
-from ..rollout import Trajectories, relative_l2_frames, rollout
-from ..solution import Solution
+from ..rollout import Trajectories, relative_l2_frames
 from ..task import Batch, SupervisedTask
 from .base import DATA, DataSettings, GridSolver, RolloutSettings, SolverMismatch
 
@@ -341,29 +339,3 @@ class SineNetSolver(GridSolver):
             out = self.model(frames.to(device=self.device, dtype=self.dtype))
         self.model.train(was_training)
         return out
-
-    def predict(self, grid: Grid) -> Solution:
-        """Roll out from the problem's initial condition over ``grid``'s times (frame spacing as trained).
-
-        With ``history > 1`` the first frames come from the problem's reference simulator.
-        """
-        from ..simulate import simulate
-
-        dt = self.frame_dt
-        if grid.time is None:
-            raise UserError("solver 'sinenet' predicts on grids with a time axis")
-        if dt <= 0:
-            raise UserError("solver 'sinenet' has not been trained yet (no frame spacing)")
-        if grid.time.n > 1 and not math.isclose(grid.time.spacing, dt, rel_tol=1e-4):
-            raise UserError(f"the grid's time spacing {grid.time.spacing:g} differs from the trained frame spacing {dt:g}")
-        if grid.time.n < self.history:
-            raise UserError(f"the grid has {grid.time.n} times, fewer than the {self.history} start frames")
-        self.check_grid(grid)
-        space = Grid(grid.space)
-        if self.history == 1:
-            start = np.asarray(self.problem.initial_numpy(space))[None, None]  # [1, 1, channel, *space]
-        else:
-            start = simulate(self.problem, space, grid.time.coords[: self.history]).numpy()
-        x = torch.as_tensor(start, dtype=torch.float64)
-        pred = rollout(lambda w: self.step(w).double().cpu(), x, grid.time.n - self.history)
-        return Solution(grid, self.problem.equation.fields, torch.cat([x, pred], dim=1).numpy())
