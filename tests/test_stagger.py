@@ -100,7 +100,8 @@ def test_the_residual_of_the_simulators_own_steps_is_round_off(tmp_path):
                "initial": {"u": "sin(pi*x)*sin(pi*y)"}, "boundary": [{"kind": "dirichlet", "axis": "x", "side": "both", "value": 0},
                                                                    {"kind": "dirichlet", "axis": "y", "side": "both", "value": 0}],
                "simulate": {**RING["simulate"], "resolution": 17, "initial": {"kind": "problem"}},
-               "solvers": {"stagger": {**RING["solvers"]["stagger"], "s_h": 1, "s_w": 1, "s_t": 1, "dtype": "float64", "channel_mults": [1]}}}
+               "solvers": {"stagger": {**RING["solvers"]["stagger"], "s_h": 1, "s_w": 1, "s_t": 1, "dtype": "float64",
+                                       "channel_mults": [1]}}}
     cfg = load_run_config(write(tmp_path, problem))
     family = InitialConditionFamily.from_settings(cfg.problem, cfg.simulate, 0)
     solver = StaggerSolver(cfg.problem, cfg.solver_options, torch.device("cpu"), family=family)
