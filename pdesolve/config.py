@@ -191,7 +191,9 @@ def load_run_config(path: str | Path, overrides: Sequence[str] = (), data: dict[
     """
     data = data if data is not None else read_yaml(path)
     solver = apply_overrides(data, overrides, str(path)).get("solver", "pinn")
-    raw = apply_overrides(with_solver_train(data, str(solver), str(path)), overrides, str(path))
+    # overrides apply before the solver's own sections are resolved (so --set solvers.<name>.train.x=... counts)
+    # and after (so --set train.x=... outranks the solver's section)
+    raw = apply_overrides(with_solver_train(apply_overrides(data, overrides, str(path)), str(solver), str(path)), overrides, str(path))
     cfg, errors = _build(raw)
     if errors:
         raise ConfigError(str(path), errors)
@@ -207,7 +209,7 @@ def python_run_config(problem: Problem, settings: dict[str, Any], overrides: Seq
     """
     path = f"<python:{problem.name}>"
     solver = apply_overrides(settings, overrides, path).get("solver", "pinn")
-    data = apply_overrides(with_solver_train(settings, str(solver), path), overrides, path)
+    data = apply_overrides(with_solver_train(apply_overrides(settings, overrides, path), str(solver), path), overrides, path)
     try:
         spec = RunSettingsFile.model_validate(data)
     except ValidationError as err:

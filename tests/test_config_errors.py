@@ -1,5 +1,7 @@
 """Bad input: each mistake gives one clear message naming the file and the key path."""
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -93,3 +95,13 @@ def test_a_solver_section_may_carry_its_own_train_settings(tmp_path):
     again = tmp_path / "again.yaml"  # a run folder's config.yaml reproduces the resolved settings
     again.write_text(yaml.safe_dump(hc.raw))
     assert load_run_config(again).train == hc.train
+
+
+def test_set_reaches_the_chosen_solvers_own_train_section(tmp_path):
+    from pdesolve.config import load_run_config
+
+    heat = Path(__file__).resolve().parents[1] / "problems" / "heat.yaml"
+    cfg = load_run_config(heat, ["solver=hc", "solvers.hc.train.optimizer.lr=0.5"])
+    assert cfg.optimizer_options.lr == 0.5 and cfg.train.steps == 500  # the section's steps, the override's lr
+    cfg = load_run_config(heat, ["solver=hc", "solvers.hc.train.optimizer.lr=0.5", "train.steps=7"])
+    assert cfg.train.steps == 7 and cfg.optimizer_options.lr == 0.5

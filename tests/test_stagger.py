@@ -75,7 +75,7 @@ def test_one_piece_and_one_step_is_the_plain_physics_constrained_solver():
     model = StaggeredStepper((1, 1), 1, 1, (True, True), options(history=1, out_frames=1), "own", True)
     torch.nn.init.normal_(model.net.project.conv.conv.weight)  # not the zero start: a network that does something
     model.frame_dt.fill_(0.1)
-    model.set_scale(torch.tensor([2.0]))
+    model.scale.fill_(2.0)
     frames = torch.randn(3, 1, 1, 8, 8)
     direct = frames + 0.1 * 2.0 * model.net(frames[:, 0] / 2.0).unsqueeze(1)
     torch.testing.assert_close(model(frames), direct, rtol=1e-6, atol=1e-6)

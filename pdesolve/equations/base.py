@@ -65,6 +65,7 @@ class Equation:
     dims: ClassVar[tuple[int, ...]] = (1,)  # admissible numbers of space axes
     linear: ClassVar[bool] = True
     max_space_order: ClassVar[int] = 2  # highest space-derivative order in F
+    auxiliary_fields: ClassVar[tuple[str, ...]] = ()  # fields the grid face derives non-locally from the state (psi)
     pointwise: ClassVar[bool] = False  # derived: the class implements forcing (F at points)
     grid_form: ClassVar[bool] = False  # derived: the class implements rhs (F on a grid)
 
@@ -86,6 +87,12 @@ class Equation:
         """F on a grid: ``u`` is ``[..., channel, *space]`` (torch), returns the same shape; pointwise-only
         equations do not implement it."""
         raise NotImplementedError(f"the {self.name!r} equation has no grid face (rhs): it is defined at points only (forcing)")
+
+    def auxiliary(self, u: Any, grid: Any) -> Any:
+        """The ``auxiliary_fields`` of states ``u [..., channel, *space]`` on ``grid``: ``[..., len(auxiliary_fields),
+        *space]``. What the grid face computes by a global solve (a stream function), which a local network, fed
+        with it, need not learn to compute."""
+        raise NotImplementedError(f"the {self.name!r} equation derives no auxiliary fields")
 
     def split(self, p: Mapping[str, Any]) -> Split | None:
         """``F = L u + N(u)`` with the coefficients ``p`` (numbers, or per-trajectory tensors that broadcast

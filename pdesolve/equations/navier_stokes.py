@@ -22,6 +22,7 @@ class NavierStokes2D(Equation):
 
     name = "navier_stokes"
     fields = ("w",)
+    auxiliary_fields = ("psi",)  # the stream function: the velocity is its derivative, a Poisson solve away from w
     dims = (2,)
     linear = False
     parameters = {
@@ -59,6 +60,9 @@ class NavierStokes2D(Equation):
             yy = torch.as_tensor(ay.coords, dtype=u.dtype, device=u.device)
             out = out - p["forcing"] * kf * torch.cos(kf * yy)
         return out
+
+    def auxiliary(self, u: Any, grid: Any) -> Any:
+        return stream_function(u[..., 0, :, :], grid).unsqueeze(-3)
 
     def split(self, p: Mapping[str, Any]) -> Split:
         return Split(

@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import torch
@@ -29,6 +29,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from .sinenet import SineNet, SineNetOptions
 
 Inputs = Literal["own", "all"]
+Features = Callable[[Tensor], Tensor]
 
 
 def piece_offsets(factors: Sequence[int]) -> list[tuple[int, ...]]:
@@ -92,19 +93,23 @@ class StaggeredStepper(nn.Module):
     """
 
     def __init__(self, factors: Sequence[int], s_t: int, channels: int, periodic: Sequence[bool], options: SineNetOptions,
-                 inputs: Inputs = "own", shared_weights: bool = True):
+                 inputs: Inputs = "own", shared_weights: bool = True, features: Features | None = None, extra: int = 0):
+        """``features(frames) -> [B, s_T, extra, *space]``: fields derived from the frames on the fine grid (an
+        equation's auxiliary fields, e.g. the stream function) that every piece's network reads beside its frames."""
         super().__init__()
         self.factors, self.s_t, self.channels = tuple(factors), s_t, channels
+        self.features, self.extra = features, extra
         self.periodic, self.inputs, self.shared = tuple(periodic), inputs, shared_weights
         self.pieces = math.prod(factors)
         self._indices: dict[tuple[tuple[int, ...], str], tuple[Tensor, Tensor]] = {}
         self.register_buffer("own_q", own_column(self.pieces, periodic, inputs), persistent=False)
         self.register_buffer("piece_ids", torch.arange(self.pieces), persistent=False)
         self.register_buffer("scale", torch.ones(channels))
+        self.register_buffer("feature_scale", torch.ones(max(extra, 1)))
         self.register_buffer("frame_dt", torch.ones((), dtype=torch.float64))
         self.register_buffer("lead", torch.arange(1, s_t + 1, dtype=torch.float64), persistent=False)  # fine steps ahead
         q = 1 if inputs == "own" else self.pieces
-        in_channels = q * s_t * channels
+        in_channels = q * s_t * (channels + extra)
         if shared_weights:
             self.net = _zero_last(SineNet(options, in_channels=in_channels))
             self.bank = None
@@ -130,16 +135,22 @@ class StaggeredStepper(nn.Module):
             self._indices[key] = (index, torch.argsort(own).to(device))
         return self._indices[key]
 
-    def set_scale(self, scale: Tensor) -> None:
-        """The per-channel size of the fields (the network reads ``u / scale`` and updates by ``net * scale``)."""
-        self.scale.copy_(scale)
+    def set_scale(self, frames: Tensor) -> None:
+        """Fit the per-channel sizes to typical frames ``[B, s_T, C, *space]``: the network reads ``u / scale`` (and the
+        features by their own scale) and updates by ``net * scale``."""
+        def std(x: Tensor) -> Tensor:
+            return x.transpose(0, 2).flatten(1).std(dim=1).clamp_min(1e-12)
+
+        self.scale.copy_(std(frames).to(self.scale))
+        if self.features is not None:
+            self.feature_scale[: self.extra].copy_(std(self.features(frames)).to(self.feature_scale))
 
     # ------------------------------------------------------------------ pieces
     def split(self, frames: Tensor) -> Tensor:
-        """``[B, s_T, C, *space] -> [B, P, Q, s_T, C, *coarse]``: what every piece's network reads."""
+        """``[B, s_T, C, *space] -> [B, P, Q, s_T, C, *coarse]``: what every piece's network reads (C: any channels)."""
         b, shape = frames.shape[0], tuple(frames.shape[3:])
         index, _ = self.indices(shape, frames.device)
-        flat = frames.reshape(b, self.s_t, self.channels, -1)[..., index]  # [B, s_T, C, P, Q, *coarse]
+        flat = frames.reshape(b, self.s_t, frames.shape[2], -1)[..., index]  # [B, s_T, C, P, Q, *coarse]
         return flat.permute(0, 3, 4, 1, 2, *range(5, 5 + len(shape)))
 
     def join(self, pieces: Tensor, shape: tuple[int, ...]) -> Tensor:
@@ -169,7 +180,12 @@ class StaggeredStepper(nn.Module):
         scale = self.scale.view((-1,) + (1,) * len(shape))  # [C, 1, ...] against [..., C, *coarse]
         x = self.split(frames) / scale  # [B, P, Q, s_T, C, *coarse]
         coarse = x.shape[5:]
-        update = self._networks(x.flatten(2, 4))  # [B, P, s_T * C, *coarse]
+        if self.features is None:
+            inputs = x
+        else:
+            fscale = self.feature_scale[: self.extra].view((-1,) + (1,) * len(shape))
+            inputs = torch.cat([x, self.split(self.features(frames)) / fscale], dim=4)
+        update = self._networks(inputs.flatten(2, 4))  # [B, P, s_T * C, *coarse]
         update = update.reshape(frames.shape[0], self.pieces, self.s_t, self.channels, *coarse) * self._steps(len(shape))
         own_last = x[:, self.piece_ids, self.own_q, -1:]  # [B, P, 1, C, *coarse]: each piece's own last frame
         return self.join((own_last + update) * scale, shape)
@@ -181,8 +197,9 @@ class StaggeredStepper(nn.Module):
     def piece_step(self, piece: int, frames: Tensor) -> Tensor:
         """Piece ``piece``'s network alone, as a coarse simulator: ``[B, s_T, C, *coarse] -> [B, s_T, C, *coarse]``
         (``inputs: own`` only: its network reads nothing but its own piece)."""
-        if self.inputs != "own":
-            raise ValueError("a piece's network reads every piece (inputs: all); it cannot run alone")
+        if self.inputs != "own" or self.features is not None:
+            raise ValueError("a piece's network reads every piece (inputs: all) or fields derived from the whole grid "
+                             "(features); it cannot run alone")
         coarse = tuple(frames.shape[3:])
         scale = self.scale.view((-1,) + (1,) * len(coarse))
         x = frames / scale

@@ -72,6 +72,8 @@ class StaggerOptions(BaseModel):
     channel_mults: tuple[int, ...] = (1, 2)
     disentangled: bool = False
     scheme: Literal["crank_nicolson", "imex_euler"] = "crank_nicolson"
+    auxiliary: bool = Field(True, description="feed the networks the equation's auxiliary fields (Navier-Stokes: the stream "
+                            "function), derived from the fine frames, beside the frames")
     pool: PoolOptions = PoolOptions()
     dtype: Literal["float32", "float64"] = "float32"
     rollout_steps: int | None = Field(None, ge=1)
@@ -108,8 +110,14 @@ class StaggerSolver(GridSolver):
         self.history = self.frames_per_step = o.s_t
         self.network = SineNetOptions(fields=len(problem.equation.fields), periodic=self.periodic, history=o.s_t, out_frames=o.s_t,
                                       waves=o.waves, width=o.width, channel_mults=o.channel_mults, disentangled=o.disentangled)
+        aux = problem.equation.auxiliary_fields if o.auxiliary else ()
         self.model = StaggeredStepper(self.factors(), o.s_t, len(problem.equation.fields), self.periodic, self.network, o.inputs,
-                                      o.shared_weights).to(device=device, dtype=dtype)
+                                      o.shared_weights, self._auxiliary if aux else None, len(aux)).to(device=device, dtype=dtype)
+
+    def _auxiliary(self, frames: Tensor) -> Tensor:
+        """The equation's auxiliary fields of fine frames ``[B, s_t, C, *space]`` on the grid of their shape."""
+        grid = self.problem.domain.grid({**dict(zip(self.problem.domain.space_names, frames.shape[3:])), "t": 2})
+        return self.problem.equation.auxiliary(frames, Grid(grid.space))
 
     @classmethod
     def mismatches(cls, problem: Problem) -> list[str]:
@@ -183,9 +191,10 @@ class StaggerSolver(GridSolver):
         factors = self.factors()
         if len(piece) != len(factors) or any(not 0 <= i < f for i, f in zip(piece, factors, strict=True)):
             raise UserError(f"--piece {','.join(map(str, piece))}: expected {len(factors)} offsets, each below its factor {list(factors)}")
-        if self.options.inputs != "own":  # type: ignore[attr-defined]
-            raise UserError("--piece: this run's pieces read every piece (solvers.stagger.inputs: all); only inputs: own "
-                            "gives networks that run alone")
+        if self.options.inputs != "own" or self.model.features is not None:  # type: ignore[attr-defined]
+            raise UserError("--piece: this run's pieces read every piece (solvers.stagger.inputs: all) or the equation's "
+                            "auxiliary fields of the whole grid (solvers.stagger.auxiliary: true); only inputs: own with "
+                            "auxiliary: false gives networks that run alone")
         index = piece_offsets(factors).index(tuple(piece))
 
         def step(frames: Tensor) -> Tensor:
@@ -224,7 +233,7 @@ class StaggerTask(Task):
         self.drawn = 0  # members of the family taken so far
         n = self.pool_options.size
         self.pool, self.walls, self.age = self._fresh(n)  # [n, s_t, C, *space], [n, *space] or None, [n] fine steps
-        self.model.set_scale(self.pool[:, 0].transpose(0, 1).flatten(1).std(dim=1).clamp_min(1e-12).to(self.model.scale))
+        self.model.set_scale(self.pool)
         self.index: Tensor | None = None
         self.pending: tuple[Tensor, Tensor] | None = None  # the last step's states and the model's prediction for them
 
