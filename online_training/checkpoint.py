@@ -87,7 +87,7 @@ class Checkpoints(CheckpointStore):
         path = self._file(int(info["step"]))
         if not path.exists():
             raise UserError(f"{self.folder / MANIFEST} names step {info['step']}, but {path} is missing; pass --overwrite")
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return _load(path)
 
 
 class StudyCheckpoint(CheckpointStore):
@@ -100,7 +100,7 @@ class StudyCheckpoint(CheckpointStore):
         return self.path.exists()
 
     def load(self) -> dict[str, Any]:
-        state = torch.load(self.path, map_location="cpu", weights_only=False)
+        state = _load(self.path)
         if state.get("study") != self.digest:
             raise UserError(f"{self.path} is a checkpoint of a different study (fingerprint {state.get('study')}, this study "
                             f"{self.digest}); pass --overwrite to start over, or --out another folder")
@@ -109,3 +109,10 @@ class StudyCheckpoint(CheckpointStore):
     def save(self, state: dict[str, Any]) -> None:
         full = {**state, "study": self.digest}
         write_with(self.path, lambda p: torch.save(full, p))
+
+
+def _load(path: Path) -> dict[str, Any]:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # noqa: BLE001 - any unreadable file is the same user-facing fact
+        raise UserError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err}); pass --overwrite to start over") from None

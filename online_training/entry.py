@@ -117,6 +117,10 @@ def _offline(args: argparse.Namespace) -> int:
     except (UserError, ValueError) as err:
         sys.stderr.write(f"{err}\n")
         return 2
+    except Exception:
+        log.exception("internal error: this is a bug in online_training, not a mistake in the study; please report it "
+                      "with the command and the study file")
+        return 1
 
 
 def _online(args: argparse.Namespace, runner: Callable[[SimulationPlan], Runner] | None) -> int:
@@ -149,7 +153,7 @@ def _online(args: argparse.Namespace, runner: Callable[[SimulationPlan], Runner]
         log.error("%s", err)
         world.Abort(2)
     except Exception:
-        log.exception("rank %d failed; aborting the job", rank)
+        log.exception("rank %d failed (an internal error: a bug, not a mistake in the study; please report it); aborting the job", rank)
         world.Abort(1)
     finally:
         restore()

@@ -12,12 +12,12 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from pdesolve.config import ConfigError, OptimizerSpec, apply_overrides, load_run_config, read_yaml, validate_optimizer
+from pdesolve.config import ConfigError, OptimizerSpec, apply_overrides, check_run_name, load_run_config, read_yaml, validate_optimizer
 from pdesolve.config_messages import unknown_name, validation_errors
 from pdesolve.nn.mlp import ACTIVATIONS
 from pdesolve.problem import Problem
@@ -98,7 +98,7 @@ class OfflineSpec(_Strict):
 class StudyFile(_Strict):
     """The schema of a study file."""
 
-    name: str
+    name: Annotated[str, AfterValidator(check_run_name)]
     description: str = ""
     problem: str | dict[str, Any]
     simulate: dict[str, Any] = {}

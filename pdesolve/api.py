@@ -22,6 +22,7 @@ def solve(
     overrides: list[str] | tuple[str, ...] = (),
     out: str | Path | None = None,
     quiet: bool = False,
+    overwrite: bool = False,
 ) -> Result:
     """Solve a problem (a YAML path, or a :class:`Problem` built in Python) and return a :class:`Result`.
 
@@ -30,7 +31,7 @@ def solve(
     YAML path they replace the file's); ``overrides`` are ``key.path=value`` strings as on the command line.
     A Python :class:`Problem` is solved as it is, with no round trip through YAML, so its equation may be an
     :class:`~pdesolve.equations.Equation` subclass of your own (not registered). The run folder defaults to
-    ``runs/<name>-<solver>-<time>``.
+    ``runs/<name>-<solver>-<time>``; an ``out`` folder that already holds a run is refused unless ``overwrite``.
     """
     if isinstance(problem, Problem):
         data: dict[str, Any] = dict(settings or {})
@@ -53,4 +54,4 @@ def solve(
         cfg = python_run_config(problem, data, explicit)
     else:
         cfg = load_run_config(path, explicit, data=data)
-    return run(cfg, out, quiet=quiet)
+    return run(cfg, out, quiet=quiet, overwrite=overwrite)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
+import traceback
 
 from .errors import UserError
 
@@ -56,6 +58,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`pdesolve data describe f.h5 | head`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except Exception:
+        traceback.print_exc()
+        print("internal error: this is a bug in pdesolve, not a mistake in your input; please report it with the command "
+              "and the files it read", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

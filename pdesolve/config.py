@@ -7,13 +7,14 @@ comes with a did-you-mean or the list of valid names.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from .config_messages import unknown_name, validation_errors
 from .equations import EQUATIONS, get_equation
@@ -78,10 +79,20 @@ class RunSettingsFile(_Strict):
     device: Literal["cpu", "cuda", "auto"] = "auto"
 
 
+RUN_NAME = r"^(?!\.{1,2}$)[A-Za-z0-9_.-]{1,100}$"  # a name that makes a file or folder name, nothing more
+
+
+def check_run_name(value: str) -> str:
+    """A problem's or study's ``name``: it names run folders and files, so it must stay one path component."""
+    if not re.fullmatch(RUN_NAME, value):
+        raise ValueError("expected 1 to 100 letters, digits, '_', '-' or '.' (it names the run folder: no '/', spaces or '..')")
+    return value
+
+
 class ProblemFile(RunSettingsFile):
     """The schema of a problem file (``problems/*.yaml``): the problem and :class:`RunSettingsFile`."""
 
-    name: str
+    name: Annotated[str, AfterValidator(check_run_name)]
     description: str = ""
     equation: str
     params: dict[str, Number] = {}
@@ -123,8 +134,14 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.exists():
         raise UserError(f"{p}: no such file")
+    if p.is_dir():
+        raise UserError(f"{p}: a directory, expected a problem file (YAML)")
     try:
         data = yaml.safe_load(p.read_text())
+    except UnicodeDecodeError:
+        raise UserError(f"{p}: not a text file, expected a problem file (YAML)") from None
+    except OSError as err:
+        raise UserError(f"{p}: cannot be read ({err.strerror or err})") from None
     except yaml.YAMLError as err:
         raise ConfigError(str(p), [f"not valid YAML: {err}"]) from None
     if not isinstance(data, dict):
@@ -334,7 +351,41 @@ def _problem(spec: ProblemFile, errors: _Errors) -> tuple[Problem | None, tuple[
     except ProblemError as e:
         errors.append(str(e))
         problem = None
+    if problem is not None and not errors:
+        errors += probe_expressions(problem)
     return (None if errors else problem), variables
+
+
+def probe_expressions(problem: Problem, points: int = 9) -> list[str]:
+    """Evaluate the problem's field expressions (initial values, wall values, source) on a coarse grid of its
+    domain, walls included: a value that is not finite there (``1/x`` at ``x = 0``) is refused now, not met in training."""
+    import numpy as np
+
+    grid = problem.domain.grid({n: points for n in problem.domain.names})
+    coords = dict(zip(grid.names, np.meshgrid(*(a.coords for a in grid.axes), indexing="ij")))
+    space = {a.name: c for a, c in zip(problem.domain.space, np.meshgrid(*(a.coords for a in grid.space), indexing="ij"))}
+    found = []
+
+    def check(where: str, expr: Any, env: dict[str, Any]) -> None:
+        try:
+            with np.errstate(all="ignore"):
+                values = expr.numpy(**{k: v for k, v in env.items() if k in expr.variables})
+        except (ArithmeticError, ValueError) as err:
+            found.append(f"{where}: cannot be evaluated on the domain ({err})")
+            return
+        bad = ~np.isfinite(values)
+        if bad.any():
+            at = {k: float(np.broadcast_to(v, values.shape)[bad][0]) for k, v in env.items() if k in expr.variables}
+            found.append(f"{where}: {expr.text!r} is not finite at {at} (got {values[bad][0]}) on the domain")
+
+    if problem.initial is not None:
+        for f, e in problem.initial.values.items():
+            check(f"initial.{f}", e, space)
+    for i, bc in enumerate(problem.boundary):
+        check(f"boundary[{i}].value ({bc.label})", bc.value, coords)
+    if problem.source is not None:
+        check("source", problem.source, coords)
+    return found
 
 
 def _domain(spec: ProblemFile, errors: _Errors) -> tuple[list[Axis], tuple[float, float] | None]:

@@ -75,7 +75,9 @@ def validation_errors(err: ValidationError, model: type[BaseModel], prefix: str 
             msg = f"{where}: missing required key"
         else:
             got = e.get("input")
-            msg = f"{where}: {e['msg']} (got {got!r})" if not isinstance(got, (dict, list)) else f"{where}: {e['msg']}"
+            text = e["msg"].removeprefix("Value error, ")  # pydantic's prefix for a validator's own message
+            shown = repr(got) if len(repr(got)) <= 80 else repr(got)[:77] + "..."
+            msg = f"{where}: {text} (got {shown})" if not isinstance(got, (dict, list)) else f"{where}: {text}"
         if msg not in seen:
             seen.add(msg)
             out.append(msg)

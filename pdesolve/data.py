@@ -188,6 +188,7 @@ def describe(path: str | os.PathLike[str]) -> str:
             lines.append(f"  ... and {tf.n_trajectories - 1} more groups like {tf._names[0]!r}")
         else:
             f.visititems(visit)
+    lines += integrity(tf)
     if tf.attrs:
         lines.append("attributes:")
         for k, v in tf.attrs.items():
@@ -197,6 +198,33 @@ def describe(path: str | os.PathLike[str]) -> str:
                 text = f"{first[:80]} ... ({len(str(v))} characters)"
             lines.append(f"  {k}: {text}")
     return "\n".join(lines)
+
+
+def integrity(tf: TrajectoryFile) -> list[str]:
+    """Checks of a pdesolve dataset: the trajectory count against the target and the complete flag, and repeated
+    trajectories (identical first and last frames: what two writers appending the same trajectories leave)."""
+    if tf.layout != "pdesolve":
+        return []
+    target, complete = tf.attrs.get("n_trajectories"), bool(tf.attrs.get("complete", False))
+    out = ["checks:"]
+    if target is not None:
+        n, t = tf.n_trajectories, int(target)
+        state = "complete" if complete and n == t else "incomplete (rerun `pdesolve simulate` to finish it)" if n < t else (
+            f"PROBLEM: {n} trajectories for a target of {t}")
+        out.append(f"  count: {n} of {t}, {state}")
+    seen: dict[bytes, int] = {}
+    repeats = []
+    with h5py.File(tf.path, "r") as f:
+        u = f["u"]
+        for i in range(u.shape[0]):
+            key = np.ascontiguousarray(u[i, 0]).tobytes() + np.ascontiguousarray(u[i, -1]).tobytes()
+            if key in seen:
+                repeats.append((seen[key], i))
+            else:
+                seen[key] = i
+    out.append("  duplicates: none" if not repeats else
+               f"  duplicates: PROBLEM: {len(repeats)} trajectories repeat earlier ones, e.g. {repeats[0][1]} = {repeats[0][0]}")
+    return out
 
 
 # ------------------------------------------------------------------------------ splits and statistics

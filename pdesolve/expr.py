@@ -40,6 +40,9 @@ FUNCTIONS: dict[str, tuple[Any, str]] = {
 _BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**"}
 
 
+MAX_DEPTH = 100  # nesting levels of an expression: far beyond any formula, far below the interpreter's stack
+
+
 class ExpressionError(ValueError):
     """A math expression that is malformed, unsafe or uses unknown names."""
 
@@ -76,6 +79,10 @@ class Expression:
             tree = ast.parse(source.replace("^", "**"), mode="eval").body
         except SyntaxError as err:
             raise ExpressionError(f"cannot parse {source!r}: {err.msg}") from None
+        except (RecursionError, MemoryError):
+            raise ExpressionError(f"expression nested too deeply (at most {MAX_DEPTH} levels)") from None
+        if _depth(tree) > MAX_DEPTH:
+            raise ExpressionError(f"expression nested too deeply (at most {MAX_DEPTH} levels)")
         _check(tree, set(variables) | set(bound), source)
         return cls(source, variables, dict(bound), tree)
 
@@ -111,10 +118,19 @@ class Expression:
         return _evaluate(self._tree, self._bind(values), backend)
 
     def value(self) -> float:
-        """The number a constant expression stands for."""
+        """The number a constant expression stands for (refused when it overflows, divides by zero or is not finite)."""
         if not self.is_constant():
             raise ExpressionError(f"{self.text!r} depends on {sorted(self.free_names() & set(self.variables))}, expected a constant")
-        return float(_evaluate(self._tree, dict(self.constants), _NumpyBackend()))
+        try:
+            with np.errstate(all="ignore"):
+                out = float(_evaluate(self._tree, dict(self.constants), _NumpyBackend()))
+        except ZeroDivisionError:
+            raise ExpressionError(f"{self.text!r} divides by zero") from None
+        except OverflowError:
+            raise ExpressionError(f"{self.text!r} overflows (larger than {np.finfo(np.float64).max:.3g})") from None
+        if not np.isfinite(out):
+            raise ExpressionError(f"{self.text!r} is not a finite number ({out})")
+        return out
 
     def _bind(self, values: Mapping[str, Any]) -> dict[str, Any]:
         missing = self.free_names() & set(self.variables) - set(values)
@@ -126,6 +142,17 @@ class Expression:
 def constant(text: str | float | int, constants: Mapping[str, float] | None = None) -> float:
     """Evaluate a constant expression such as ``"0.01/pi"`` or ``2*pi``."""
     return Expression.parse(text, (), constants).value()
+
+
+def _depth(tree: ast.AST) -> int:
+    """The nesting depth of an expression tree (without recursion: a deep tree must not exhaust the stack)."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, d = stack.pop()
+        deepest = max(deepest, d)
+        if d <= MAX_DEPTH:
+            stack.extend((child, d + 1) for child in ast.iter_child_nodes(node))
+    return deepest
 
 
 def _check(node: ast.AST, names: set[str], source: str) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,18 @@ from .rollout import (
     full_rollout,
     load_trajectories,
 )
-from .runner import build_solver, checked_rule, is_grid_solver, load_run, resolve_device, run_summary, start, write_history, write_solution
+from .runner import (
+    RunCheckpoint,
+    build_solver,
+    checked_rule,
+    is_grid_solver,
+    load_run,
+    resolve_device,
+    run_summary,
+    start,
+    write_history,
+    write_solution,
+)
 from .solution import Solution
 from .solvers.base import DATA, FAMILY, GridSolver
 from .train import RunStatus
@@ -151,7 +163,7 @@ def _family_sets(cfg: RunConfig, solver: GridSolver, grid: Grid) -> HeldOut:
 
 
 def train_grid(cfg: RunConfig, data: str | Path | None, out: str | Path | None = None, *, resume: bool = False,
-               quiet: bool = False, root: str | Path = "runs") -> GridResult:
+               quiet: bool = False, root: str | Path = "runs", overwrite: bool = False) -> GridResult:
     """Train ``cfg``'s grid solver and fill the run folder.
 
     On a dataset (``data``, or with ``resume`` the dataset the run was trained on): the trajectories are split
@@ -161,7 +173,7 @@ def train_grid(cfg: RunConfig, data: str | Path | None, out: str | Path | None =
     """
     if not is_grid_solver(cfg.solver):
         raise UserError(f"solver {cfg.solver!r} is not a grid solver; `pdesolve train` trains grid solvers (e.g. sinenet)")
-    current = start(cfg, out, resume=resume, root=root)
+    current = start(cfg, out, resume=resume, root=root, overwrite=overwrite)
     solver = current.solver
     assert isinstance(solver, GridSolver)
     if DATA in solver.trains_on and (data is not None or FAMILY not in solver.trains_on):
@@ -222,7 +234,7 @@ def rollout_run(run_dir: str | Path, data: str | Path, *, split: str = "all", ou
     dev = resolve_device(device or cfg.device)
     solver = build_solver(cfg, dev)
     assert isinstance(solver, GridSolver)
-    state = torch.load(ckpt, map_location=dev, weights_only=False)
+    state = RunCheckpoint(ckpt, write=False).load()
     solver.model.load_state_dict(state["model"])
     file = open_dataset(cfg, data)
     if split == "all":
@@ -290,13 +302,21 @@ def write_rollouts(folder: Path, solver: GridSolver, data: Trajectories, report:
         r_pred, r_ref = (step_residuals(solver, keep.grid, x) for x in (pred, ref))
         sizes = {"rollout_residual_rms": float(np.sqrt((r_pred**2).mean())), "reference_residual_rms": float(np.sqrt((r_ref**2).mean()))}
         diagnostics["residual_map"] = np.abs(r_pred[0])  # [time - 1, channel, *interior]
-        plot_residual_strip(folder / "residual.png", keep, r_pred[0], r_ref[0], solver.history)
+        try:
+            plot_residual_strip(folder / "residual.png", keep, r_pred[0], r_ref[0], solver.history)
+        except Exception as err:  # noqa: BLE001 - as below
+            log.warning("figure residual.png not written: %s: %s", type(err).__name__, err)
     write_solution(folder / "solution.h5", Solution(keep.grid, keep.fields, pred), ref, {})
-    for c, name in enumerate(keep.fields):
-        plot_frame_strip(folder / f"frames_{name}.png", keep, pred[0, :, c], ref[0, :, c], name, solver.history)
-    plot_error_vs_step(folder / "error_vs_step.png", report, keep.dt)
+    figures = {f"frames_{name}": partial(plot_frame_strip, data=keep, pred=pred[0, :, c], ref=ref[0, :, c], name=name,
+                                         history=solver.history) for c, name in enumerate(keep.fields)}
+    figures["error_vs_step"] = partial(plot_error_vs_step, report=report, dt=keep.dt)
     if history:
-        plot_history(folder / "history.png", history)
+        figures["history"] = partial(plot_history, history=history)
+    for name, draw in figures.items():
+        try:
+            draw(folder / f"{name}.png")
+        except Exception as err:  # noqa: BLE001 - the results are on disk already; a broken figure must not lose them
+            log.warning("figure %s.png not written: %s: %s", name, type(err).__name__, err)
     return sizes
 
 

@@ -113,7 +113,16 @@ def load_trajectories(problem: Problem, file: TrajectoryFile, indices: Sequence[
     grid = dataset_grid(problem, file, stride)
     idx = tuple(int(i) for i in indices)
     shape = (0, grid.time.n, len(problem.equation.fields), *grid.space_shape)  # type: ignore[union-attr]
-    frames = [torch.from_numpy(file.read(i, slice(None, None, stride))) for i in idx]
+    frames = []
+    for i in idx:
+        try:
+            frames.append(torch.from_numpy(file.read(i, slice(None, None, stride))))
+        except (OSError, ValueError, KeyError) as err:  # a damaged chunk, a truncated file
+            raise DatasetMismatch(f"{file.path}: trajectory {i} cannot be read ({type(err).__name__}: {err}); "
+                                  "regenerate the file") from None
+        if not bool(torch.isfinite(frames[-1]).all()):
+            raise DatasetMismatch(f"{file.path}: trajectory {i} holds non-finite values (NaN or inf): the data, not the "
+                                  "training, is at fault; regenerate the file or drop the trajectory")
     stacked = torch.stack(frames) if frames else torch.empty(shape)
     return Trajectories(stacked, grid, tuple(problem.equation.fields), idx)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ from .solution import Solution
 from .solvers import SOLVERS, get_solver
 from .solvers.base import FAMILY, GridSolver, PointSolver, Solver, SolverMismatch
 from .task import Task, check_rule
-from .train import RunStatus, TrainResult, TrainSettings, seed_everything, train
+from .train import CheckpointFile, RunStatus, TrainResult, TrainSettings, seed_everything, train
 
 if TYPE_CHECKING:
     from .simulate.family import InitialConditionFamily
@@ -145,12 +146,20 @@ class Run:
     def checkpoint(self) -> Path:
         return self.folder / "checkpoint.pt"
 
+    overwrite: bool = False
+
     def open_folder(self) -> None:
-        """Create the folder (on the primary rank; every rank learns its name) and write ``config.yaml``."""
+        """Create the folder (on the primary rank; every rank learns its name; with ``overwrite``, cleared first) and
+        write ``config.yaml``. Called once everything that can refuse the run has been checked."""
         self.folder = self.ranks.broadcast(self.folder)
         if self.ranks.primary:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            write_text(self.folder / "config.yaml", yaml.safe_dump(self.cfg.raw, sort_keys=False))
+            try:
+                if self.overwrite and self.folder.exists():
+                    shutil.rmtree(self.folder)
+                self.folder.mkdir(parents=True, exist_ok=True)
+                write_text(self.folder / "config.yaml", yaml.safe_dump(self.cfg.raw, sort_keys=False))
+            except OSError as err:
+                raise UserError(f"{self.folder}: cannot write the run folder there ({err.strerror or err}); choose another --out") from None
 
     def rule(self) -> Optimizer:
         cfg = self.cfg
@@ -160,21 +169,97 @@ class Run:
         t = self.cfg.train
         settings = TrainSettings(steps=t.steps, eval_every=t.eval_every, checkpoint_every=t.checkpoint_every,
                                  log_every=t.log_every, quiet=quiet or not self.ranks.primary)
-        result = train(task, rule, settings, checkpoint=self.checkpoint, resume=resume, write_checkpoints=self.ranks.primary)
+        store = RunCheckpoint(self.checkpoint, self.cfg.raw, write=self.ranks.primary)
+        result = train(task, rule, settings, checkpoint=store, resume=resume)
         if result.resumed_from is not None:
             log.info("resumed %s from step %d", self.folder, result.resumed_from)
         return result
 
 
-def start(cfg: RunConfig, out: str | Path | None, *, resume: bool, root: str | Path) -> Run:
-    """Device, process group, seed, run folder name and solver of a run (no file is written yet)."""
+def start(cfg: RunConfig, out: str | Path | None, *, resume: bool, root: str | Path, overwrite: bool = False) -> Run:
+    """Device, process group, seed, run folder and solver of a run; no file is written yet.
+
+    Refused here: resuming a folder without a checkpoint, or with other settings than the run it holds (only a
+    larger ``train.steps`` and another device may differ); starting in a folder that holds a run, unless
+    ``overwrite`` (then it is cleared when the run opens it).
+    """
     device = resolve_device(cfg.device)
     ranks, device = join_ranks(cfg, device)
     seed_everything(cfg.seed)
-    folder = Path(out) if out is not None else Path(root) / f"{cfg.problem.name}-{cfg.solver}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if resume and not (folder / "checkpoint.pt").exists():
+    folder = Path(out) if out is not None else free_folder(Path(root) / f"{cfg.problem.name}-{cfg.solver}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if resume:
+        check_resume(folder, cfg)
+    elif folder.is_file():
+        raise UserError(f"{folder}: a file, not a run folder; choose another --out")
+    elif folder.exists() and any(folder.iterdir()) and not overwrite:
+        raise UserError(f"{folder} already holds files (a run?); continue it with --resume {folder}, start it over with "
+                        "--overwrite (its files are removed), or choose another --out")
+    run = Run(cfg, device, ranks, folder, build_solver(cfg, device, ranks))
+    run.overwrite = overwrite and not resume
+    return run
+
+
+def free_folder(path: Path) -> Path:
+    """``path``, or ``path-2``, ``path-3``, ... : the first that does not exist (two runs started in one second)."""
+    candidate, n = path, 1
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.name}-{n}")
+    return candidate
+
+
+RESUMABLE = ("train.steps", "device")  # what a resumed run may change: a longer budget, another device
+
+
+class RunCheckpoint(CheckpointFile):
+    """A run folder's ``checkpoint.pt``: with the resolved settings of the run, which resume compares against."""
+
+    def __init__(self, path: Path, config: dict[str, Any] | None = None, write: bool = True):
+        super().__init__(path, write)
+        self.config = config
+
+    def save(self, state: dict[str, Any]) -> None:
+        assert self.config is not None, "a checkpoint written by a run carries its settings"
+        super().save({**state, "config": self.config})
+
+    def load(self) -> dict[str, Any]:
+        try:
+            return super().load()
+        except Exception as err:  # noqa: BLE001 - any unreadable file is the same user-facing fact
+            raise UserError(f"{self.path}: not a readable checkpoint ({type(err).__name__}: {err}); start the run over "
+                            "with --overwrite") from None
+
+
+def check_resume(folder: Path, cfg: RunConfig) -> None:
+    """Refuse to resume ``folder`` unless its checkpoint is a run of these settings (up to :data:`RESUMABLE`) and
+    ``train.steps`` does not fall below the step it reached."""
+    store = RunCheckpoint(folder / "checkpoint.pt", cfg.raw, write=False)
+    if not store.exists():
         raise UserError(f"{folder}: no checkpoint.pt to resume from")
-    return Run(cfg, device, ranks, folder, build_solver(cfg, device, ranks))
+    state = store.load()
+    stored = state.get("config")
+    if stored is not None:
+        differ = [k for k in setting_differences(stored, cfg.raw) if k not in RESUMABLE]
+        if differ:
+            raise UserError(f"{folder}: --resume continues the run as it was configured, and these settings differ from "
+                            f"its checkpoint's: {', '.join(differ)}; start a new run (another --out) to change them")
+    if cfg.train.steps < int(state["step"]):
+        raise UserError(f"{folder}: its checkpoint is at step {state['step']}; --steps / train.steps {cfg.train.steps} is "
+                        "below it (a resumed run can only go on)")
+
+
+def setting_differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """The dotted keys where two resolved configurations differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b), key=str):
+            key = f"{prefix}.{k}" if prefix else str(k)
+            if k not in a or k not in b:
+                out.append(key)
+            else:
+                out += setting_differences(a[k], b[k], key)
+        return out
+    return [] if a == b else [prefix or "(the whole file)"]
 
 
 def checked_rule(run: Run, task: Task) -> Optimizer:
@@ -184,12 +269,13 @@ def checked_rule(run: Run, task: Task) -> Optimizer:
     return rule
 
 
-def run(cfg: RunConfig, out: str | Path | None = None, *, resume: bool = False, quiet: bool = False, root: str | Path = "runs") -> Result:
+def run(cfg: RunConfig, out: str | Path | None = None, *, resume: bool = False, quiet: bool = False, root: str | Path = "runs",
+        overwrite: bool = False) -> Result:
     """Train ``cfg``'s point solver on its problem, evaluate against the reference and fill the run folder."""
     if is_grid_solver(cfg.solver):
         raise UserError(f"solver {cfg.solver!r} is a grid solver that learns from data: train it with `pdesolve train FILE "
                         "--data DATA.h5` (make data with `pdesolve simulate FILE --out DATA.h5`)")
-    current = start(cfg, out, resume=resume, root=root)
+    current = start(cfg, out, resume=resume, root=root, overwrite=overwrite)
     solver = current.solver
     assert isinstance(solver, PointSolver)
     grid = evaluation_grid(cfg)
@@ -261,10 +347,14 @@ def write_history(path: Path, history: list[dict[str, float]]) -> None:
 
 
 def read_history(path: Path) -> list[dict[str, float]]:
+    """A run's ``history.csv`` (empty when there is none); a damaged file is a user error naming it."""
     if not path.exists():
         return []
-    with open(path) as fh:
-        return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(fh)]
+    try:
+        with open(path) as fh:
+            return [{k: float(v) for k, v in row.items() if k is not None and v not in ("", None)} for row in csv.DictReader(fh)]
+    except (OSError, UnicodeDecodeError, ValueError, csv.Error) as err:
+        raise UserError(f"{path}: not a readable history ({type(err).__name__}: {err}); rerun the run or remove the file") from None
 
 
 def write_solution(path: Path, solution: Solution, ref: np.ndarray | None, diagnostics: dict[str, Any]) -> None:
@@ -285,6 +375,15 @@ def write_solution(path: Path, solution: Solution, ref: np.ndarray | None, diagn
 
 
 def read_solution(path: Path) -> tuple[Solution, np.ndarray | None, dict[str, Any]]:
+    """A run's ``solution.h5``; a damaged or foreign file is a user error naming it."""
+    try:
+        return _read_solution(path)
+    except (OSError, KeyError, ValueError, IndexError, TypeError) as err:
+        raise UserError(f"{path}: not a readable pdesolve solution ({type(err).__name__}: {err}); recompute it with "
+                        "`pdesolve evaluate RUN_DIR`") from None
+
+
+def _read_solution(path: Path) -> tuple[Solution, np.ndarray | None, dict[str, Any]]:
     from .grid import GridAxis
 
     with h5py.File(path, "r") as f:
@@ -344,12 +443,15 @@ def evaluate_run(run_dir: str | Path) -> dict[str, Any]:
     """Recompute a run's prediction from its checkpoint and its metrics against the reference."""
     run_dir = Path(run_dir)
     cfg = load_run(run_dir)
+    if is_grid_solver(cfg.solver):
+        raise UserError(f"{run_dir}: a run of the grid solver {cfg.solver!r}; score it on trajectories with "
+                        f"`pdesolve rollout {run_dir} --data DATA.h5`")
     ckpt = run_dir / "checkpoint.pt"
     if not ckpt.exists():
         raise UserError(f"{run_dir}: no checkpoint.pt")
     device = resolve_device(cfg.device)
     solver = build_solver(cfg, device)
-    state = torch.load(ckpt, map_location=device, weights_only=False)
+    state = RunCheckpoint(ckpt, write=False).load()
     solver.model.load_state_dict(state["model"])
     grid = evaluation_grid(cfg)
     ref = reference_on(cfg, grid)
@@ -357,7 +459,13 @@ def evaluate_run(run_dir: str | Path) -> dict[str, Any]:
     metrics_path = run_dir / "metrics.json"
     import json
 
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+    try:
+        metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        log.warning("%s: not readable JSON; it is written anew", metrics_path)
+        metrics = {}
+    if not isinstance(metrics, dict):
+        metrics = {}
     if ref is not None:
         metrics.update(error_metrics(solution.numpy(), ref))
     diagnostics = solver.diagnostics(grid)

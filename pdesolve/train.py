@@ -14,6 +14,8 @@ import abc
 import logging
 import math
 import random
+import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -179,6 +181,8 @@ def train(
         task.load_state_dict(state["task"])
         set_rng_state(state["rng"])
         history, start, elapsed = state["history"], state["step"], state["wall_time"]
+        if history and history[-1]["step"] == start - 1 and settings.log_every and (start - 1) % settings.log_every:
+            history.pop()  # logged only because it was that run's last step: an uninterrupted run has no such row
         resumed_from = start
         log.info("resuming from %s at step %d", ckpt, start)
 
@@ -200,8 +204,12 @@ def train(
     status = RunStatus("budget", settings.steps, f"all {settings.steps} steps done")
     bar = tqdm(total=settings.steps, initial=start, disable=settings.quiet, unit="step", dynamic_ncols=True, leave=False)
     step = start
+    interrupts = _Interrupts()
     try:
         for step in range(start, settings.steps):
+            if interrupts.requested:  # between two steps: the checkpoint below holds whole steps only
+                status = RunStatus("interrupted", step, f"stopped by the user after step {step}; rerun with --resume to continue")
+                break
             try:
                 task.before_step(step)
             except StopTraining as stop:
@@ -210,12 +218,14 @@ def train(
             record = optimizer.step(step, task)
             loss = record["loss"]
             if not math.isfinite(loss):
-                status = RunStatus(
-                    "diverged",
-                    step,
-                    f"the loss became {loss} at step {step}; {settings.divergence_remedy}"
-                    + (" (parameters restored from the last checkpoint)" if _restore(task, ckpt) else ""),
-                )
+                if step == 0:  # before any update: nothing the optimizer did
+                    message = (f"the loss is {loss} at the first step, before any update: an input (data, initial or wall "
+                               "values, parameters) is not finite, or the loss cannot be evaluated on it; the learning rate "
+                               "is not the cause")
+                else:
+                    message = f"the loss became {loss} at step {step}; {settings.divergence_remedy}" + (
+                        " (parameters restored from the last checkpoint)" if _restore(task, ckpt) else "")
+                status = RunStatus("diverged", step, message)
                 break
             last = step + 1 == settings.steps
             if settings.log_every and (step % settings.log_every == 0 or last):
@@ -233,10 +243,13 @@ def train(
                 save(step + 1)
         else:
             step = settings.steps
-    except KeyboardInterrupt:
-        status = RunStatus("interrupted", step, f"stopped by the user at step {step}; rerun with --resume to continue")
+    except KeyboardInterrupt:  # a second Ctrl-C, or no handler of ours: the step in progress may be half applied
+        status = RunStatus("interrupted", step, f"stopped by the user during step {step}; the last periodic checkpoint is "
+                           "kept (rerun with --resume to continue from it)")
+    finally:
+        interrupts.close()
     bar.close()
-    if status.kind == "interrupted":
+    if status.kind == "interrupted" and status.message.startswith("stopped by the user after"):
         save(step)
     elif status.ok:
         final = task.evaluate()
@@ -246,6 +259,30 @@ def train(
             history.append({"step": float(step - 1), "time": elapsed + time.perf_counter() - t0, **final})
         save(step)
     return TrainResult(status, history, elapsed + time.perf_counter() - t0, resumed_from)
+
+
+class _Interrupts:
+    """Ctrl-C during training: the first asks the loop to stop between two steps (so a checkpoint never holds a
+    half-applied update), a second one interrupts at once. Installed only in the main thread and only over
+    Python's default SIGINT handler (the online trainer installs its own stop signals)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.installed = (threading.current_thread() is threading.main_thread()
+                          and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+        if self.installed:
+            signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        log.warning("stopping after this step (Ctrl-C again to stop at once, losing the step in progress)")
+
+    def close(self) -> None:
+        if self.installed:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            self.installed = False
 
 
 def _restore(task: Task, ckpt: CheckpointStore | None) -> bool:

@@ -62,7 +62,7 @@ def train_one(job: tuple[argparse.Namespace, str, str, int, str]) -> dict:
 
     cfg = load_run_config(PROBLEM, overrides(args, model, padding, seed))
     out = Path(args.work) / "runs" / f"{model}-{padding}-s{seed}"
-    result = train_grid(cfg, data, out, quiet=True)
+    result = train_grid(cfg, data, out, quiet=True, overwrite=True)
     m = result.metrics
     return {"model": model, "padding": padding, "seed": seed, "run": str(out), "parameters": m["parameters"],
             "width": m["network"]["width"], "one_step": m["one_step_rel_l2"], "rollout": m["rollout_rel_l2"],

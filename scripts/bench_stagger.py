@@ -62,7 +62,7 @@ def train_one(job: tuple[argparse.Namespace, str, int]) -> dict:
 
     cfg = load_run_config(PROBLEM, overrides(args, name, seed))
     out = Path(args.work) / "runs" / f"{name}-s{seed}"
-    result = train_grid(cfg, None, out, quiet=True)
+    result = train_grid(cfg, None, out, quiet=True, overwrite=True)
     return {"config": name, "seed": seed, "run": str(out), "train_s": result.metrics["wall_time_s"],
             "parameters": result.metrics["parameters"], "final_residual": result.history[-1].get("residual_rms")}
 

@@ -170,3 +170,19 @@ def test_refusals_name_the_option_and_the_fix(tmp_path, capsys):
     no_grid = replace(load_run_config(ROOT / "problems" / "heat.yaml").problem, equation=PointwiseHeat(), params={})
     with pytest.raises(SolverMismatch, match="residual of the equation's grid form, and 'PointwiseHeat' has none"):
         StaggerSolver(no_grid, StaggerSolver.Options(), torch.device("cpu"))
+
+
+def test_navier_stokes_pieces_read_the_stream_function_and_cannot_then_run_alone():
+    cfg = load_run_config(ROOT / "problems" / "ns2d.yaml", ["solver=stagger", "solvers.stagger.width=4"])
+    solver = StaggerSolver(cfg.problem, cfg.solver_options, torch.device("cpu"))
+    assert solver.model.extra == 1 and solver.model.features is not None  # psi beside w
+    w = torch.randn(2, 1, 1, 32, 32)
+    psi = solver.model.features(w)
+    # the stream function: Lap psi = -w (zero mean), checked spectrally
+    k = 2 * np.pi * torch.fft.fftfreq(32, d=2 * np.pi / 32)
+    k2 = k[:, None] ** 2 + torch.fft.rfftfreq(32, d=1 / 32)[None, :] ** 2
+    lap = torch.fft.irfft2(-k2 * torch.fft.rfft2(psi[:, :, 0]), s=(32, 32))
+    torch.testing.assert_close(lap, -(w[:, :, 0] - w[:, :, 0].mean(dim=(-1, -2), keepdim=True)), rtol=1e-4, atol=1e-4)
+    assert solver.step(w).shape == w.shape
+    with pytest.raises(UserError, match="auxiliary fields of the whole grid"):
+        solver.piece_stepper((0, 0))

@@ -69,3 +69,17 @@ def test_divergence_guard_names_the_step_and_a_remedy(tmp_path):
     assert "step 5" in result.status.message and "learning rate" in result.status.message
     assert "restored" in result.status.message
     assert all(torch.isfinite(p).all() for p in task.model.parameters())
+
+
+class _NaNFromTheStart(_Exploding):
+    """A task whose loss is NaN before any update (a non-finite input)."""
+
+    def loss(self):
+        out, terms = super().loss()
+        return out * float("nan"), terms
+
+
+def test_a_loss_that_is_not_finite_before_any_update_blames_the_inputs_not_the_learning_rate():
+    result = train(_NaNFromTheStart(), make_optimizer("adam", {}, 5), TrainSettings(steps=5, quiet=True))
+    assert result.status.kind == "diverged" and result.status.step == 0
+    assert "before any update: an input" in result.status.message and "learning rate is not the cause" in result.status.message

@@ -20,7 +20,9 @@ def add_run_arguments(p: argparse.ArgumentParser, example: str) -> None:
     p.add_argument("--seed", type=int, help="one seed for everything (default: the file's)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help=f"override a key of the file, e.g. --set {example} (repeatable)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint (its settings; "
+                   "only a larger --steps or another --device may differ)")
+    p.add_argument("--overwrite", action="store_true", help="start over in an --out folder that holds a run (its files are removed)")
     p.add_argument("--threads", type=int, help="torch CPU threads (1 is best on a shared machine)")
     # SUPPRESS keeps `pdesolve -q <command> ...` (the global flag) from being reset by this option's default
     p.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help="no progress bar")
@@ -35,11 +37,26 @@ def set_threads(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
 
 
+PROBLEM_KEYS = ("name", "equation", "params", "domain", "initial", "boundary", "source", "reference")
+
+
 def config_source(args: argparse.Namespace) -> Path:
-    """The file to read: the run's resolved config.yaml when resuming, else the problem file."""
-    source = Path(args.resume) / "config.yaml" if args.resume else Path(args.file)
-    if args.resume and not source.exists():
+    """The file to read: the problem file, or when resuming the run's resolved ``config.yaml`` (whose problem the
+    given problem file must state: a run is resumed with its own problem, not another)."""
+    if not args.resume:
+        return Path(args.file)
+    if args.overwrite:
+        raise UserError("--resume and --overwrite: choose one (continue the run, or start it over)")
+    source = Path(args.resume) / "config.yaml"
+    if not source.exists():
         raise UserError(f"--resume {args.resume}: not a run folder (no config.yaml)")
+    from ..config import read_yaml
+
+    given, run = read_yaml(args.file), read_yaml(source)
+    differ = [k for k in PROBLEM_KEYS if given.get(k) != run.get(k)]
+    if differ:
+        raise UserError(f"--resume {args.resume}: {args.file} states another problem than the run's ({', '.join(differ)} "
+                        f"differ); resume with the run's own problem file, or start a new run")
     return source
 
 

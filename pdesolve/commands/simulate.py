@@ -42,6 +42,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override a key of the file, e.g. params.nu=1e-4"
     )
+    # SUPPRESS keeps `pdesolve -q simulate ...` (the global flag) from being reset by this option's default
+    p.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -20,7 +20,8 @@ def run(args: argparse.Namespace) -> int:
         from . import train
 
         return train.report(cfg, None, args)
-    result = runner.run(cfg, args.resume or args.out, resume=bool(args.resume), quiet=getattr(args, "quiet", False))
+    result = runner.run(cfg, args.resume or args.out, resume=bool(args.resume), quiet=getattr(args, "quiet", False),
+                    overwrite=args.overwrite)
     if result.run_dir is None:  # a non-primary rank of a distributed run: rank 0 reports
         return 0 if result.status.ok else 1
     m = result.metrics

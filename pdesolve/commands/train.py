@@ -26,7 +26,8 @@ def report(cfg: RunConfig, data: str | None, args: argparse.Namespace) -> int:
     """Train ``cfg``'s grid solver (on ``data``, or on the problem's family) and print the test errors."""
     from .. import grid_runner
 
-    result = grid_runner.train_grid(cfg, data, args.resume or args.out, resume=bool(args.resume), quiet=getattr(args, "quiet", False))
+    result = grid_runner.train_grid(cfg, data, args.resume or args.out, resume=bool(args.resume), quiet=getattr(args, "quiet", False),
+                    overwrite=args.overwrite)
     m = result.metrics
     print(f"{cfg.problem.name} / {cfg.solver}: {result.status}")
     print(f"test ({m['trajectories']} trajectories): one-step relative L2 {m['one_step_rel_l2']:.3e}, "

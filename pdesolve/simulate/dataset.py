@@ -20,11 +20,13 @@ equals an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +37,7 @@ from tqdm import tqdm
 
 from .. import __version__
 from ..errors import UserError
+from ..grid import Grid
 from ..io import atomic_path
 from ..problem import Problem
 from .api import select_simulator, simulate
@@ -91,6 +94,37 @@ def generate_dataset(
         "axes": json.dumps(list(problem.domain.space_names)),
         "periodic": json.dumps([a.periodic for a in problem.domain.space]),
     }
+    if path.is_dir():
+        raise UserError(f"{path}: a directory; --out names the HDF5 file to write")
+    with writer_lock(path):
+        return _generate(path, problem, settings, sim, grid, meta, family, design, overwrite=overwrite, quiet=quiet)
+
+
+@contextlib.contextmanager
+def writer_lock(path: Path) -> Iterator[None]:
+    """One writer per dataset: an exclusive lock on ``<file>.lock`` that a second writer meets at once (a clear
+    error), and that the operating system releases if the writer dies."""
+    lock = path.with_name(path.name + ".lock")
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:
+        raise UserError(f"{path}: cannot write beside it ({err.strerror or err}); choose another --out") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"{path} is being written by another process (it holds {lock.name}); wait for it to finish, "
+                            "or write to another --out") from None
+        yield
+        lock.unlink(missing_ok=True)
+    finally:
+        os.close(fd)
+
+
+def _generate(path: Path, problem: Problem, settings: SimulateSettings, sim: Simulator, grid: Grid, meta: Mapping[str, object],
+              family: InitialConditionFamily, design: Mapping[str, np.ndarray], *, overwrite: bool, quiet: bool) -> DatasetReport:
+    """Append the missing trajectories (the caller holds the writer's lock)."""
+    n = settings.trajectories
     if path.exists() and overwrite:
         path.unlink()
     if path.exists():

@@ -1,0 +1,116 @@
+"""Nothing lost, nothing escapes: run names stay one path component, resume checks what it resumes and writes nothing
+before it has, a folder that holds a run is not silently reused, and Ctrl-C then resume is exact."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pdesolve.cli import main
+from pdesolve.config import validate_file
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAT = ROOT / "problems" / "heat.yaml"
+TINY = ["--steps", "6", "--set", "solvers.pinn.points.interior=32", "--set", "evaluate.grid={t: 5, x: 9}",
+        "--set", "train.checkpoint_every=3", "--threads", "1"]
+
+
+def solve(*args: str) -> int:
+    return main(["-q", "solve", *args])
+
+
+@pytest.mark.parametrize("name", ["../../escaped", "/abs/path", "a/b", "", "two\nlines", "x" * 300, ".."])
+def test_a_name_that_is_not_one_path_component_is_refused_at_validate(tmp_path, name):
+    data = yaml.safe_load(HEAT.read_text())
+    data["name"] = name
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(data))
+    errors = validate_file(path)
+    assert errors and errors[0].startswith("name: expected 1 to 100 letters, digits"), errors
+
+
+def test_resume_refuses_other_settings_and_a_smaller_budget_and_writes_nothing_first(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert solve(str(HEAT), "--out", str(run), *TINY) == 0
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    assert solve(str(HEAT), "--resume", str(run), "--set", "params.nu=0.5", *TINY) == 2
+    assert "these settings differ from its checkpoint's: params.nu" in capsys.readouterr().err
+    assert solve(str(HEAT), "--resume", str(run), *TINY[:-2], "--steps", "3") == 2  # 3 < the 6 it reached
+    assert "its checkpoint is at step 6" in capsys.readouterr().err
+    other = tmp_path / "other.yaml"
+    other.write_text(HEAT.read_text().replace("nu: 0.1", "nu: 0.2"))
+    assert solve(str(other), "--resume", str(run), *TINY) == 2
+    assert "states another problem than the run's (params differ)" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before  # a refused resume wrote nothing
+    assert solve(str(HEAT), "--resume", str(run), *TINY[:-2], "--steps", "9") == 0  # a longer budget: allowed
+
+
+def test_a_folder_that_holds_a_run_needs_resume_or_overwrite(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert solve(str(HEAT), "--out", str(run), *TINY) == 0
+    (run / "stale.txt").write_text("from an older run")
+    assert solve(str(HEAT), "--out", str(run), *TINY) == 2
+    assert "already holds files" in capsys.readouterr().err and (run / "stale.txt").exists()
+    assert solve(str(HEAT), "--out", str(run), "--overwrite", *TINY) == 0
+    assert not (run / "stale.txt").exists() and (run / "metrics.json").exists()
+    assert solve(str(HEAT), "--out", str(run / "metrics.json"), *TINY) == 2  # a file is not a run folder
+
+
+INTERRUPTED = """
+import sys
+import torch
+torch.set_num_threads(1)
+from pdesolve.config import load_run_config
+from pdesolve.optim import make_optimizer
+from pdesolve.solvers.pinn import PINN
+from pdesolve.train import TrainSettings, seed_everything, train
+
+cfg = load_run_config(sys.argv[1], ["solvers.pinn.points.interior=64", "solvers.pinn.points.resample_every=7"])
+seed_everything(3)
+task = PINN(cfg.problem, cfg.solver_options, torch.device("cpu")).task(lambda: {})
+rule = make_optimizer("adam_lbfgs", {"adam_steps": 100, "lr": 1e-2}, 200)
+ready = lambda step, row: print("ready", flush=True) if step == 0 else None
+result = train(task, rule, TrainSettings(steps=200, checkpoint_every=10_000, log_every=1, quiet=True),
+               checkpoint=sys.argv[2], resume=sys.argv[3] == "resume", callbacks=[ready])
+print(result.status.kind, result.status.step, flush=True)
+torch.save([row["loss"] for row in result.history], sys.argv[2] + ".losses")
+"""
+
+
+def test_ctrl_c_at_random_moments_then_resume_is_exact(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(INTERRUPTED)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def launch(ckpt: Path, mode: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, str(script), str(HEAT), str(ckpt), mode], stdout=subprocess.PIPE, text=True, env=env)
+
+    import torch
+
+    full = tmp_path / "full.pt"
+    assert launch(full, "new").wait(timeout=300) == 0
+    reference = torch.load(str(full) + ".losses")
+    rng = random.Random(0)
+    interrupted = 0
+    for trial in range(4):
+        ckpt = tmp_path / f"t{trial}.pt"
+        proc = launch(ckpt, "new")
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(rng.uniform(0.05, 0.8))
+        proc.send_signal(signal.SIGINT)
+        out = proc.communicate(timeout=300)[0]
+        assert proc.returncode == 0, out
+        kind, step = out.split()[-2:]
+        if kind == "interrupted":
+            interrupted += 1
+            assert launch(ckpt, "resume").wait(timeout=300) == 0
+        assert torch.load(str(ckpt) + ".losses") == reference, (trial, kind, step)  # bit for bit, wherever it stopped
+    assert interrupted >= 2  # most signals landed inside training (not after it had finished)
