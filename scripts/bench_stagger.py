@@ -46,11 +46,18 @@ CONFIGS = {  # name -> (s_h, s_w, s_t, fine resolution)
 HORIZONS = (20, 80, 160)
 
 
+def steps_of(args: argparse.Namespace, name: str) -> int:
+    """The configuration's training steps: ``--steps``, or its own from ``--steps-per-config`` (equal wall time)."""
+    own = dict(item.split("=") for item in args.steps_per_config.split(",")) if args.steps_per_config else {}
+    return int(own.get(name, args.steps))
+
+
 def overrides(args: argparse.Namespace, name: str, seed: int) -> list[str]:
     s_h, s_w, s_t, n = CONFIGS[name]
+    steps = steps_of(args, name)
     return ["solver=stagger", f"seed={seed}", "device=cpu", f"solvers.stagger.s_h={s_h}", f"solvers.stagger.s_w={s_w}",
-            f"solvers.stagger.s_t={s_t}", f"solvers.stagger.simulate.resolution={n}", f"train.steps={args.steps}",
-            "train.log_every=10", f"train.checkpoint_every={args.steps}", "solvers.stagger.eval_trajectories=1",
+            f"solvers.stagger.s_t={s_t}", f"solvers.stagger.simulate.resolution={n}", f"train.steps={steps}",
+            "train.log_every=10", f"train.checkpoint_every={steps}", "solvers.stagger.eval_trajectories=1",
             "solvers.stagger.simulate.trajectories=10"]
 
 
@@ -62,7 +69,7 @@ def train_one(job: tuple[argparse.Namespace, str, int]) -> dict:
     from pdesolve.grid_runner import train_grid
 
     cfg = load_run_config(PROBLEM, overrides(args, name, seed))
-    out = Path(args.work) / "runs" / f"{name}-s{seed}"
+    out = Path(args.work) / "runs" / f"{name}-s{seed}-{steps_of(args, name)}"
     result = train_grid(cfg, None, out, quiet=True, overwrite=True)
     return {"config": name, "seed": seed, "run": str(out), "train_s": result.metrics["wall_time_s"],
             "parameters": result.metrics["parameters"], "final_residual": result.history[-1].get("residual_rms")}
@@ -194,6 +201,8 @@ def table(results: dict) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=600, help="training steps of every configuration")
+    p.add_argument("--steps-per-config", default="", metavar="NAME=STEPS,...",
+                   help="steps of some configurations instead (e.g. equal wall time: steps scaled by each one's time per step)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--configs", nargs="+", choices=sorted(CONFIGS), default=[c for c in CONFIGS if c != "1-1-4"])
     p.add_argument("--test", type=int, default=4, help="held-out initial conditions")

@@ -42,7 +42,9 @@ def test_resume_refuses_other_settings_and_a_smaller_budget_and_writes_nothing_f
     assert solve(str(HEAT), "--out", str(run), *TINY) == 0
     before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
     assert solve(str(HEAT), "--resume", str(run), "--set", "params.nu=0.5", *TINY) == 2
-    assert "these settings differ from its checkpoint's: params.nu" in capsys.readouterr().err
+    assert "states another problem than the run's (params differ)" in capsys.readouterr().err
+    assert solve(str(HEAT), "--resume", str(run), "--set", "solvers.pinn.width=7", *TINY) == 2
+    assert "these settings differ from its checkpoint's: solvers.pinn.width" in capsys.readouterr().err
     assert solve(str(HEAT), "--resume", str(run), *TINY[:-2], "--steps", "3") == 2  # 3 < the 6 it reached
     assert "its checkpoint is at step 6" in capsys.readouterr().err
     other = tmp_path / "other.yaml"

@@ -188,8 +188,10 @@ def test_cli_simulate_train_rollout(dataset, tmp_path, capsys):
     again = json.loads((run_dir / f"rollout-{dataset.stem}" / "metrics.json").read_text())
     assert again["rollout_rel_l2"] == pytest.approx(metrics["rollout_rel_l2"], rel=1e-6)
     assert again["one_step_rel_l2"] == pytest.approx(metrics["one_step_rel_l2"], rel=1e-6)
-    # a resumed run continues from the checkpoint at step 6 up to 9 on the same data
-    assert main(["-q", "train", str(AD2D), "--resume", str(run_dir), "--steps", "9"]) == 0
+    # a resumed run continues from the checkpoint at step 6 up to 9 on the same data (its problem, as it was made)
+    assert main(["-q", "train", str(AD2D), "--resume", str(run_dir), "--steps", "9"]) == 2  # without params.amplitude=0
+    assert "states another problem than the run's (params differ)" in capsys.readouterr().err
+    assert main(["-q", "train", str(AD2D), "--resume", str(run_dir), "--steps", "9", "--set", "params.amplitude=0"]) == 0
     assert json.loads((run_dir / "metrics.json").read_text())["steps"] == 9
     capsys.readouterr()
 

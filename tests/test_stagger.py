@@ -186,3 +186,18 @@ def test_navier_stokes_pieces_read_the_stream_function_and_cannot_then_run_alone
     assert solver.step(w).shape == w.shape
     with pytest.raises(UserError, match="auxiliary fields of the whole grid"):
         solver.piece_stepper((0, 0))
+
+
+def test_a_fixed_velocity_field_is_what_advection_diffusion_pieces_read_beside_the_scalar():
+    from pdesolve.equations.advection_diffusion import velocity
+
+    cfg = load_run_config(ROOT / "problems" / "advection_diffusion2d.yaml", ["solver=stagger", "solvers.stagger.width=4"])
+    solver = StaggerSolver(cfg.problem, cfg.solver_options, torch.device("cpu"))
+    assert solver.model.extra == 2
+    c = torch.randn(3, 2, 1, 16, 16)
+    aux = solver.model.features(c)  # [3, 2, 2, 16, 16]: (ux, uy) at every frame
+    grid = cfg.problem.domain.grid({"x": 16, "y": 16, "t": 2})
+    xx, yy = np.meshgrid(grid.coords("x"), grid.coords("y"), indexing="ij")
+    ux, uy = velocity(xx, yy, cfg.problem.coefficients, np)
+    np.testing.assert_allclose(aux[1, 0, 0].numpy(), ux, atol=1e-6)
+    np.testing.assert_allclose(aux[2, 1, 1].numpy(), uy, atol=1e-6)

@@ -50,13 +50,15 @@ def config_source(args: argparse.Namespace) -> Path:
     source = Path(args.resume) / "config.yaml"
     if not source.exists():
         raise UserError(f"--resume {args.resume}: not a run folder (no config.yaml)")
-    from ..config import read_yaml
+    from ..config import apply_overrides, read_yaml
 
-    given, run = read_yaml(args.file), read_yaml(source)
+    given = apply_overrides(read_yaml(args.file), args.overrides, str(args.file))  # the file as the run command gave it
+    run = read_yaml(source)
     differ = [k for k in PROBLEM_KEYS if given.get(k) != run.get(k)]
     if differ:
         raise UserError(f"--resume {args.resume}: {args.file} states another problem than the run's ({', '.join(differ)} "
-                        f"differ); resume with the run's own problem file, or start a new run")
+                        "differ); resume with the run's own problem file and the --set overrides it was made with, or "
+                        "start a new run")
     return source
 
 

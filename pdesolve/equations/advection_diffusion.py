@@ -20,6 +20,7 @@ class AdvectionDiffusion2D(Equation):
 
     name = "advection_diffusion"
     fields = ("c",)
+    auxiliary_fields = ("ux", "uy")  # the carrying velocity: fixed in space, so a network must be told where it is
     dims = (2,)
     parameters = {
         "kappa": Parameter(None, 0.0, doc="a diffusivity cannot be negative"),
@@ -46,6 +47,16 @@ class AdvectionDiffusion2D(Equation):
         ux, uy = velocity(xx, yy, p, torch)
         lap = grid.diff(u, x, 2) + grid.diff(u, y, 2)
         return -ux * grid.diff(u, x) - uy * grid.diff(u, y) + p["kappa"] * lap
+
+    def auxiliary(self, u: Any, grid: Any, p: Mapping[str, float]) -> Any:
+        import torch
+
+        x, y = (a.name for a in grid.space)
+        xx = torch.as_tensor(grid.coords(x), dtype=u.dtype, device=u.device)[:, None]
+        yy = torch.as_tensor(grid.coords(y), dtype=u.dtype, device=u.device)[None, :]
+        ux, uy = (torch.broadcast_to(torch.as_tensor(v, dtype=u.dtype, device=u.device), grid.space_shape)
+                  for v in velocity(xx, yy, p, torch))
+        return torch.stack([ux, uy]).expand(*u.shape[:-3], 2, *grid.space_shape)
 
     def split(self, p: Mapping[str, Any]) -> Split:
         """The drift and the diffusion are the linear part; the cellular flow's advection is the rest."""

@@ -88,10 +88,10 @@ class Equation:
         equations do not implement it."""
         raise NotImplementedError(f"the {self.name!r} equation has no grid face (rhs): it is defined at points only (forcing)")
 
-    def auxiliary(self, u: Any, grid: Any) -> Any:
+    def auxiliary(self, u: Any, grid: Any, p: Mapping[str, float]) -> Any:
         """The ``auxiliary_fields`` of states ``u [..., channel, *space]`` on ``grid``: ``[..., len(auxiliary_fields),
-        *space]``. What the grid face computes by a global solve (a stream function), which a local network, fed
-        with it, need not learn to compute."""
+        *space]``. What the grid face derives from the state by a global solve (a stream function) or from the
+        position (a fixed velocity field): a local, translation-equivariant network fed with them need not learn them."""
         raise NotImplementedError(f"the {self.name!r} equation derives no auxiliary fields")
 
     def split(self, p: Mapping[str, Any]) -> Split | None:

@@ -61,7 +61,7 @@ class NavierStokes2D(Equation):
             out = out - p["forcing"] * kf * torch.cos(kf * yy)
         return out
 
-    def auxiliary(self, u: Any, grid: Any) -> Any:
+    def auxiliary(self, u: Any, grid: Any, p: Mapping[str, float]) -> Any:
         return stream_function(u[..., 0, :, :], grid).unsqueeze(-3)
 
     def split(self, p: Mapping[str, Any]) -> Split:

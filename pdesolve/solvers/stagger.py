@@ -117,7 +117,7 @@ class StaggerSolver(GridSolver):
     def _auxiliary(self, frames: Tensor) -> Tensor:
         """The equation's auxiliary fields of fine frames ``[B, s_t, C, *space]`` on the grid of their shape."""
         grid = self.problem.domain.grid({**dict(zip(self.problem.domain.space_names, frames.shape[3:])), "t": 2})
-        return self.problem.equation.auxiliary(frames, Grid(grid.space))
+        return self.problem.equation.auxiliary(frames, Grid(grid.space), self.problem.coefficients)
 
     @classmethod
     def mismatches(cls, problem: Problem) -> list[str]:
