@@ -34,6 +34,7 @@ class Kind(IntEnum):
     END = 3
     FAIL = 4
     BYE = 5
+    LOST = 6  # made by the server's link when a client's process has failed (never sent by a client)
     TASK = 10
     CREDIT = 11
     STOP = 12
@@ -78,6 +79,11 @@ class Message:
 
     def text(self) -> str:
         return "" if self.payload is None else self.payload.tobytes().decode("utf-8", "replace")
+
+
+def lost(source: int) -> Message:
+    """The message the server's link reports for a client whose process failed."""
+    return Message(source, Kind.LOST, -1, -1, -1, 0, 0, 0, None)
 
 
 def unpack(source: int, buf: np.ndarray) -> Message:

@@ -226,6 +226,8 @@ class Server(RecordSource):
                 self._fail(m.sim, m.attempt, m.source, m.text())
             elif m.kind == Kind.BYE:
                 self._bye(m)
+            elif m.kind == Kind.LOST:
+                self._lost(m)
             self.staged.popleft()
         for client, n in self.owed.items():
             if client in self.live and (n >= self.credit_batch or (n and not self.staged)):
@@ -276,6 +278,17 @@ class Server(RecordSource):
             "queued again" if requeued else f"given up after {p.scheduler.max_retries + 1} failures",
         )
 
+    def _lost(self, m: Message) -> None:
+        """A client whose process failed: its simulations go back in the queue, its partial frames out of the buffer."""
+        self.live.discard(m.source)
+        p = self.p
+        for sim in p.scheduler.release(m.source):
+            removed = p.buffer.remove(sim)
+            self.previous.pop(sim, None)
+            p.monitor.failed(sim, -1, m.source, f"the client's process (rank {m.source}) failed", True, removed)
+            log.warning("client rank %d failed while running simulation %d: %d records removed; queued again", m.source, sim, removed)
+        log.warning("client rank %d is gone (process failure); %d clients left", m.source, len(self.live))
+
     def _bye(self, m: Message) -> None:
         self.live.discard(m.source)
         self.p.monitor.client(m.source, wait_s=m.a * 1e-6, alive_s=m.b * 1e-6)
@@ -297,6 +310,8 @@ class Server(RecordSource):
             for m in self.staged:
                 if m.kind == Kind.BYE:
                     self._bye(m)
+                elif m.kind == Kind.LOST:
+                    self._lost(m)
             self.staged.clear()
             if self.live:
                 time.sleep(POLL_S)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .protocol import CONTROL, STREAM, Kind, Message, control, message_bytes, pack, unpack
+from .protocol import CONTROL, STREAM, Kind, Message, control, lost, message_bytes, pack, unpack
 from .roles import StopFlag
 
 POLL_S = 5e-4
@@ -49,21 +49,35 @@ class _Sends:
     def __init__(self) -> None:
         self.requests: list[Any] = []
         self.buffers: list[np.ndarray] = []
+        self.dests: list[int] = []
 
-    def add(self, request: Any, buf: np.ndarray) -> None:
+    def add(self, request: Any, buf: np.ndarray, dest: int = -1) -> None:
         self.requests.append(request)
         self.buffers.append(buf)
+        self.dests.append(dest)
+
+    def forget(self, dests: set[int]) -> None:
+        """Drop the sends to failed processes: they will never complete (a receive that never comes)."""
+        keep = [i for i, d in enumerate(self.dests) if d not in dests]
+        self.requests = [self.requests[i] for i in keep]
+        self.buffers = [self.buffers[i] for i in keep]
+        self.dests = [self.dests[i] for i in keep]
 
     def reap(self) -> list[np.ndarray]:
-        """Forget completed sends; returns their buffers."""
+        """Forget completed sends (and sends to a failed process); returns their buffers."""
         from mpi4py import MPI
 
         if not self.requests:
             return []
-        done = MPI.Request.Testsome(self.requests) or []
+        try:
+            done = MPI.Request.Testsome(self.requests) or []
+        except MPI.Exception as err:  # a send to a process that failed (ULFM): test them one by one
+            if not _process_failure(err):
+                raise
+            done = [i for i, r in enumerate(self.requests) if _settled(r)]
         freed = [self.buffers[i] for i in done]
         for i in sorted(done, reverse=True):
-            del self.requests[i], self.buffers[i]
+            del self.requests[i], self.buffers[i], self.dests[i]
         return freed
 
     def wait_any(self) -> list[np.ndarray]:
@@ -159,32 +173,88 @@ class ClientLink:
         self.sends.wait_all()
 
 
+def _process_failure(err: Any) -> bool:
+    """Whether an MPI error says a peer process failed (ULFM: ``mpiexec --with-ft ulfm``)."""
+    from mpi4py import MPI
+
+    return err.Get_error_class() in (MPI.ERR_PROC_FAILED, MPI.ERR_PROC_FAILED_PENDING)
+
+
+def _settled(request: Any) -> bool:
+    """A send request that completed, or failed because its peer did."""
+    from mpi4py import MPI
+
+    try:
+        return bool(request.Test())
+    except MPI.Exception as err:
+        if not _process_failure(err):
+            raise
+        return True
+
+
 class ServerLink:
-    """A server's end: receives whatever its clients sent, and sends them tasks, credits and STOP."""
+    """A server's end: receives whatever its clients sent, and sends them tasks, credits and STOP.
+
+    Under ``mpiexec --with-ft ulfm`` a client whose process dies (a crash, an out-of-memory kill) does not take
+    the job down: the link notices the failure (MPI errors return instead of aborting), acknowledges it, and
+    reports a ``LOST`` message for that client after everything it had sent, so that the server puts its
+    unfinished simulation back in the queue. Without it, Open MPI ends the whole job, and a rerun resumes from
+    the last checkpoint.
+    """
 
     def __init__(self, comm: Any, frame_bytes: int, n_params: int):
+        from mpi4py import MPI
+
         self.comm, self.n_params = comm, n_params
         self.buf = np.empty(message_bytes(frame_bytes), np.uint8)
         self.sends = _Sends()
+        self.lost: set[int] = set()
+        comm.Set_errhandler(MPI.ERRORS_RETURN)
 
     def poll(self, limit: int = 256) -> list[Message]:
-        """Up to ``limit`` messages that have arrived, in arrival order (per client: in sending order)."""
+        """Up to ``limit`` messages that have arrived, in arrival order (per client: in sending order), and a
+        ``LOST`` message for each client whose process has failed since the last poll."""
         from mpi4py import MPI
 
         status = MPI.Status()
         out: list[Message] = []
-        while len(out) < limit and self.comm.Iprobe(source=MPI.ANY_SOURCE, tag=STREAM, status=status):
-            source, n = status.Get_source(), status.Get_count(MPI.BYTE)
-            self.comm.Recv([self.buf, n, MPI.BYTE], source=source, tag=STREAM)
-            out.append(unpack(source, self.buf))
+        try:
+            while len(out) < limit and self.comm.Iprobe(source=MPI.ANY_SOURCE, tag=STREAM, status=status):
+                source, n = status.Get_source(), status.Get_count(MPI.BYTE)
+                self.comm.Recv([self.buf, n, MPI.BYTE], source=source, tag=STREAM)
+                out.append(unpack(source, self.buf))
+        except MPI.Exception as err:
+            if not _process_failure(err):
+                raise
+            out += self._failed()
         return out
+
+    def _failed(self) -> list[Message]:
+        """Acknowledge the failed processes (so that receives from any source go on) and report the new ones."""
+        self.comm.Ack_failed()
+        group = self.comm.Get_failed()
+        ranks = group.Translate_ranks(list(range(group.Get_size())), self.comm.Get_group())
+        group.Free()
+        new = sorted(set(ranks) - self.lost)
+        self.lost |= set(new)
+        self.sends.forget(self.lost)
+        return [lost(r) for r in new]
 
     def send(self, client: int, kind: Kind, sim: int = -1, attempt: int = -1, credits: int = 0, params: np.ndarray | None = None) -> None:
         from mpi4py import MPI
 
+        if client in self.lost:
+            return
         self.sends.reap()
         msg = control(kind, self.n_params, sim, attempt, credits, params)
-        self.sends.add(self.comm.Isend([msg, MPI.DOUBLE], dest=client, tag=CONTROL), msg)
+        try:
+            self.sends.add(self.comm.Isend([msg, MPI.DOUBLE], dest=client, tag=CONTROL), msg, client)
+        except MPI.Exception as err:
+            if not _process_failure(err):
+                raise
+            self.lost.add(client)
+            self.sends.forget(self.lost)
 
     def close(self) -> None:
+        self.sends.forget(self.lost)
         self.sends.wait_all()

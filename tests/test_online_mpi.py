@@ -84,14 +84,14 @@ def kill_job(session: int) -> None:
                 pass
 
 
-def mpiexec(n: int, args: list[str], timeout: float, *, cwd: Path, signal_when=None) -> tuple[int, str]:
+def mpiexec(n: int, args: list[str], timeout: float, *, cwd: Path, signal_when=None, flags: tuple[str, ...] = ()) -> tuple[int, str]:
     """Run ``python ARGS`` on ``n`` ranks (oversubscribed); kill the whole job on timeout.
 
     ``signal_when``: optional ``(predicate, signal)``, polled every 50 ms; the first time it is true the
     signal goes to every process of the job (SIGKILL: a crash) or to mpiexec only (which forwards it).
     """
     root = ["--allow-run-as-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
-    cmd = [MPIEXEC, *root, "--oversubscribe", "-n", str(n), sys.executable, *args]
+    cmd = [MPIEXEC, *root, "--oversubscribe", *flags, "-n", str(n), sys.executable, *args]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
@@ -205,3 +205,51 @@ def test_study_with_failing_clients_completes_and_every_sample_arrives_once(tmp_
     for name in ("throughput.png", "seen_counts.png", "validation.png", "model.pt", "config.yaml", "checkpoint.json"):
         assert (run / name).stat().st_size > 0, name
     assert [r["rank"] for r in rows(run / "metrics" / "clients-server0.csv")] == ["2"]
+
+
+DYING = """
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from online_training.entry import main
+
+marks = Path(sys.argv[1])
+
+
+def runner(plan):
+    def frames(sim, params):
+        first = not (marks / f"ran-{sim}").exists()
+        (marks / f"ran-{sim}").touch()
+        for step, frame in plan.frames(sim, params):
+            time.sleep(0.02)
+            if sim == 3 and first and step == 4:
+                os.kill(os.getpid(), signal.SIGKILL)  # the client's process dies: no FAIL, no BYE
+            yield step, frame
+
+    return frames
+
+
+sys.exit(main(sys.argv[2:], runner=runner))
+"""
+
+
+def test_a_client_that_dies_does_not_end_the_job_under_ulfm(tmp_path):
+    """Under `mpiexec --with-ft ulfm` the server survives a client killed outright: the simulation it was running
+    goes back in the queue (its partial frames leave the buffer) and the other client finishes the study."""
+    script = tmp_path / "dying.py"
+    script.write_text(DYING)
+    (tmp_path / "marks").mkdir()
+    study = study_file(tmp_path, online={"servers": 1, "window": 4, "max_retries": 1, "audit": False},
+                       train={"steps": 100000, "checkpoint_every": 0, "validate_every": 0})
+    run = tmp_path / "run"
+    code, out = mpiexec(3, [str(script), str(tmp_path / "marks"), str(study), "--out", str(run), "--quiet"], 300,
+                        cwd=tmp_path, flags=("--with-ft", "ulfm"))
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"].startswith("complete"), (code, out[-3000:])
+    assert summary["simulations_finished"] == 12 and summary["simulations_failed"] == 0, summary
+    failures = rows(run / "metrics" / "failures-server0.csv")
+    assert [(r["simulation"], r["requeued"]) for r in failures] == [("3", "True")], failures
+    assert "process" in failures[0]["reason"] and "failed" in failures[0]["reason"]
