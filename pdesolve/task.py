@@ -9,7 +9,10 @@ and what else it *provides*, by name:
 - ``inputs`` and ``targets``: a :class:`SupervisedTask` (surrogates, grid time steppers trained on data)
   exposes the current batch and the criterion that scores a prediction against its targets;
 - ``input_derivatives``: a :class:`ResidualTask` (PINNs) exposes its collocation points and the jet of the
-  model's output (value and derivatives in the inputs) there, and the loss of such a jet.
+  model's output (value and derivatives in the inputs) there, and the loss of such a jet;
+- ``rollout``: a task whose batch is a window of frames a grid stepper is unrolled over (the model applied
+  to its own outputs), for rules that cut or bridge the backward pass through time;
+- ``denoising_blocks``: the model is a chain of denoisers of the target (NoProp), each trainable on its own.
 
 A training rule declares ``needs`` (:class:`pdesolve.optim.Optimizer`); :func:`check_rule` refuses a rule
 whose needs the task does not provide, before step 0, naming the rule, the task's owner and what is missing.
@@ -35,7 +38,9 @@ BLOCKS = "blocks"
 INPUTS = "inputs"
 TARGETS = "targets"
 INPUT_DERIVATIVES = "input_derivatives"
-CAPABILITIES = frozenset({LOSS, BLOCKS, INPUTS, TARGETS, INPUT_DERIVATIVES})
+ROLLOUT = "rollout"
+DENOISING_BLOCKS = "denoising_blocks"
+CAPABILITIES = frozenset({LOSS, BLOCKS, INPUTS, TARGETS, INPUT_DERIVATIVES, ROLLOUT, DENOISING_BLOCKS})
 
 
 class RuleMismatch(UserError):
