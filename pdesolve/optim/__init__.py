@@ -6,14 +6,18 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from .auglocal import AugLocal, AugLocalOptions
 from .backprop import LBFGS, Adam, AdamLBFGS, AdamLBFGSOptions, AdamOptions, AdamW, LBFGSOptions
 from .base import LossFn, Optimizer
+from .man import MAN, MANOptions
 
 OPTIMIZERS: dict[str, tuple[type[Optimizer], type[BaseModel]]] = {
     "adam": (Adam, AdamOptions),
     "adamw": (AdamW, AdamOptions),
     "lbfgs": (LBFGS, LBFGSOptions),
     "adam_lbfgs": (AdamLBFGS, AdamLBFGSOptions),
+    "auglocal": (AugLocal, AugLocalOptions),
+    "man": (MAN, MANOptions),
 }
 
 

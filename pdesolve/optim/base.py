@@ -37,6 +37,10 @@ class Optimizer(Rule):
     def step(self, step: int, task: Task) -> dict[str, float]:
         """One training step on ``task``'s current batch; returns at least ``{"loss": value}`` (before the update)."""
 
+    def parameter_count(self) -> int:
+        """Trainable parameters the rule adds to the model's (auxiliary heads, feedback networks, synthesizers)."""
+        return 0
+
     @abc.abstractmethod
     def state_dict(self) -> dict[str, Any]: ...
 
