@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from .errors import UserError
 from .nn.blocks import Block, BlockModel
+from .nn.noprop import DenoisingModel
 
 if TYPE_CHECKING:
     from .nn.jet import Jet
@@ -78,7 +79,8 @@ class Task(abc.ABC):
     @property
     def provides(self) -> frozenset[str]:
         """What a rule may ask of this task (see the module docstring)."""
-        return frozenset({LOSS, BLOCKS} if isinstance(self.model, BlockModel) else {LOSS})
+        base = frozenset({LOSS, BLOCKS} if isinstance(self.model, BlockModel) else {LOSS})
+        return (base | {DENOISING_BLOCKS}) if isinstance(self.model, DenoisingModel) else base
 
     def blocks(self) -> Sequence[Block]:
         """The model's blocks (only when ``blocks`` is provided)."""

@@ -10,6 +10,8 @@ from .auglocal import AugLocal, AugLocalOptions
 from .backprop import LBFGS, Adam, AdamLBFGS, AdamLBFGSOptions, AdamOptions, AdamW, LBFGSOptions
 from .base import LossFn, Optimizer
 from .man import MAN, MANOptions
+from .model_free import ModelFree, ModelFreeOptions
+from .noprop import NoProp, NoPropOptions
 
 OPTIMIZERS: dict[str, tuple[type[Optimizer], type[BaseModel]]] = {
     "adam": (Adam, AdamOptions),
@@ -18,6 +20,8 @@ OPTIMIZERS: dict[str, tuple[type[Optimizer], type[BaseModel]]] = {
     "adam_lbfgs": (AdamLBFGS, AdamLBFGSOptions),
     "auglocal": (AugLocal, AugLocalOptions),
     "man": (MAN, MANOptions),
+    "noprop": (NoProp, NoPropOptions),
+    "model_free": (ModelFree, ModelFreeOptions),
 }
 
 
