@@ -9,9 +9,12 @@ from pydantic import BaseModel
 from .auglocal import AugLocal, AugLocalOptions
 from .backprop import LBFGS, Adam, AdamLBFGS, AdamLBFGSOptions, AdamOptions, AdamW, LBFGSOptions
 from .base import LossFn, Optimizer
+from .counter_current import CounterCurrent, CounterCurrentOptions
+from .forward_only import ForwardOnly, ForwardOnlyOptions
 from .man import MAN, MANOptions
 from .model_free import ModelFree, ModelFreeOptions
 from .noprop import NoProp, NoPropOptions
+from .target_projection import TargetProjection, TargetProjectionOptions
 
 OPTIMIZERS: dict[str, tuple[type[Optimizer], type[BaseModel]]] = {
     "adam": (Adam, AdamOptions),
@@ -22,6 +25,9 @@ OPTIMIZERS: dict[str, tuple[type[Optimizer], type[BaseModel]]] = {
     "man": (MAN, MANOptions),
     "noprop": (NoProp, NoPropOptions),
     "model_free": (ModelFree, ModelFreeOptions),
+    "forward_only": (ForwardOnly, ForwardOnlyOptions),
+    "counter_current": (CounterCurrent, CounterCurrentOptions),
+    "target_projection": (TargetProjection, TargetProjectionOptions),
 }
 
 
