@@ -43,6 +43,14 @@ class MLPSurrogate(_Strict):
         return self
 
 
+class NoPropSurrogate(MLPSurrogate):
+    """The same mapping by a NoProp chain of ``blocks`` denoisers (for the ``noprop`` training rule)."""
+
+    kind: Literal["noprop"]  # type: ignore[assignment]
+    blocks: int = Field(10, ge=1, description="denoising blocks (NoProp's T)")
+    depth: int = Field(2, ge=1, description="hidden layers of each block")
+
+
 class SineNetSurrogate(_Strict):
     """A pdesolve SineNet trained on streamed one-step pairs (frame k -> frame k+1)."""
 
@@ -53,7 +61,8 @@ class SineNetSurrogate(_Strict):
     residual: bool = Field(True, description="predict frame k + net(frame k)")
 
 
-SURROGATES: dict[str, type[MLPSurrogate] | type[SineNetSurrogate]] = {"mlp": MLPSurrogate, "sinenet": SineNetSurrogate}
+SURROGATES: dict[str, type[MLPSurrogate] | type[SineNetSurrogate]] = {
+    "mlp": MLPSurrogate, "noprop": NoPropSurrogate, "sinenet": SineNetSurrogate}
 
 
 class BufferSpec(_Strict):

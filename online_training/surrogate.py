@@ -23,10 +23,11 @@ import torch
 from torch import Tensor, nn
 
 from pdesolve.nn.field_mlp import FieldMLP
+from pdesolve.nn.noprop import NoPropNet
 from pdesolve.nn.sinenet import SineNetOptions
 from pdesolve.solvers.sinenet import SineNetStepper
 
-from .study import MLPSurrogate, SineNetSurrogate
+from .study import MLPSurrogate, NoPropSurrogate, SineNetSurrogate
 
 
 class Surrogate(abc.ABC):
@@ -82,15 +83,18 @@ class FieldSurrogate(Surrogate):
     def __init__(self, frame_shape: tuple[int, ...], n_params: int, spec: MLPSurrogate):
         super().__init__(frame_shape, n_params)
         self.spec = spec
+        self.kind = spec.kind  # "mlp", or "noprop": the same records, a NoProp chain of denoisers
         self.inputs = n_params + 1
         self.record_size = self.inputs + self.channels * self.points
 
-    def build(self) -> FieldMLP:
+    def build(self) -> nn.Module:
         s = self.spec
+        if isinstance(s, NoPropSurrogate):
+            return NoPropNet(self.inputs, (self.channels, self.points), T=s.blocks, width=s.width, depth=s.depth, act=s.activation)
         return FieldMLP(self.inputs, self.channels, self.points, width=s.width, depth=s.depth, act=s.activation)
 
     def set_scale(self, model: nn.Module, mean: Tensor, std: Tensor) -> None:
-        assert isinstance(model, FieldMLP)
+        assert isinstance(model, (FieldMLP, NoPropNet))
         model.set_scale(mean, std)
 
     def record(self, params: np.ndarray, t: float, frame: np.ndarray, previous: np.ndarray | None) -> np.ndarray:

@@ -97,6 +97,15 @@ def stepper_task(seed: int = 0, width: int = 4) -> tuple[SineNetSolver, Task]:
     return solver, solver.data_task(data, lambda: {})
 
 
+def stepper_error(task: Task) -> float:
+    """One-step relative L2 of a SineNet task's model on every (frame, next frame) pair of its training trajectories."""
+    frames = task.windows.frames  # type: ignore[attr-defined]
+    with torch.no_grad():
+        x = frames[:, :-1].reshape(-1, 1, *frames.shape[2:])
+        y = frames[:, 1:].reshape(-1, *frames.shape[2:])
+        return float(task.criterion(task.model(x), y))  # type: ignore[attr-defined]
+
+
 def pinn_task(points: int = 16) -> Task:
     """The PINN's residual task on the heat problem: provides the loss and input derivatives, no targets."""
     cfg = load_run_config(PROBLEMS / "heat.yaml", [f"solvers.pinn.points.interior={points}"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from rule_harness import FieldRegression, pinn_task, resume_is_exact, stepper_task, train_steps
+from rule_harness import FieldRegression, pinn_task, resume_is_exact, stepper_error, stepper_task, train_steps
 
 from pdesolve.nn.blocks import Carry
 from pdesolve.optim import make_optimizer
@@ -25,15 +25,6 @@ def _run(task: Task, rule, steps: int):
         task.before_step(s)
         rule.step(s, task)
     return rule
-
-
-def _stepper_error(task) -> float:
-    """One-step relative L2 of the model on every (frame, next frame) pair of the training trajectories."""
-    with torch.no_grad():
-        frames = task.frames
-        x = frames[:, :-1].reshape(-1, 1, *frames.shape[2:])
-        y = frames[:, 1:].reshape(-1, *frames.shape[2:])
-        return float(task.criterion(task.model(x), y))
 
 
 def test_the_paper_schedule_of_depths_and_picked_stages():
@@ -63,13 +54,13 @@ def test_field_regression_close_to_adam_at_the_same_steps():
 def test_stepper_learns_and_holds_less_activation_memory_than_backprop():
     steps = 60
     _, adam_task = stepper_task()
-    start = _stepper_error(adam_task)
+    start = stepper_error(adam_task)
     adam = _run(adam_task, make_optimizer("adam", {"lr": 3e-3}, steps + 1), steps)
     _, task = stepper_task()
     rule = _run(task, make_optimizer("auglocal", {"lr": 3e-3, "stages": 4}, steps + 1), steps)
-    print(f"stepper after {steps} steps: adam {_stepper_error(adam_task):.4f}, auglocal (4 stages) {_stepper_error(task):.4f} "
+    print(f"stepper after {steps} steps: adam {stepper_error(adam_task):.4f}, auglocal (4 stages) {stepper_error(task):.4f} "
           f"(start {start:.3f})")
-    assert _stepper_error(task) < 0.5 * start
+    assert stepper_error(task) < 0.5 * start
     # one step each on the same batch (both tasks draw the same batches): the bytes saved for backward at once
     _, fine_task = stepper_task()
     fine = _run(fine_task, make_optimizer("auglocal", {"lr": 3e-3}, steps + 1), 1)  # one stage per block (8)

@@ -14,6 +14,7 @@ from .forward_only import ForwardOnly, ForwardOnlyOptions
 from .man import MAN, MANOptions
 from .model_free import ModelFree, ModelFreeOptions
 from .noprop import NoProp, NoPropOptions
+from .synthetic import BPTT, BPTTOptions, SyntheticGradients, SyntheticGradientsOptions
 from .target_projection import TargetProjection, TargetProjectionOptions
 
 OPTIMIZERS: dict[str, tuple[type[Optimizer], type[BaseModel]]] = {
@@ -28,6 +29,8 @@ OPTIMIZERS: dict[str, tuple[type[Optimizer], type[BaseModel]]] = {
     "forward_only": (ForwardOnly, ForwardOnlyOptions),
     "counter_current": (CounterCurrent, CounterCurrentOptions),
     "target_projection": (TargetProjection, TargetProjectionOptions),
+    "synthetic_gradients": (SyntheticGradients, SyntheticGradientsOptions),
+    "bptt": (BPTT, BPTTOptions),
 }
 
 

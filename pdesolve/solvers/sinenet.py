@@ -65,6 +65,7 @@ class SineNetSettings(BaseModel):
     residual: bool = True
     batch_size: int = Field(16, ge=1)
     noise: float = Field(0.0, ge=0)
+    train_unroll: int = Field(1, ge=1, description="frames a training window is unrolled over (1: one-step teacher forcing)")
     time_stride: int = Field(1, ge=1)
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
     split_seed: int = 0
@@ -202,6 +203,48 @@ class _StepperOutput(Block):
         return rest.with_h(self.output(carry.h, last))
 
 
+class TrajectoryWindows:
+    """Random (trajectory, start time) windows of ``history + unroll`` consecutive training frames.
+
+    Noise (``settings.noise`` times each channel's standard deviation) goes on the first ``history`` frames, the
+    model's input. Fits the model's data scale. Its own generator, so that a resumed run draws the batches of an
+    uninterrupted one. Shared by one-step training (``unroll = 1``) and unrolled training.
+    """
+
+    def __init__(self, model: SineNetStepper, data: Trajectories, settings: SineNetSettings, device: torch.device,
+                 dtype: torch.dtype, unroll: int = 1) -> None:
+        self.settings, self.device, self.dtype = settings, device, dtype
+        k = self.history = settings.history
+        if len(data) == 0:
+            raise UserError("no training trajectories; the dataset or its train split is empty")
+        n_time, span = data.frames.shape[1], k + unroll
+        if n_time < span:
+            raise UserError(f"{n_time} frames per trajectory are too few for history {k} plus one target frame" if unroll == 1 else
+                            f"{n_time} frames per trajectory are too few for history {k} plus train_unroll {unroll} frames; "
+                            "lower solvers.sinenet.train_unroll")
+        self.frames = data.frames.to(device=device, dtype=dtype)  # [traj, time, channel, *space]
+        self.space_dims = data.grid.ndim
+        self.starts = n_time - span + 1
+        self.count = len(data) * self.starts
+        stats = _channel_stats(data.frames, data.grid.ndim)
+        model.set_data_scale(*(s.to(device=device, dtype=model.mean.dtype) for s in stats), data.dt)
+        self.scale = stats[1].to(device=device, dtype=dtype).view((-1,) + (1,) * self.space_dims)
+        self.noise_scale = self.scale * settings.noise
+        self.generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,)).item()))
+        self.offsets = torch.arange(span)
+
+    def draw(self) -> Tensor:
+        """``[batch, history + unroll, channel, *space]``, the first ``history`` frames noised."""
+        pick = torch.randint(0, self.count, (self.settings.batch_size,), generator=self.generator)
+        traj, start = pick // self.starts, pick % self.starts
+        w = self.frames[traj[:, None].to(self.device), (start[:, None] + self.offsets).to(self.device)]
+        if not self.settings.noise:
+            return w
+        k = self.history
+        noise = torch.randn(w[:, :k].shape, generator=self.generator).to(device=self.device, dtype=self.dtype)
+        return torch.cat([w[:, :k] + self.noise_scale * noise, w[:, k:]], dim=1)
+
+
 class SineNetTask(SupervisedTask):
     """One-step teacher forcing on random (trajectory, start time) windows of the training trajectories."""
 
@@ -210,36 +253,15 @@ class SineNetTask(SupervisedTask):
     def __init__(self, model: SineNetStepper, data: Trajectories, settings: SineNetSettings, device: torch.device,
                  dtype: torch.dtype, evaluate: Callable[[], dict[str, float]]) -> None:
         self.model, self.settings, self._evaluate = model, settings, evaluate
-        self.device, self.dtype = device, dtype
-        k = settings.history
-        if len(data) == 0:
-            raise UserError("no training trajectories; the dataset or its train split is empty")
-        n_time = data.frames.shape[1]
-        if n_time < k + 1:
-            raise UserError(f"{n_time} frames per trajectory are too few for history {k} plus one target frame")
-        self.frames = data.frames.to(device=device, dtype=dtype)  # [traj, time, channel, *space]
-        self.space_dims = data.grid.ndim
-        self.starts = n_time - k
-        self.pairs = len(data) * self.starts
-        stats = _channel_stats(data.frames, data.grid.ndim)
-        model.set_data_scale(*(s.to(device=device, dtype=model.mean.dtype) for s in stats), data.dt)
-        self.noise_scale = stats[1].to(device=device, dtype=dtype).view((-1,) + (1,) * self.space_dims) * settings.noise
-        # its own generator, so that the batches of a resumed run are the uninterrupted run's
-        self.generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,)).item()))
-        self.offsets = torch.arange(k + 1)
+        self.windows = TrajectoryWindows(model, data, settings, device, dtype)
+        self.space_dims = self.windows.space_dims
         self.x: Tensor | None = None
         self.y: Tensor | None = None
 
     def before_step(self, step: int) -> None:
         """Draw the step's batch: ``x [batch, history, channel, *space]`` and ``y [batch, channel, *space]``."""
-        k, b = self.settings.history, self.settings.batch_size
-        pick = torch.randint(0, self.pairs, (b,), generator=self.generator)
-        traj, start = pick // self.starts, pick % self.starts
-        window = self.frames[traj[:, None].to(self.device), (start[:, None] + self.offsets).to(self.device)]  # [batch, k + 1, ...]
-        x = window[:, :k]
-        if self.settings.noise:
-            x = x + self.noise_scale * torch.randn(x.shape, generator=self.generator).to(device=self.device, dtype=self.dtype)
-        self.x, self.y = x, window[:, k]
+        w, k = self.windows.draw(), self.settings.history
+        self.x, self.y = w[:, :k], w[:, k]
 
     def batch(self) -> Batch:
         assert self.x is not None and self.y is not None, "before_step draws the batch"
@@ -257,10 +279,10 @@ class SineNetTask(SupervisedTask):
         return self._evaluate()
 
     def state_dict(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state()}
+        return {"generator": self.windows.generator.get_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.generator.set_state(state["generator"])
+        self.windows.generator.set_state(state["generator"])
 
 
 def _channel_stats(frames: Tensor, space_dims: int) -> tuple[Tensor, Tensor]:
@@ -318,6 +340,10 @@ class SineNetSolver(GridSolver):
     def data_task(self, data: Trajectories, evaluate: Callable[[], dict[str, float]]) -> SineNetTask:
         """The training task on ``data`` (the training trajectories); ``evaluate()`` scores validation rollouts."""
         self.check_grid(data.grid)
+        if self.options.train_unroll > 1:  # type: ignore[attr-defined]
+            from .sinenet_rollout import SineNetRolloutTask
+
+            return SineNetRolloutTask(self.model, data, self.options, self.device, self.dtype, evaluate)  # type: ignore[arg-type,return-value]
         return SineNetTask(self.model, data, self.options, self.device, self.dtype, evaluate)  # type: ignore[arg-type]
 
     def check_grid(self, grid: Grid) -> None:
