@@ -13,6 +13,8 @@ and what else it *provides*, by name:
 - ``rollout``: a task whose batch is a window of frames a grid stepper is unrolled over (the model applied
   to its own outputs), for rules that cut or bridge the backward pass through time;
 - ``denoising_blocks``: the model is a chain of denoisers of the target (NoProp), each trainable on its own.
+- ``jet_blocks``: a :class:`JetBlockTask` (PINNs) runs its model block by block on jets (the features' value and
+  input derivatives, :mod:`pdesolve.nn.jet_blocks`) and scores any output jet with its own loss.
 
 A training rule declares ``needs`` (:class:`pdesolve.optim.Optimizer`); :func:`check_rule` refuses a rule
 whose needs the task does not provide, before step 0, naming the rule, the task's owner and what is missing.
@@ -25,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import torch
 from torch import Tensor, nn
 
 from .errors import UserError
@@ -33,6 +36,7 @@ from .nn.noprop import DenoisingModel
 
 if TYPE_CHECKING:
     from .nn.jet import Jet
+    from .nn.jet_blocks import JetCarry
 
 LOSS = "loss"
 BLOCKS = "blocks"
@@ -41,7 +45,8 @@ TARGETS = "targets"
 INPUT_DERIVATIVES = "input_derivatives"
 ROLLOUT = "rollout"
 DENOISING_BLOCKS = "denoising_blocks"
-CAPABILITIES = frozenset({LOSS, BLOCKS, INPUTS, TARGETS, INPUT_DERIVATIVES, ROLLOUT, DENOISING_BLOCKS})
+JET_BLOCKS = "jet_blocks"
+CAPABILITIES = frozenset({LOSS, BLOCKS, INPUTS, TARGETS, INPUT_DERIVATIVES, ROLLOUT, DENOISING_BLOCKS, JET_BLOCKS})
 
 
 class RuleMismatch(UserError):
@@ -135,6 +140,79 @@ class ResidualTask(Task):
     @property
     def provides(self) -> frozenset[str]:
         return super().provides | {INPUTS, INPUT_DERIVATIVES}
+
+
+class JetBlockTask(ResidualTask):
+    """A residual task whose model runs block by block on jets, and whose loss scores any output jet.
+
+    Composing :meth:`jet_blocks` from :meth:`jet_input` gives the model's output jet at the current step's loss
+    points, and ``loss_of`` of that jet is :meth:`loss` (to round-off).
+    """
+
+    @abc.abstractmethod
+    def jet_blocks(self) -> Sequence[nn.Module]:
+        """The model as ``JetCarry -> JetCarry`` modules; trailing parameter-free ones are its output transform."""
+
+    @abc.abstractmethod
+    def jet_input(self) -> JetCarry:
+        """The carry entering the first jet block: the current loss points' coordinates as a jet, and what the
+        output transform needs there."""
+
+    @abc.abstractmethod
+    def loss_of(self, out: Jet) -> tuple[Tensor, dict[str, float]]:
+        """The loss (and its named terms) of an output jet at the points of :meth:`jet_input`."""
+
+    @property
+    def provides(self) -> frozenset[str]:
+        return super().provides | {JET_BLOCKS}
+
+
+class RolloutTask(Task):
+    """A task whose batch is a window of frames a stepper ``[B, history, C, *space] -> [B, C, *space]`` is unrolled over.
+
+    ``loss()`` is :func:`unrolled_loss` over the whole window: the mean of ``criterion`` over ``unroll`` steps of
+    the model applied to its own outputs. Rules that cut or bridge the backward through time read the window,
+    the criterion and :meth:`advance` (how a predicted frame enters the state).
+    """
+
+    history: int
+    unroll: int
+    periodic: tuple[bool, ...] = ()  # boundary kind of every space axis (synthesizers pad circularly when all are)
+
+    @abc.abstractmethod
+    def window(self) -> Tensor:
+        """The current batch ``[B, history + unroll, C, *space]`` (drawn by ``before_step``)."""
+
+    @abc.abstractmethod
+    def criterion(self, prediction: Tensor, target: Tensor) -> Tensor:
+        """The scalar loss of one predicted frame ``[B, C, *space]`` against the true one."""
+
+    def advance(self, state: Tensor, frame: Tensor) -> Tensor:
+        """The next state: the last ``history - 1`` frames of ``state`` and the predicted ``frame``."""
+        return torch.cat([state[:, 1:], frame[:, None]], dim=1)
+
+    def frame_scale(self) -> Tensor | None:
+        """Per-channel scale ``[C, 1, ...]`` of the frames (synthesizers read frames in these units), or None."""
+        return None
+
+    def loss(self) -> tuple[Tensor, dict[str, float]]:
+        w = self.window()
+        _, value = unrolled_loss(self, w[:, : self.history], w, 0, self.unroll)
+        return value, {"rel_l2_unrolled": float(value.detach())}
+
+    @property
+    def provides(self) -> frozenset[str]:
+        return super().provides | {ROLLOUT}
+
+
+def unrolled_loss(task: RolloutTask, state: Tensor, window: Tensor, first: int, count: int) -> tuple[Tensor, Tensor]:
+    """Run steps ``first .. first + count - 1`` from ``state``: the final state and ``sum(criterion) / task.unroll``."""
+    total = window.new_zeros(())
+    for t in range(first, first + count):
+        frame = task.model(state)
+        total = total + task.criterion(frame, window[:, task.history + t])
+        state = task.advance(state, frame)
+    return state, total / task.unroll
 
 
 class Rule(abc.ABC):

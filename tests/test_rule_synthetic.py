@@ -13,11 +13,10 @@ from pdesolve.config import load_run_config
 from pdesolve.grid import Grid, GridAxis
 from pdesolve.optim import make_optimizer
 from pdesolve.optim.memory import saved_tensor_bytes
-from pdesolve.optim.synthetic import RolloutTask
 from pdesolve.rollout import Trajectories, relative_l2_frames, rollout
 from pdesolve.solvers.sinenet import SineNetSolver
 from pdesolve.solvers.sinenet_rollout import SineNetRolloutTask
-from pdesolve.task import ROLLOUT, RuleMismatch
+from pdesolve.task import ROLLOUT, RolloutTask, RuleMismatch
 from pdesolve.train import TrainSettings, seed_everything, train
 
 

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from .auglocal import AugLocal, AugLocalOptions
+from .auglocal_jets import AugLocalJets, AugLocalJetsOptions
 from .backprop import LBFGS, Adam, AdamLBFGS, AdamLBFGSOptions, AdamOptions, AdamW, LBFGSOptions
 from .base import LossFn, Optimizer
 from .counter_current import CounterCurrent, CounterCurrentOptions
@@ -23,6 +24,7 @@ OPTIMIZERS: dict[str, tuple[type[Optimizer], type[BaseModel]]] = {
     "lbfgs": (LBFGS, LBFGSOptions),
     "adam_lbfgs": (AdamLBFGS, AdamLBFGSOptions),
     "auglocal": (AugLocal, AugLocalOptions),
+    "auglocal_jets": (AugLocalJets, AugLocalJetsOptions),
     "man": (MAN, MANOptions),
     "noprop": (NoProp, NoPropOptions),
     "model_free": (ModelFree, ModelFreeOptions),

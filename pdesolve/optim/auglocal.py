@@ -29,7 +29,8 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 from torch import nn
 
-from .aux_heads import Adapt, Chain, Signature, StagewiseOptions, StagewiseRule, fresh_copy
+from .aux_heads import Adapt, Chain, Signature, StagewiseRule, fresh_copy
+from .local import StagewiseOptions
 
 
 class AugLocalOptions(StagewiseOptions):

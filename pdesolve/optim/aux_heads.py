@@ -33,25 +33,17 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from pydantic import Field
 from torch import Tensor, nn
 
 from ..nn.blocks import Block, Carry
 from ..task import BLOCKS, INPUTS, LOSS, TARGETS, SupervisedTask, Task
-from .backprop import AdamOptions, scheduled_lr
+from .backprop import scheduled_lr
 from .base import Optimizer
-from .local import Readout, Stage, Tail, cut, readout, stages, tail_length
+from .local import Readout, Stage, StagewiseOptions, Tail, cut, readout, stages, tail_length
 
 Shape = tuple[int, ...]
 Signature = tuple[Shape, tuple[Shape, ...]]
 """``(h shape, kept shapes oldest first)``, each without the batch dimension."""
-
-
-class StagewiseOptions(AdamOptions):
-    """Adam's options (learning rate, betas, warm-up and cosine schedule) plus the stage split."""
-
-    stages: int | None = Field(None, gt=0, description="gradient-isolated stages (default: one per block with parameters)")
-    seed: int = Field(0, description="seed of the auxiliary networks' initialisation (a private random state)")
 
 
 def signature(carry: Carry) -> Signature:
@@ -256,4 +248,4 @@ class Chain(Block):
         return carry
 
 
-__all__ = ["Adapt", "Chain", "Readout", "Signature", "StagewiseOptions", "StagewiseRule", "fresh_copy", "frozen_copy", "signatures"]
+__all__ = ["Adapt", "Chain", "Readout", "Signature", "StagewiseRule", "fresh_copy", "frozen_copy", "signatures"]

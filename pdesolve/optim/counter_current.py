@@ -52,8 +52,8 @@ from torch import Tensor, nn
 
 from ..nn.blocks import Carry
 from ..task import Batch, SupervisedTask
-from .forward_only import StagewiseOptions, StagewiseRule, TargetScale
-from .local import Probe, cut
+from .forward_only import StagewiseRule, TargetScale
+from .local import Probe, StagewiseOptions, cut
 
 ACTIVATIONS = {"tanh": torch.tanh, "elu": F.elu, "gelu": F.gelu, "identity": lambda x: x}
 

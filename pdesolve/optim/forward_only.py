@@ -43,16 +43,9 @@ from torch import Tensor, nn
 
 from ..nn.blocks import Block, Carry
 from ..task import BLOCKS, INPUTS, LOSS, TARGETS, Batch, RuleMismatch, SupervisedTask, Task
-from .backprop import AdamOptions, scheduled_lr
+from .backprop import scheduled_lr
 from .base import Optimizer
-from .local import Probe, Stage, Tail, cut, readout, stages, tail_length
-
-
-class StagewiseOptions(AdamOptions):
-    """Adam's options (learning rate, warm-up, schedule) for the stages and auxiliary networks, plus the staging."""
-
-    stages: int | None = Field(None, gt=0, description="gradient-isolated stages (default: one per block with parameters)")
-    seed: int = Field(0, description="seed of the auxiliary networks' initial weights (and fixed random matrices)")
+from .local import Probe, Stage, StagewiseOptions, Tail, cut, readout, stages, tail_length
 
 
 class ForwardOnlyOptions(StagewiseOptions):

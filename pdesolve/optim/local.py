@@ -26,9 +26,19 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import Tensor, nn
 
 from ..nn.blocks import Block, Carry
+from .backprop import AdamOptions
+
+
+class StagewiseOptions(AdamOptions):
+    """Adam's options (learning rate, betas, weight decay, warm-up and schedule) plus the stage split, for every
+    block-wise rule: so that ``--set train.optimizer.name=<rule>`` works on any problem file whose optimizer is Adam's."""
+
+    stages: int | None = Field(None, gt=0, description="gradient-isolated stages (default: one per block with parameters)")
+    seed: int = Field(0, description="seed of the rule's own networks' initialisation (and fixed random matrices): a private random state")
 
 
 def has_parameters(block: nn.Module) -> bool:

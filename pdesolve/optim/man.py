@@ -31,7 +31,8 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from ..nn.blocks import Block, Carry
-from .aux_heads import Adapt, Chain, Signature, StagewiseOptions, StagewiseRule, fresh_copy, frozen_copy
+from .aux_heads import Adapt, Chain, Signature, StagewiseRule, fresh_copy, frozen_copy
+from .local import StagewiseOptions
 
 
 class MANOptions(StagewiseOptions):

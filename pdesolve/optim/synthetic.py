@@ -33,71 +33,21 @@ includes that chunk's own bootstrapped synthetic gradient: the DNI paper's recur
 
 from __future__ import annotations
 
-import abc
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import Tensor, nn
 
 from ..nn.blocks import Block, Carry
-from ..task import BLOCKS, INPUTS, LOSS, ROLLOUT, TARGETS, SupervisedTask, Task
+from ..task import BLOCKS, INPUTS, LOSS, ROLLOUT, TARGETS, RolloutTask, SupervisedTask, Task, unrolled_loss
 from .backprop import AdamOptions, scheduled_lr
 from .base import Optimizer
-from .local import Stage, stages, tail_length
+from .local import Stage, StagewiseOptions, stages, tail_length
 
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
-
-
-# ------------------------------------------------------------------------------------------- rollout tasks
-class RolloutTask(Task):
-    """A task whose batch is a window of frames a stepper ``[B, history, C, *space] -> [B, C, *space]`` is unrolled over.
-
-    ``loss()`` is :func:`unrolled_loss` over the whole window: the mean of ``criterion`` over ``unroll`` steps of
-    the model applied to its own outputs. Rules that cut or bridge the backward through time read the window,
-    the criterion and :meth:`advance` (how a predicted frame enters the state).
-    """
-
-    history: int
-    unroll: int
-    periodic: tuple[bool, ...] = ()  # boundary kind of every space axis (synthesizers pad circularly when all are)
-
-    @abc.abstractmethod
-    def window(self) -> Tensor:
-        """The current batch ``[B, history + unroll, C, *space]`` (drawn by ``before_step``)."""
-
-    @abc.abstractmethod
-    def criterion(self, prediction: Tensor, target: Tensor) -> Tensor:
-        """The scalar loss of one predicted frame ``[B, C, *space]`` against the true one."""
-
-    def advance(self, state: Tensor, frame: Tensor) -> Tensor:
-        """The next state: the last ``history - 1`` frames of ``state`` and the predicted ``frame``."""
-        return torch.cat([state[:, 1:], frame[:, None]], dim=1)
-
-    def frame_scale(self) -> Tensor | None:
-        """Per-channel scale ``[C, 1, ...]`` of the frames (synthesizers read frames in these units), or None."""
-        return None
-
-    def loss(self) -> tuple[Tensor, dict[str, float]]:
-        w = self.window()
-        _, value = unrolled_loss(self, w[:, : self.history], w, 0, self.unroll)
-        return value, {"rel_l2_unrolled": float(value.detach())}
-
-    @property
-    def provides(self) -> frozenset[str]:
-        return super().provides | {ROLLOUT}
-
-
-def unrolled_loss(task: RolloutTask, state: Tensor, window: Tensor, first: int, count: int) -> tuple[Tensor, Tensor]:
-    """Run steps ``first .. first + count - 1`` from ``state``: the final state and ``sum(criterion) / task.unroll``."""
-    total = window.new_zeros(())
-    for t in range(first, first + count):
-        frame = task.model(state)
-        total = total + task.criterion(frame, window[:, task.history + t])
-        state = task.advance(state, frame)
-    return state, total / task.unroll
 
 
 # ------------------------------------------------------------------------------------------- synthesizers
@@ -144,8 +94,8 @@ class Synthesizer(nn.Module):
         return self.net(h)
 
 
-def _adam(params: Sequence[nn.Parameter], lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
-    return torch.optim.Adam(list(params), lr=lr, betas=betas)
+def _adam(params: Sequence[nn.Parameter], lr: float, betas: tuple[float, float], weight_decay: float = 0.0) -> torch.optim.Adam:
+    return torch.optim.Adam(list(params), lr=lr, betas=betas, weight_decay=weight_decay)
 
 
 def _schedule(o: Any) -> AdamOptions:
@@ -157,19 +107,10 @@ def _cosine(a: Tensor, b: Tensor) -> float:
 
 
 # ------------------------------------------------------------------------------------------- block-wise DNI
-class SyntheticGradientsOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    lr: float = Field(1e-3, gt=0, description="learning rate of the stages (Adam)")
-    betas: tuple[float, float] = (0.9, 0.999)
-    warmup: int = Field(0, ge=0)
-    schedule: Literal["constant", "cosine"] = "constant"
-    min_lr: float = Field(0.0, ge=0)
-    steps: int | None = Field(None, gt=0)
-    stages: int | None = Field(None, ge=1, description="stages (default: one per block with parameters)")
+class SyntheticGradientsOptions(StagewiseOptions):
     synth_lr: float | None = Field(None, gt=0, description="learning rate of the synthesizers (default: lr)")
     hidden: int = Field(0, ge=0, description="hidden width of the synthesizers (0: a linear map / 1x1 conv)")
     conditioned: bool = Field(True, description="synthesizers also read the targets (cDNI)")
-    seed: int = Field(0, description="seed of the synthesizers' initialisation")
 
 
 class SyntheticGradients(Optimizer):
@@ -190,7 +131,7 @@ class SyntheticGradients(Optimizer):
         self.stages: list[Stage] = stages(blocks, self.options.stages, n_tail)
         self.tail_blocks: list[Block] = blocks[len(blocks) - n_tail :]
         o = self.options
-        self.opts = [_adam(s.parameters(), o.lr, o.betas) for s in self.stages]
+        self.opts = [_adam(s.parameters(), o.lr, o.betas, o.weight_decay) for s in self.stages]
         p = next(task.model.parameters())
         self.device, self.dtype = p.device, p.dtype
 
@@ -310,15 +251,7 @@ def _leaf(carry: Carry, slots: set[int]) -> Carry:
 
 
 # ------------------------------------------------------------------------------------------- through time
-class BPTTOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    lr: float = Field(1e-3, gt=0)
-    betas: tuple[float, float] = (0.9, 0.999)
-    weight_decay: float = Field(0.0, ge=0)
-    warmup: int = Field(0, ge=0)
-    schedule: Literal["constant", "cosine"] = "constant"
-    min_lr: float = Field(0.0, ge=0)
-    steps: int | None = Field(None, gt=0)
+class BPTTOptions(AdamOptions):
     truncation: int | None = Field(None, ge=1, description="steps per chunk of truncated BPTT (None: full BPTT)")
     synthetic: bool = Field(False, description="a synthesizer predicts the gradient of the future loss at every cut")
     synth_lr: float | None = Field(None, gt=0, description="learning rate of the synthesizer (default: lr)")

@@ -39,8 +39,8 @@ from torch import Tensor, nn
 
 from ..nn.blocks import Carry
 from ..task import Batch, SupervisedTask
-from .forward_only import StagewiseOptions, StagewiseRule, TargetScale
-from .local import Probe, cut
+from .forward_only import StagewiseRule, TargetScale
+from .local import Probe, StagewiseOptions, cut
 
 
 class TargetProjectionOptions(StagewiseOptions):

@@ -23,11 +23,12 @@ from ..grid import Grid
 from ..nn.features import CoordinateFeatures
 from ..nn.hard import HardConstraint
 from ..nn.jet import Jet, JetDerivatives
+from ..nn.jet_blocks import JetBlock, JetCarry, JetLayer
 from ..nn.mlp import MLP, Activation
 from ..problem import BoundaryCondition, Problem
 from ..sampling import Sampler
 from ..solution import Solution
-from ..task import ResidualTask
+from ..task import JetBlockTask
 from .base import PointSolver, pointwise_mismatches
 
 if TYPE_CHECKING:
@@ -120,9 +121,47 @@ class PINNModel(nn.Module):
             return self.jet(coords, order=1).v
         return self.net(self.features(coords))
 
+    def jet_blocks(self) -> list[JetBlock]:
+        """:meth:`jet` block by block: the features with the first layer, each later layer, the exact transform
+        (parameter-free, last; absent without one)."""
+        first, *hidden, last = self.net.layers  # depth >= 1: at least two layers
+        act = self.net._jet_act
+        blocks: list[JetBlock] = [FeatureLayer(self.features, JetLayer(first, act))]
+        blocks += [JetLayer(layer, act) for layer in hidden] + [JetLayer(last, None)]
+        if self.hard is not None and self.hard.active:
+            blocks.append(HardTransform(self.hard))
+        return blocks
+
+    def jet_input(self, coords: Tensor, order: int = 2, frame: list | None = None) -> JetCarry:
+        """The carry :meth:`jet_blocks` start from: the coordinates' jet ``[N, d]``, their columns and the frame."""
+        cols = Jet.variables(coords, order, self.hess)
+        return JetCarry(Jet.stack(cols), tuple(cols), frame)
 
 
-class PINNTask(ResidualTask):
+class FeatureLayer(JetBlock):
+    """The coordinate features of the carry's coordinates jet, then the first dense layer."""
+
+    def __init__(self, features: CoordinateFeatures, layer: JetLayer):
+        super().__init__()
+        self.features, self.layer = features, layer
+
+    def forward(self, carry: JetCarry) -> JetCarry:
+        cols = [carry.h[..., i] for i in range(carry.h.v.shape[-1])]
+        return self.layer(carry.with_h(self.features.jet(cols)))
+
+
+class HardTransform(JetBlock):
+    """The exact IC/BC transform ``u = G + phi N`` of the network's jet (no parameters)."""
+
+    def __init__(self, hard: HardConstraint):
+        super().__init__()
+        self.hard = hard
+
+    def forward(self, carry: JetCarry) -> JetCarry:
+        return carry.with_h(self.hard(list(carry.inputs), carry.h, carry.frame))
+
+
+class PINNTask(JetBlockTask):
     """Collocation points, the loss and adaptive refinement for one problem."""
 
     owner = "solver 'pinn'"
@@ -175,6 +214,17 @@ class PINNTask(ResidualTask):
     def jet(self, points: Tensor) -> Jet:
         return self.model.jet(points, self.order)
 
+    def jet_blocks(self) -> list[JetBlock]:
+        return self.model.jet_blocks()
+
+    def jet_input(self) -> JetCarry:
+        """At all points of one loss pass (interior, initial, walls), with the exact transform's frame there."""
+        pts, _, frame = self._points()
+        return self.model.jet_input(pts, self.order, frame)
+
+    def loss_of(self, out: Jet) -> tuple[Tensor, dict[str, float]]:
+        return self._weighted(self.terms_of(out))
+
     # ------------------------------------------------------------------ loss
     def residual(self, coords: Tensor) -> Tensor:
         """PDE residual ``[N, channels]`` at ``coords`` (differentiable in the parameters)."""
@@ -222,9 +272,12 @@ class PINNTask(ResidualTask):
 
     def loss_terms(self) -> Tensor:
         """Mean squares of the residual and of each soft condition, ``[terms]``, from one jet pass over all points."""
-        pts, slices, frame = self._points()
-        out = self.model.jet(pts, self.order, frame)
-        parts = iter(slices)
+        pts, _, frame = self._points()
+        return self.terms_of(self.model.jet(pts, self.order, frame))
+
+    def terms_of(self, out: Jet) -> Tensor:
+        """:meth:`loss_terms` of an output jet at the points of one loss pass (the model's, or an auxiliary network's)."""
+        parts = iter(self._points()[1])
         r = self._residual(out.points(next(parts)), self.interior)
         terms = [(r * r).mean()]
         if self.initial_pts is not None:
@@ -236,7 +289,9 @@ class PINNTask(ResidualTask):
 
     def loss(self) -> tuple[Tensor, dict[str, float]]:
         """The weighted sum of :meth:`loss_terms`, and each term by name."""
-        terms = self._terms()
+        return self._weighted(self._terms())
+
+    def _weighted(self, terms: Tensor) -> tuple[Tensor, dict[str, float]]:
         return (terms * self.term_weights).sum(), dict(zip(self.term_names, terms.detach().tolist()))
 
     def before_step(self, step: int) -> None:

@@ -2,7 +2,7 @@
 
 The batch is a window of ``history + train_unroll`` frames from the training trajectories; the loss is the
 mean relative L2 error (per frame and field, as in one-step training) over ``train_unroll`` autoregressive
-steps of the stepper applied to its own outputs. It provides ``rollout`` (:class:`pdesolve.optim.synthetic.RolloutTask`):
+steps of the stepper applied to its own outputs. It provides ``rollout`` (:class:`pdesolve.task.RolloutTask`):
 plain backprop rules (``adam``) backpropagate the whole unrolled loss, the ``bptt`` rule can truncate the
 backward through time and bridge the cuts with synthetic gradients.
 """
@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..optim.synthetic import RolloutTask
 from ..rollout import Trajectories, relative_l2_frames
+from ..task import RolloutTask
 from .sinenet import SineNetSettings, SineNetStepper, TrajectoryWindows
 
 
