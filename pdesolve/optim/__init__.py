@@ -16,6 +16,7 @@ from .man import MAN, MANOptions
 from .model_free import ModelFree, ModelFreeOptions
 from .noprop import NoProp, NoPropOptions
 from .synthetic import BPTT, BPTTOptions, SyntheticGradients, SyntheticGradientsOptions
+from .synthetic_jets import SyntheticGradientsJets, SyntheticGradientsJetsOptions
 from .target_projection import TargetProjection, TargetProjectionOptions
 
 OPTIMIZERS: dict[str, tuple[type[Optimizer], type[BaseModel]]] = {
@@ -32,6 +33,7 @@ OPTIMIZERS: dict[str, tuple[type[Optimizer], type[BaseModel]]] = {
     "counter_current": (CounterCurrent, CounterCurrentOptions),
     "target_projection": (TargetProjection, TargetProjectionOptions),
     "synthetic_gradients": (SyntheticGradients, SyntheticGradientsOptions),
+    "synthetic_gradients_jets": (SyntheticGradientsJets, SyntheticGradientsJetsOptions),
     "bptt": (BPTT, BPTTOptions),
 }
 
