@@ -95,6 +95,17 @@ def _shifting(n: int, frames: int, seed: int, cells: int = 32) -> Tensor:
     return torch.stack([torch.roll(f0, s, dims=-1) for s in range(frames)], dim=1)
 
 
+def _advected(n: int, frames: int, seed: int, speed: float, cells: int = 64) -> Tensor:
+    """``[n, frames, 1, cells]``: 6 random Fourier modes moved ``speed`` cells per frame (exactly, a non-integer shift)."""
+    g = torch.Generator().manual_seed(seed)
+    k = torch.arange(1, 7, dtype=torch.float64)
+    a, phase = torch.randn(n, 6, generator=g, dtype=torch.float64) / k, torch.rand(n, 6, generator=g, dtype=torch.float64) * 2 * torch.pi
+    x = torch.arange(cells, dtype=torch.float64) * 2 * torch.pi / cells
+    out = [(a[:, :, None] * torch.sin(k[None, :, None] * (x - speed * t * x[1]) + phase[:, :, None])).sum(1)[:, None]
+           for t in range(frames)]
+    return torch.stack(out, 1).float()
+
+
 class _Stepper(nn.Module):
     """A small residual convolutional stepper ``[B, 1, C, n] -> [B, C, n]``."""
 
@@ -109,16 +120,23 @@ class _Stepper(nn.Module):
 
 
 class ShiftRollout(RolloutTask):
-    """Windows of 1 + ``unroll`` frames from 16 shifting trajectories; ``error()``: 16-step rollouts on held-out ones."""
+    """Windows of 1 + ``unroll`` frames from shifting trajectories; ``error()``: ``unroll``-step rollouts on held-out ones.
+
+    ``speed`` None: 16 trajectories shifting one cell per frame (32 cells); a number: 32 trajectories advected
+    ``speed`` cells per frame (64 cells), where a rollout's errors compound and the gradient through time matters.
+    """
 
     owner = "the shifting rollout test task"
     history, periodic = 1, (True,)
 
-    def __init__(self, seed: int = 0, unroll: int = 16, batch: int = 8):
+    def __init__(self, seed: int = 0, unroll: int = 16, batch: int = 8, speed: float | None = None):
         seed_everything(seed)
         self.unroll, self.batch = unroll, batch
         self.model = _Stepper()
-        self.frames, self.test = _shifting(16, 24, seed), _shifting(16, 17, 1000 + seed)
+        if speed is None:
+            self.frames, self.test = _shifting(16, 24, seed), _shifting(16, unroll + 1, 1000 + seed)
+        else:
+            self.frames, self.test = _advected(32, unroll + 16, seed, speed), _advected(16, unroll + 1, 1000 + seed, speed)
         self.gen = torch.Generator().manual_seed(seed + 1)
         self.w: Tensor | None = None
 
@@ -137,7 +155,7 @@ class ShiftRollout(RolloutTask):
 
     def error(self) -> float:
         with torch.no_grad():
-            pred = rollout(self.model, self.test[:, :1], 16)
+            pred = rollout(self.model, self.test[:, :1], self.unroll)
         return float(relative_l2_frames(pred, self.test[:, 1:], 1).mean())
 
     def state_dict(self) -> dict:
@@ -158,20 +176,21 @@ def test_full_bptt_is_adam_on_the_unrolled_loss(tmp_path):
 
 
 def test_truncated_bptt_with_and_without_synthetic_gradients(tmp_path):
-    """Unroll 16, truncation 4: numbers reported, the synthetic-gradient variant is NOT asserted to win (see doc)."""
+    """Advection at 0.37 cells per frame, unroll 16, truncation 4. The numbers are reported; the ordering of the three
+    variants is NOT asserted (see docs: scripts/explore_bptt.py measures it over seeds and longer runs)."""
     steps, errors = 100, {}
     for label, options in (("full", {}), ("t4", {"truncation": 4}), ("t4+sg", {"truncation": 4, "synthetic": True})):
-        task = ShiftRollout()
+        task = ShiftRollout(speed=0.37)
         start = task.error()
         result = train_steps(task, make_optimizer("bptt", {"lr": 3e-3, **options}, steps), steps, tmp_path / f"{label}.pt")
         errors[label] = task.error()
         if label == "t4+sg":
             cos = np.mean([r["synthetic_cos"] for r in result.history[-20:]])
-    print(f"shift rollout, unroll 16, {steps} steps, 16-step held-out error: start {start:.3f}, "
+    print(f"advection rollout, unroll 16, {steps} steps, 16-step held-out error: start {start:.3f}, "
           + ", ".join(f"{k} {v:.4f}" for k, v in errors.items()) + f"; synthetic cos {cos:.2f}")
     assert errors["full"] < 0.5 * start and errors["t4"] < 0.5 * start
-    assert errors["t4+sg"] < start  # it learns, and its synthesizer learns the direction of the future gradient
-    assert cos > 0.3
+    assert errors["t4+sg"] < 0.5 * start  # it learns with the synthetic gradients injected from step 0
+    assert cos > 0.3  # the synthesizer learns the direction of the future gradient
 
 
 def test_truncation_bounds_the_activation_memory():
@@ -193,6 +212,26 @@ def test_bptt_resume_is_exact(tmp_path):
         return ShiftRollout(unroll=6), make_optimizer("bptt", {"truncation": 2, "synthetic": True, "lr": 3e-3}, 12)
 
     resume_is_exact(make, tmp_path)
+
+
+def test_bptt_resume_is_exact_through_the_synthesizer_warmup(tmp_path):
+    def make():
+        options = {"truncation": 2, "synthetic": True, "lr": 3e-3, "synth_warmup": 6, "synth_scale": 0.5}
+        return ShiftRollout(unroll=6), make_optimizer("bptt", options, 12)
+
+    resume_is_exact(make, tmp_path)
+
+
+def test_warmup_trains_the_synthesizer_without_injecting_it(tmp_path):
+    """During the warm-up the model's updates are plain truncation's, bit for bit, while the synthesizer learns."""
+    steps = 15
+    a, b = ShiftRollout(unroll=8, speed=0.37), ShiftRollout(unroll=8, speed=0.37)
+    train_steps(a, make_optimizer("bptt", {"lr": 3e-3, "truncation": 2}, steps), steps, tmp_path / "a.pt")
+    rule = make_optimizer("bptt", {"lr": 3e-3, "truncation": 2, "synthetic": True, "synth_warmup": steps}, steps)
+    hb = train_steps(b, rule, steps, tmp_path / "b.pt").history
+    for p, q in zip(a.model.parameters(), b.model.parameters()):
+        assert torch.equal(p, q)
+    assert hb[-1]["synthetic_cos"] > 0.2 and any(float(p.detach().abs().max()) > 0 for p in rule.synth.parameters())
 
 
 # ----------------------------------------------------------------------------------------------- SineNet, YAML

@@ -28,7 +28,10 @@ are accumulated and the optimizer steps once per window. With ``synthetic: true`
 reads the state at each cut (and, conditioned, the true frames there and the fraction of the window left)
 and predicts ``dL_future/dstate``; the chunk before the cut back-propagates it (``state.backward(synth)``), and
 the synthesizer regresses the true gradient the following chunk sends back to its first state, which
-includes that chunk's own bootstrapped synthetic gradient: the DNI paper's recurrent-network setting.
+includes that chunk's own bootstrapped synthetic gradient: the DNI paper's recurrent-network setting. The
+synthesizer predicts and regresses in normalized units (per sample, per frame element, frame-scale units); the
+injected gradient is ``synth_scale`` (lambda) times the prediction, so the bootstrapped target discounts every
+further chunk by lambda; for ``synth_warmup`` steps the synthesizer trains without being injected.
 """
 
 from __future__ import annotations
@@ -257,6 +260,9 @@ class BPTTOptions(AdamOptions):
     synth_lr: float | None = Field(None, gt=0, description="learning rate of the synthesizer (default: lr)")
     synth_width: int = Field(16, ge=0, description="hidden channels of the synthesizer (0: one convolution)")
     synth_kernel: int = Field(3, ge=1, description="kernel size of the synthesizer's convolutions (odd)")
+    synth_scale: float = Field(1.0, gt=0, le=1, description="lambda: the injected synthetic gradient is lambda * prediction, and "
+                               "the bootstrapped target carries the next cut's injected gradient (a discount per chunk)")
+    synth_warmup: int = Field(0, ge=0, description="first steps in which the synthesizer is trained but not injected")
     conditioned: bool = Field(True, description="the synthesizer also reads the true frames at the cut")
     seed: int = Field(0, description="seed of the synthesizer's initialisation")
 
@@ -266,6 +272,14 @@ class BPTT(Optimizer):
 
     One Adam step per window: the chunks' gradients are accumulated (each chunk's graph is freed by its own
     backward, so truncation bounds the activation memory by one chunk).
+
+    The synthesizer works in normalized units: its output ``o`` stands for the per-sample gradient of the rest of
+    the window's loss with respect to the state in ``frame_scale`` units, times the number of elements of a
+    frame (criteria are means over a frame's elements, so a step's gradient per element is about
+    ``1 / elements``; the ``1 / unroll`` of the window's mean is kept, so ``o`` is of the order of the fraction of
+    the window still to come). It is injected as ``synth_scale * o`` in state units; its regression target is
+    the gradient the next chunk sends back to its first state (its own loss plus the next cut's injected
+    gradient), in the same units.
     """
 
     name = "bptt"
@@ -302,15 +316,21 @@ class BPTT(Optimizer):
             self.synth_opt.load_state_dict(self._pending["synth_opt"])
             self._pending = None
 
+    @staticmethod
+    def _unit(task: RolloutTask, state: Tensor) -> Tensor | float:
+        """State-unit gradient of one normalized synthesizer unit: ``1 / (batch * frame elements * scale)``."""
+        elements = state[0, 0].numel()
+        scale = task.frame_scale()
+        unit = 1.0 / (state.shape[0] * elements)
+        return unit if scale is None else unit / scale
+
     def _synthetic(self, task: RolloutTask, state: Tensor, truth: Tensor, left: float) -> Tensor:
-        """The predicted per-sample ``dL_future/dstate`` at a cut (``left``: fraction of the window still to come)."""
+        """The normalized prediction ``o`` of ``dL_future/dstate`` at a cut (``left``: fraction of the window still to come)."""
         scale = task.frame_scale()
         s, t = (state, truth) if scale is None else (state / scale, truth / scale)
         parts = [t.flatten(1, 2)] if self.options.conditioned else []
         parts.append(torch.full_like(s[:, :1, 0], left))
-        g = self.synth[0](s.flatten(1, 2), torch.cat(parts, dim=1))
-        g = g.view_as(state)
-        return g if scale is None else g / scale
+        return self.synth[0](s.flatten(1, 2), torch.cat(parts, dim=1)).view_as(state)
 
     def step(self, step: int, task: Task) -> dict[str, float]:
         assert isinstance(task, RolloutTask), "the needs check guarantees a rollout task"
@@ -319,9 +339,10 @@ class BPTT(Optimizer):
         for g in self.opt.param_groups:
             g["lr"] = lr
         w = task.window()
-        h, T, n = task.history, task.unroll, w.shape[0]
+        h, T = task.history, task.unroll
         k = o.truncation or T
         synthetic = o.synthetic and k < T
+        inject = synthetic and step >= o.synth_warmup
         with torch.enable_grad():
             if synthetic and not len(self.synth):
                 self._build(task, w[:, :h])
@@ -330,6 +351,7 @@ class BPTT(Optimizer):
                 self.synth_opt.zero_grad(set_to_none=True)
             record: dict[str, float] = {}
             state = w[:, :h]
+            unit = self._unit(task, state) if synthetic else 1.0
             total = 0.0
             cut: tuple[Tensor, Tensor, float] | None = None  # the previous cut: state, truth, fraction left
             mse, cos = [], []
@@ -341,14 +363,21 @@ class BPTT(Optimizer):
                 if synthetic and first + count < T:
                     here = (end.detach(), w[:, first + count : first + count + h], (T - first - count) / T)
                     with torch.no_grad():  # its graph is rebuilt when the target arrives: one chunk's graph alive at a time
-                        g = self._synthetic(task, *here)
-                    torch.autograd.backward([loss, end], [torch.ones_like(loss), g / n])
+                        g = self._synthetic(task, *here) * (o.synth_scale * unit)
+                    if inject:
+                        torch.autograd.backward([loss, end], [torch.ones_like(loss), g])
+                    else:  # warm-up: the bootstrapped term reaches the target, not the parameters
+                        if cut is not None:
+                            (boot,) = torch.autograd.grad(end, start, g, retain_graph=True)
+                        loss.backward()
+                        if cut is not None:
+                            start.grad = boot if start.grad is None else start.grad + boot
                 else:
                     here = None
                     loss.backward()
                 if cut is not None:  # the true gradient at the previous cut has arrived: the synthesizer's target
                     predicted = self._synthetic(task, *cut)
-                    target = start.grad * n if start.grad is not None else torch.zeros_like(predicted)
+                    target = start.grad / unit if start.grad is not None else torch.zeros_like(predicted)
                     err = (predicted - target).square().mean()
                     err.backward()
                     mse.append(float(err.detach()))
