@@ -36,23 +36,15 @@ from torch import Tensor, nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench_rules import ns2d_trajectories  # noqa: E402  (scripts/ is the script's own folder)
+
 from pdesolve.config import load_run_config  # noqa: E402
 from pdesolve.optim import make_optimizer  # noqa: E402
 from pdesolve.optim.memory import saved_tensor_bytes  # noqa: E402
 from pdesolve.rollout import Trajectories, relative_l2_frames, rollout  # noqa: E402
-from pdesolve.simulate.family import InitialConditionFamily  # noqa: E402
 from pdesolve.solvers.sinenet import SineNetSolver  # noqa: E402
 from pdesolve.task import RolloutTask  # noqa: E402
 from pdesolve.train import TrainSettings, seed_everything, train  # noqa: E402
-
-
-def trajectories(args: argparse.Namespace, n: int, stream: int) -> Trajectories:
-    cfg = load_run_config(ROOT / "problems" / "ns2d.yaml", [f"simulate.resolution={args.resolution}", f"simulate.steps={args.frames}"])
-    assert cfg.simulate is not None
-    family = InitialConditionFamily.from_settings(cfg.problem, cfg.simulate, cfg.seed)
-    grid = cfg.problem.domain.grid(cfg.simulate.shape(cfg.problem.domain.space_names))
-    sol = family.simulate(n, grid, stream, cfg.simulate.numerics())
-    return Trajectories(torch.as_tensor(sol.numpy(), dtype=torch.float32), sol.grid, tuple(cfg.problem.equation.fields), tuple(range(n)))
 
 
 def advected(n: int, frames: int, seed: int, cells: int = 64, speed: float = 0.37) -> Tensor:
@@ -194,8 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    data = trajectories(args, args.trajectories, 0x5452) if args.problem == "ns2d" else None
-    test = trajectories(args, args.test_trajectories, 0x5445).frames.float() if args.problem == "ns2d" else None
+    data = ns2d_trajectories(args, args.trajectories, 0x5452) if args.problem == "ns2d" else None
+    test = ns2d_trajectories(args, args.test_trajectories, 0x5445).frames.float() if args.problem == "ns2d" else None
     runs = []
     for config in args.configs:
         for seed in args.seeds:
