@@ -99,8 +99,9 @@ class SimulationPlan:
     def frames(self, sim: int, values: np.ndarray, stream: int = TRAIN) -> Iterator[tuple[int, np.ndarray]]:
         """``(step, frame [channel, *space] float64)`` for steps ``0..steps``, each as soon as it exists."""
         u = self.initial(sim, values, stream)[None]  # [1, channel, *space]
-        yield 0, u[0]
         times, steps = self.times, self.settings.steps
+        if not steps:
+            yield 0, u[0]
         segment = self.segment_steps or steps
         t_end = self.problem.domain.time[1]  # type: ignore[index]
         k = 0
@@ -110,6 +111,8 @@ class SimulationPlan:
                 self.problem, domain=Domain(self.problem.domain.space, (float(times[k]), t_end))
             )
             out = self._run(problem, times[k : j + 1], u, values[None]).cpu().numpy()  # [1, j - k + 1, channel, *space]
+            if k == 0:  # the simulator's first frame: the initial state with the walls' values (as whole trajectories have it)
+                yield 0, out[0, 0]
             for i in range(1, j - k + 1):
                 yield k + i, out[0, i]
             u, k = out[:, -1], j

@@ -59,6 +59,8 @@ def test_datasets_draw_what_they_drew_before(tmp_path):
             for key, values in params.items():
                 assert f["params"][key][...].tolist() == values, (name, key)
             u0 = f["u"][:, 0]  # the initial states, float32
+        if name == "heat2d":  # inside the walls (the saved first frame holds the wall temperatures on the walls)
+            u0 = u0[..., 1:-1, 1:-1]
         assert u0[1, 0].ravel()[:3].tolist() == np.float32(first).tolist() and u0[3, 0].ravel()[-1] == np.float32(last), name
 
 

@@ -156,3 +156,17 @@ def test_the_method_of_lines_runs_a_shipped_problem_by_name():
     g = p.domain.grid({"x": 129, "t": 5})
     u = simulate(p, g, simulator="method_of_lines").numpy()[0]
     assert np.abs(u - reference_solution(p, g)).max() < 5e-3
+
+
+def test_the_first_frame_holds_the_walls_like_every_other_frame():
+    """heat2d's walls differ from its initial temperature: both simulators save the initial state inside and the wall
+    values on the walls at t0, so a stepper started there sees the boundary data."""
+    heat = load_run_config(ROOT / "problems" / "heat2d.yaml").problem
+    drift = Problem("heat2d_drift", Drift(), {"nu": 0.1}, heat.domain, heat.initial, heat.boundary)
+    g = heat.domain.grid({"x": 9, "y": 9, "t": 3})
+    for p in (heat, drift):
+        u = simulate(p, g, numerics=Numerics(rtol=1e-8, atol=1e-8)).numpy()[0, :, 0]  # [time, x, y]
+        walls = np.ones((9, 9), bool)
+        walls[1:-1, 1:-1] = False
+        assert np.allclose(u[0][walls], u[1][walls]) and np.allclose(u[0][~walls], u[0][4, 4]), p.name
+        assert not np.allclose(u[0][walls], u[0][4, 4]), p.name  # the walls really differ from the initial temperature

@@ -201,3 +201,14 @@ def test_a_fixed_velocity_field_is_what_advection_diffusion_pieces_read_beside_t
     ux, uy = velocity(xx, yy, cfg.problem.coefficients, np)
     np.testing.assert_allclose(aux[1, 0, 0].numpy(), ux, atol=1e-6)
     np.testing.assert_allclose(aux[2, 1, 1].numpy(), uy, atol=1e-6)
+
+
+def test_rollouts_hold_each_trajectorys_walls_from_its_last_frame():
+    """The network is never trained on wall points (training holds them), so a rollout copies them from its input."""
+    from pdesolve.solvers.stagger import hold_walls
+
+    out, last = torch.randn(3, 2, 1, 6, 5), torch.randn(3, 1, 6, 5)
+    held = hold_walls(out, last, (False, True))  # x bounded, y periodic
+    assert torch.equal(held[:, :, :, [0, -1]], last[:, None, :, [0, -1]].expand(3, 2, 1, 2, 5))
+    assert torch.equal(held[:, :, :, 1:-1], out[:, :, :, 1:-1])
+    assert torch.equal(hold_walls(out, last, (True, True)), out)

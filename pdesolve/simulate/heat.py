@@ -123,8 +123,12 @@ class HeatCN(Simulator):
             frame = wall_field.copy()
             frame[(slice(None),) + inner] = u.T.reshape((batch,) + inner_shape)
             out[:, i] = frame
+        # the frame at t0 is the state the scheme evolves: the initial condition inside, the wall values on the walls
+        # (as method_of_lines writes it), so that a time stepper started from it sees the trajectory's boundary data
         at_t0 = np.isclose(times, problem.domain.time[0])  # type: ignore[index]
-        out[:, at_t0] = u0[:, 0].detach().cpu().numpy()[:, None]
+        start = wall_field.copy()
+        start[(slice(None),) + inner] = u0[(slice(None), 0) + inner].detach().cpu().numpy()
+        out[:, at_t0] = start[:, None]
         return torch.as_tensor(out[:, :, None], device=u0.device)
 
     def _walls(self, problem: Problem, grid: Grid, params: Params, batch: int) -> tuple[np.ndarray, np.ndarray]:

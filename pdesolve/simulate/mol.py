@@ -78,8 +78,13 @@ class MethodOfLines(Simulator):
         out = frame.unsqueeze(1).repeat(1, len(times), 1, *([1] * grid.ndim))  # [batch, time, channel, *space]
         values = torch.from_numpy(sol.y.T.copy()).reshape(len(times), batch, channels, -1).transpose(0, 1)
         out[:, :, :, unknown] = values
+        # the frame at t0 is the state the method evolves: the initial condition inside, the wall values on the walls
+        # (where they differ, the initial condition meets the walls only in the limit t -> t0); a time stepper
+        # started from it then sees every trajectory's boundary data
         at_t0 = torch.from_numpy(np.isclose(times, t0))
-        out[:, at_t0] = u0.detach().cpu().to(torch.float64).unsqueeze(1)
+        start = u0.detach().cpu().to(torch.float64).clone()
+        start[:, :, known] = walls[:, known].unsqueeze(1)
+        out[:, at_t0] = start.unsqueeze(1)
         return out.to(u0.device)
 
 

@@ -178,7 +178,8 @@ class StaggerSolver(GridSolver):
         was = self.model.training
         self.model.eval()
         with torch.no_grad():
-            out = self.model(frames.to(device=self.device, dtype=self.dtype))
+            frames = frames.to(device=self.device, dtype=self.dtype)
+            out = hold_walls(self.model(frames), frames[:, -1], self.periodic)
         self.model.train(was)
         return out
 
@@ -208,6 +209,21 @@ class StaggerSolver(GridSolver):
         return {"s_h": o.s_h, "s_w": o.s_w, "s_t": o.s_t, "inputs": o.inputs, "shared_weights": o.shared_weights,  # type: ignore[attr-defined]
                 "width": o.width, "waves": o.waves, "channel_mults": list(o.channel_mults), "scheme": o.scheme,  # type: ignore[attr-defined]
                 "pieces": math.prod(self.factors())}
+
+
+def hold_walls(out: Tensor, last: Tensor, periodic: tuple[bool, ...]) -> Tensor:
+    """``out [batch, s_t, C, *space]`` with the wall points of every bounded axis copied from ``last [batch, C, *space]``.
+
+    The walls are constant Dirichlet values (a trajectory's own, when the family varies them), so the last input frame
+    holds them; the network is never trained there (training overwrites its wall outputs), so a rollout must hold them.
+    """
+    if all(periodic):
+        return out
+    mask = torch.zeros(out.shape[3:], dtype=torch.bool, device=out.device)
+    for d, p in enumerate(periodic):
+        if not p:
+            mask.index_fill_(d, torch.tensor([0, out.shape[3 + d] - 1], device=out.device), True)
+    return torch.where(mask, last[:, None], out)
 
 
 class StaggerTask(Task):
