@@ -31,8 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from .errors import UserError
-from .nn.blocks import Block, BlockModel
-from .nn.noprop import DenoisingModel
+from .nn.blocks import Block, BlockModel, DenoisingModel
 
 if TYPE_CHECKING:
     from .nn.jet import Jet

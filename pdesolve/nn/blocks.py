@@ -72,3 +72,27 @@ def compose(blocks: Sequence[Block], x: Tensor) -> Tensor:
     if carry.kept:
         raise ValueError(f"the blocks left {len(carry.kept)} kept tensors unused: they do not compose to a forward pass")
     return carry.h
+
+
+class DenoisingModel(abc.ABC):
+    """A model whose forward pass iterates ``T`` denoisers of an embedding of the target (NoProp).
+
+    Mixed into an ``nn.Module``; a task whose model is one provides ``denoising_blocks``
+    (:mod:`pdesolve.task`). The ``noprop`` rule reads only these methods; :class:`pdesolve.nn.noprop.NoPropNet` is one.
+    """
+
+    @abc.abstractmethod
+    def schedule(self) -> Tensor:
+        """``alpha_bar_0 .. alpha_bar_T`` ``[T + 1]``, increasing: the signal fraction of ``z_t``."""
+
+    @abc.abstractmethod
+    def denoisers(self) -> Sequence[nn.Module]:
+        """The ``T`` blocks; block ``t`` (index ``t - 1``) maps ``(x, z_{t-1})`` to a prediction of ``embed(y)``."""
+
+    @abc.abstractmethod
+    def embed(self, targets: Tensor) -> Tensor:
+        """The target embedding ``u_y`` ``[n, D]`` of targets in physical units (no parameters)."""
+
+    @abc.abstractmethod
+    def head(self) -> nn.Module:
+        """The read-out: ``z_T [n, D]`` -> the prediction, in the targets' units and shape."""

@@ -25,38 +25,14 @@ a generator seeded with it on every call (the same noise for the same batch size
 
 from __future__ import annotations
 
-import abc
 import math
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
+from .blocks import DenoisingModel
 from .mlp import MLP
-
-
-class DenoisingModel(abc.ABC):
-    """A model whose forward pass iterates ``T`` denoisers of an embedding of the target (NoProp).
-
-    Mixed into an ``nn.Module``; a task whose model is one provides ``denoising_blocks``
-    (:mod:`pdesolve.task`). The training rule reads only these methods.
-    """
-
-    @abc.abstractmethod
-    def schedule(self) -> Tensor:
-        """``alpha_bar_0 .. alpha_bar_T`` ``[T + 1]``, increasing: the signal fraction of ``z_t``."""
-
-    @abc.abstractmethod
-    def denoisers(self) -> Sequence[nn.Module]:
-        """The ``T`` blocks; block ``t`` (index ``t - 1``) maps ``(x, z_{t-1})`` to a prediction of ``embed(y)``."""
-
-    @abc.abstractmethod
-    def embed(self, targets: Tensor) -> Tensor:
-        """The target embedding ``u_y`` ``[n, D]`` of targets in physical units (no parameters)."""
-
-    @abc.abstractmethod
-    def head(self) -> nn.Module:
-        """The read-out: ``z_T [n, D]`` -> the prediction, in the targets' units and shape."""
 
 
 def cosine_schedule(steps: int, offset: float = 0.008, lo: float = 1e-4, hi: float = 0.999) -> Tensor:

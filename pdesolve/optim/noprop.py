@@ -33,7 +33,8 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from ..nn.noprop import DenoisingModel, snr
+from ..nn.blocks import DenoisingModel
+from ..nn.noprop import snr
 from ..task import DENOISING_BLOCKS, INPUTS, LOSS, TARGETS, SupervisedTask, Task
 from .backprop import AdamOptions, scheduled_lr
 from .base import Optimizer
