@@ -1,6 +1,7 @@
 """The automatic exact transform really satisfies the initial condition and the Dirichlet walls."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -95,3 +96,22 @@ def test_one_sided_inflow_wall_and_neumann_left_soft():
     assert model.hard.enforced() == {"initial:u", "dirichlet:u@x.lo"}
     with pytest.raises(AssertionError):
         _check(p)  # the Neumann wall is not a value constraint: checking its value must fail
+
+
+def test_an_initial_condition_that_disagrees_with_a_wall_becomes_a_loss_term():
+    """A rod at ~0 whose left wall is held at 0.5: no transform holds both, so the walls stay exact, the initial
+    condition becomes a soft term of the PINN, and the constraint says why."""
+    import warnings
+
+    from pdesolve.config import load_run_config
+    from pdesolve.nn.hard import HardConstraint
+
+    cfg = load_run_config(Path(__file__).resolve().parents[1] / "problems" / "heat.yaml",
+                          ["initial.u=exp(-10*(x-0.5)**2)", "boundary=[{kind: dirichlet, axis: x, side: lo, value: 0.5}, "
+                           "{kind: dirichlet, axis: x, side: hi, value: 0}]"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        hard = HardConstraint(cfg.problem)
+    assert [a.name for a in hard.axes["u"]] == ["x"] and len(hard.notes) == 1 and "initial condition" in hard.notes[0]
+    assert any("wall" in str(w.message) for w in caught)
+    assert HardConstraint(load_run_config(Path(__file__).resolve().parents[1] / "problems" / "heat.yaml").problem).notes == []
