@@ -51,7 +51,7 @@ def test_user_errors_exit_2_without_traceback(tmp_path):
         assert "Traceback" not in r.stderr + r.stdout
     r = _cli("validate", str(bad))
     assert "params.nu" in r.stdout and "initial.u" in r.stdout
-    r = _cli("solve", "problems/kdv.yaml", "--solver", "pinn", "--steps", "1")
+    r = _cli("solve", "problems/kdv.yaml", "--solver", "lpinn", "--steps", "1")
     assert r.returncode == 2 and "order 3" in r.stderr and "Traceback" not in r.stderr
 
 

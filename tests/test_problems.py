@@ -10,7 +10,7 @@ PROBLEMS = sorted(p for p in (Path(__file__).resolve().parents[1] / "problems").
                   if not p.stem.endswith("_online"))  # online-training study files, tested in test_online_*
 SHIPPED = {
     "burgers", "heat", "heat2d_modes", "convection", "convection_diffusion", "reaction", "reaction_diffusion",
-    "ns2d", "heat2d", "advection_diffusion2d", "allen_cahn", "kdv", "diffusion_sorption", "burgers_shock_periodic",
+    "ns2d", "heat2d", "advection_diffusion2d", "allen_cahn", "kdv", "kuramoto_sivashinsky", "diffusion_sorption", "burgers_shock_periodic",
 }
 
 

@@ -13,13 +13,14 @@ from .base import Derivatives, Equation, Parameter
 from .diffusion_sorption import DiffusionSorption
 from .families import Burgers, Convection, ConvectionDiffusion, Heat, Reaction, ReactionDiffusion
 from .kdv import KdV
+from .kuramoto_sivashinsky import KuramotoSivashinsky
 from .navier_stokes import NavierStokes2D
 from .split import LinearPart, Nonlinear, Remainder, Split
 
 EQUATIONS: dict[str, type[Equation]] = {
     cls.name: cls
     for cls in (Convection, ConvectionDiffusion, Heat, Burgers, Reaction, ReactionDiffusion)
-    + (AllenCahn, KdV, DiffusionSorption, NavierStokes2D, AdvectionDiffusion2D)
+    + (AllenCahn, KdV, KuramotoSivashinsky, DiffusionSorption, NavierStokes2D, AdvectionDiffusion2D)
 }
 
 

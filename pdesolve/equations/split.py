@@ -1,7 +1,7 @@
 """The split ``F(u) = L u + N(u)`` that spectral, exponential and IMEX schemes need, stated by the equation.
 
 ``L`` (:class:`LinearPart`) is the stiff linear part with constant coefficients: advection at a constant
-speed per space axis, diffusion, dispersion and linear growth. Its Fourier symbol (:meth:`LinearPart.symbol`)
+speed per space axis, diffusion, dispersion, hyperdiffusion and linear growth. Its Fourier symbol (:meth:`LinearPart.symbol`)
 and its action on a grid (:meth:`LinearPart.apply`) are both computed here, from the same coefficients.
 The rest ``N`` is one of:
 
@@ -31,7 +31,7 @@ def is_zero(value: Any) -> bool:
 
 @dataclass(frozen=True)
 class LinearPart:
-    """``L u = -sum_d c_d du/dx_d + diffusion Lap u - dispersion sum_d d^3u/dx_d^3 + growth u``.
+    """``L u = -sum_d c_d du/dx_d + diffusion Lap u - dispersion sum_d d^3u/dx_d^3 - hyperdiffusion sum_d d^4u/dx_d^4 + growth u``.
 
     ``advection``: the speeds ``c_d`` in the order of the space axes (missing trailing axes: 0).
     A coefficient that is zero (the number 0, or zero for every trajectory) is no term at all.
@@ -41,6 +41,7 @@ class LinearPart:
     diffusion: Any = 0.0
     dispersion: Any = 0.0
     growth: Any = 0.0
+    hyperdiffusion: Any = 0.0
 
     @property
     def even(self) -> bool:
@@ -50,7 +51,7 @@ class LinearPart:
     @property
     def pure_advection(self) -> bool:
         """Only advection: ``u_t + c . grad u = 0``, solved by the characteristics ``u0(x - c t)``."""
-        return is_zero(self.diffusion) and is_zero(self.dispersion) and is_zero(self.growth)
+        return is_zero(self.diffusion) and is_zero(self.dispersion) and is_zero(self.growth) and is_zero(self.hyperdiffusion)
 
     def symbol(self, k: Sequence[Any], k_odd: Sequence[Any] | None = None) -> Any:
         """The Fourier symbol ``L(k)`` (numpy or torch): ``L u`` of the mode ``exp(i k . x)`` is ``L(k) exp(i k . x)``.
@@ -68,6 +69,8 @@ class LinearPart:
             out = -self.diffusion * k2 if out is None else out - self.diffusion * k2
         if not is_zero(self.dispersion):
             out = _add(out, -self.dispersion * _sum([(1j * kd) ** 3 for kd in odd]))
+        if not is_zero(self.hyperdiffusion):
+            out = _add(out, -self.hyperdiffusion * _sum([(kd * kd) ** 2 for kd in k]))
         if out is None:  # a constant symbol (growth only, or nothing) still has the spectrum's shape
             out = 0 * _sum([kd * kd for kd in k])
             return self.growth + out if not is_zero(self.growth) else out
@@ -84,6 +87,8 @@ class LinearPart:
             out = out + self.diffusion * _sum([grid.diff(u, name, 2) for name in names])
         if not is_zero(self.dispersion):
             out = out - self.dispersion * _sum([grid.diff(u, name, 3) for name in names])
+        if not is_zero(self.hyperdiffusion):
+            out = out - self.hyperdiffusion * _sum([grid.diff(u, name, 4) for name in names])
         if not is_zero(self.growth):
             out = out + self.growth * u
         return out

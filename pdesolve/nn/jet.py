@@ -1,16 +1,27 @@
-"""Forward-mode second-order jets: value, gradient and Hessian carried through a computation at once.
+"""Forward-mode jets: value, gradient and the pure higher derivatives carried through a computation at once.
 
-A PINN residual needs u, u_t, u_x and u_xx at thousands of points. Nested reverse-mode autograd
-builds three graphs and walks them with Python overhead per derivative; a jet propagates all
-derivatives alongside the value in one forward pass (each dense layer is a single matmul on the
-stacked value/gradient/Hessian rows), and one ordinary backward pass then trains through it.
+A PINN residual needs u, u_t, u_x and u_xx (KdV u_xxx, Kuramoto-Sivashinsky u_xxxx) at thousands of points.
+Nested reverse-mode autograd builds one graph per derivative order and walks them with Python overhead per
+derivative; a jet propagates all derivatives alongside the value in one forward pass (each dense layer is
+a single matmul on the stacked value/derivative rows: Taylor-mode differentiation, Griewank and Walther,
+"Evaluating Derivatives", ch. 13), and one ordinary backward pass then trains through it.
 
-Shapes: ``v`` is ``[N, *S]``, ``g`` is ``[N, d, *S]`` (d input coordinates) and ``h`` is
-``[N, k, *S]``: the *diagonal* second derivatives along the ``k`` coordinates ``hess`` (a slice of the
-coordinate columns, usually the space axes), or None when only first derivatives are carried. Every
-shipped equation needs only u_xx, u_yy, ... (no mixed or time second derivatives), and carrying the
-diagonal alone keeps the stacked rows at ``1 + d + k`` instead of ``1 + d + d^2``: the cost of a jet
-pass is memory traffic proportional to that row count.
+Shapes: ``v`` is ``[N, *S]``, ``g`` is ``[N, d, *S]`` (d input coordinates), ``h`` is ``[N, k, *S]``: the
+*diagonal* second derivatives along the ``k`` coordinates ``hess`` (a slice of the coordinate columns,
+usually the space axes), or None when only first derivatives are carried; ``hi`` holds the pure third and
+fourth derivatives along the same axes (``hi[0]`` = d3/dx_i3, ``hi[1]`` = d4/dx_i4, each ``[N, k, *S]``), empty
+unless an equation needs them. Every shipped equation needs only pure derivatives along each axis (no mixed
+or time second derivatives), and carrying those alone keeps the stacked rows at ``1 + d + (order - 1) k``
+instead of growing like ``d^order``: the cost of a jet pass is memory traffic proportional to that row count.
+
+The chain rule along one axis is Faa di Bruno's formula; with ``x1 .. x4`` the derivatives of the
+argument and ``f1 .. f4`` those of an elementwise function at the value::
+
+    y2 = f1 x2 + f2 x1^2
+    y3 = f1 x3 + 3 f2 x1 x2 + f3 x1^3
+    y4 = f1 x4 + f2 (4 x1 x3 + 3 x2^2) + 6 f3 x1^2 x2 + f4 x1^4
+
+and products follow Leibniz's rule with binomial weights.
 """
 
 from __future__ import annotations
@@ -22,22 +33,35 @@ from typing import Any
 import torch
 from torch import Tensor
 
+MAX_ORDER = 4
+"""The highest derivative order a jet carries."""
+
+Lazy = Tensor | Callable[[], Tensor]
+"""A derivative of an elementwise function, or a function computing it (evaluated only when carried)."""
+
+
+def _value(f: Lazy) -> Tensor:
+    return f() if callable(f) else f
+
 
 class Jet:
     """A value with its derivatives with respect to the ``d`` input coordinates."""
 
-    __slots__ = ("v", "g", "h", "hess")
+    __slots__ = ("v", "g", "h", "hess", "hi")
 
-    def __init__(self, v: Tensor, g: Tensor, h: Tensor | None, hess: slice = slice(0, 0)):
-        self.v, self.g, self.h, self.hess = v, g, h, hess
+    def __init__(self, v: Tensor, g: Tensor, h: Tensor | None, hess: slice = slice(0, 0), hi: tuple[Tensor, ...] = ()):
+        self.v, self.g, self.h, self.hess, self.hi = v, g, h, hess, hi
 
     # ------------------------------------------------------------------ construction
     @staticmethod
     def variables(coords: Tensor, order: int = 2, hess: slice | None = None) -> list[Jet]:
-        """One jet per column of ``coords`` ``[N, d]``: the coordinate itself, unit gradient, zero curvature.
+        """One jet per column of ``coords`` ``[N, d]``: the coordinate itself, unit gradient, zero higher derivatives.
 
-        ``hess`` selects the columns whose (diagonal) second derivatives are carried (default: all).
+        ``order`` (1 to 4) is the highest derivative carried; ``hess`` selects the columns whose pure higher
+        derivatives are carried (default: all).
         """
+        if not 1 <= order <= MAX_ORDER:
+            raise ValueError(f"jets carry derivatives of order 1 to {MAX_ORDER}, got order {order}")
         n, d = coords.shape
         hess = slice(0, d) if hess is None else slice(*hess.indices(d)[:2])
         k = hess.stop - hess.start
@@ -46,7 +70,8 @@ class Jet:
         for i in range(d):
             g = eye[i].expand(n, d)
             h = coords.new_zeros(n, k) if order >= 2 else None
-            out.append(Jet(coords[:, i], g, h, hess))
+            hi = tuple(coords.new_zeros(n, k) for _ in range(order - 2))
+            out.append(Jet(coords[:, i], g, h, hess, hi))
         return out
 
     @staticmethod
@@ -54,19 +79,35 @@ class Jet:
         """Stack scalar jets ``[N]`` into ``[N, k]`` (constants allowed)."""
         ref = next(j for j in jets if isinstance(j, Jet))
         js = [j if isinstance(j, Jet) else ref._const(j) for j in jets]
-        h = None if ref.h is None else torch.stack([j.h for j in js], dim=-1)  # type: ignore[misc]
-        return Jet(torch.stack([j.v for j in js], dim=-1), torch.stack([j.g for j in js], dim=-1), h, ref.hess)
+        return ref.from_rows([torch.stack(parts, dim=-1) for parts in zip(*(j.rows() for j in js))])
 
     @property
     def dim(self) -> int:
         return self.g.shape[1]
 
+    @property
+    def order(self) -> int:
+        """The highest derivative order carried."""
+        return 1 if self.h is None else 2 + len(self.hi)
+
+    def rows(self) -> list[Tensor]:
+        """The jet's tensors in order: value ``[N, *S]``, gradient ``[N, d, *S]``, then each higher order ``[N, k, *S]``."""
+        return [self.v, self.g] + ([] if self.h is None else [self.h, *self.hi])
+
+    def from_rows(self, rows: Sequence[Tensor]) -> Jet:
+        """A jet of this one's axes from tensors shaped like :meth:`rows`."""
+        return Jet(rows[0], rows[1], rows[2] if len(rows) > 2 else None, self.hess, tuple(rows[3:]))
+
+    def map(self, fn: Callable[[Tensor], Tensor]) -> Jet:
+        """``fn`` applied to every tensor of the jet (detach, move, index, ...)."""
+        return self.from_rows([fn(r) for r in self.rows()])
+
     def _const(self, c: Tensor | float) -> Jet:
         v = torch.as_tensor(c, dtype=self.v.dtype, device=self.v.device).expand_as(self.v)
-        return Jet(v, torch.zeros_like(self.g), None if self.h is None else torch.zeros_like(self.h), self.hess)
+        return self.from_rows([v] + [torch.zeros_like(r) for r in self.rows()[1:]])
 
-    def _like(self, v: Tensor, g: Tensor, h: Tensor | None) -> Jet:
-        return Jet(v, g, h, self.hess)
+    def _like(self, v: Tensor, g: Tensor, h: Tensor | None, hi: tuple[Tensor, ...] = ()) -> Jet:
+        return Jet(v, g, h, self.hess, hi)
 
     @property
     def gh(self) -> Tensor:
@@ -77,31 +118,46 @@ class Jet:
     def linear(self, weight: Tensor, bias: Tensor | None) -> Jet:
         """``x W^T + b`` on the last dimension: one matmul over all stacked rows."""
         d = self.g.shape[1]
-        parts = [self.v.unsqueeze(1), self.g] + ([self.h] if self.h is not None else [])
-        rows = torch.cat(parts, dim=1) @ weight.T  # [N, 1 + d (+ k), out]
+        parts = [self.v.unsqueeze(1), self.g] + ([] if self.h is None else [self.h, *self.hi])
+        rows = torch.cat(parts, dim=1) @ weight.T  # [N, 1 + d + (order - 1) k, out]
         v = rows[:, 0] + bias if bias is not None else rows[:, 0]
-        return self._like(v, rows[:, 1 : 1 + d], rows[:, 1 + d :] if self.h is not None else None)
+        if self.h is None:
+            return self._like(v, rows[:, 1 : 1 + d], None)
+        higher = rows[:, 1 + d :].split(self.h.shape[1], dim=1)
+        return self._like(v, rows[:, 1 : 1 + d], higher[0], tuple(higher[1:]))
 
-    def apply(self, f0: Tensor, f1: Tensor, f2: Tensor | None) -> Jet:
-        """Chain rule for an elementwise function with value f0 and derivatives f1, f2 at ``self.v``."""
+    def apply(self, f0: Tensor, f1: Tensor, *f: Lazy) -> Jet:
+        """Chain rule for an elementwise function with value ``f0`` and derivatives ``f1, f2, ...`` at ``self.v``.
+
+        Derivatives beyond the jet's order are never evaluated (pass them as functions to skip their cost).
+        """
         a1 = f1.unsqueeze(1)
         g = a1 * self.g
-        h = None
-        if self.h is not None:
-            gh = self.gh
-            h = a1 * self.h + f2.unsqueeze(1) * gh * gh  # type: ignore[union-attr]
-        return self._like(f0, g, h)
+        if self.h is None:
+            return self._like(f0, g, None)
+        x1, x2 = self.gh, self.h
+        f2 = _value(f[0]).unsqueeze(1)
+        h = a1 * x2 + f2 * x1 * x1
+        hi: tuple[Tensor, ...] = ()
+        if self.hi:
+            f3, x3 = _value(f[1]).unsqueeze(1), self.hi[0]
+            x1sq = x1 * x1
+            hi = (a1 * x3 + 3 * f2 * x1 * x2 + f3 * x1sq * x1,)
+            if len(self.hi) > 1:
+                f4 = _value(f[2]).unsqueeze(1)
+                hi += (a1 * self.hi[1] + f2 * (4 * x1 * x3 + 3 * x2 * x2) + 6 * f3 * x1sq * x2 + f4 * x1sq * x1sq,)
+        return self._like(f0, g, h, hi)
 
     # ------------------------------------------------------------------ arithmetic
     def __add__(self, o: Any) -> Jet:
         if isinstance(o, Jet):
-            return self._like(self.v + o.v, self.g + o.g, None if self.h is None else self.h + o.h)
-        return self._like(self.v + o, self.g, self.h)
+            return self.from_rows([a + b for a, b in zip(self.rows(), o.rows())])
+        return self._like(self.v + o, self.g, self.h, self.hi)
 
     __radd__ = __add__
 
     def __neg__(self) -> Jet:
-        return self._like(-self.v, -self.g, None if self.h is None else -self.h)
+        return self.map(torch.neg)
 
     def __sub__(self, o: Any) -> Jet:
         return self + (-o)
@@ -113,19 +169,28 @@ class Jet:
         if not isinstance(o, Jet):
             o = torch.as_tensor(o, dtype=self.v.dtype, device=self.v.device)
             a1 = o.unsqueeze(1) if 0 < o.dim() == self.v.dim() else o
-            return self._like(self.v * o, self.g * a1, None if self.h is None else self.h * a1)
+            rows = self.rows()
+            return self.from_rows([rows[0] * o] + [r * a1 for r in rows[1:]])
         sa, oa = self.v.unsqueeze(1), o.v.unsqueeze(1)
         g = sa * o.g + oa * self.g
-        h = None
-        if self.h is not None:
-            h = sa * o.h + oa * self.h + 2 * self.gh * o.gh
-        return self._like(self.v * o.v, g, h)
+        if self.h is None:
+            return self._like(self.v * o.v, g, None)
+        a1, b1 = self.gh, o.gh
+        h = sa * o.h + oa * self.h + 2 * a1 * b1
+        hi: tuple[Tensor, ...] = ()
+        if self.hi:  # Leibniz: (ab)''' = a b''' + 3 a' b'' + 3 a'' b' + a''' b, and likewise with 1 4 6 4 1
+            a2, b2, a3, b3 = self.h, o.h, self.hi[0], o.hi[0]
+            hi = (sa * b3 + 3 * (a1 * b2 + a2 * b1) + a3 * oa,)
+            if len(self.hi) > 1:
+                hi += (sa * o.hi[1] + 4 * (a1 * b3 + a3 * b1) + 6 * a2 * b2 + self.hi[1] * oa,)
+        return self._like(self.v * o.v, g, h, hi)
 
     __rmul__ = __mul__
 
     def reciprocal(self) -> Jet:
         r = 1.0 / self.v
-        return self.apply(r, -r * r, 2 * r * r * r)
+        r2 = r * r
+        return self.apply(r, -r2, 2 * r2 * r, lambda: -6 * r2 * r2, lambda: 24 * r2 * r2 * r)
 
     def __truediv__(self, o: Any) -> Jet:
         return self * (o.reciprocal() if isinstance(o, Jet) else 1.0 / o)
@@ -140,7 +205,8 @@ class Jet:
         if p == 2.0:
             return self * self
         v = self.v
-        return self.apply(v**p, p * v ** (p - 1), p * (p - 1) * v ** (p - 2))
+        return self.apply(v**p, p * v ** (p - 1), p * (p - 1) * v ** (p - 2), lambda: p * (p - 1) * (p - 2) * v ** (p - 3),
+                          lambda: p * (p - 1) * (p - 2) * (p - 3) * v ** (p - 4))
 
     def __rpow__(self, o: Any) -> Jet:
         return (self * math.log(float(o))).exp()
@@ -148,78 +214,85 @@ class Jet:
     # ------------------------------------------------------------------ elementwise functions
     def sin(self) -> Jet:
         s, c = torch.sin(self.v), torch.cos(self.v)
-        return self.apply(s, c, -s)
+        return self.apply(s, c, -s, lambda: -c, s)
 
     def cos(self) -> Jet:
         s, c = torch.sin(self.v), torch.cos(self.v)
-        return self.apply(c, -s, -c)
+        return self.apply(c, -s, -c, s, c)
 
     def tan(self) -> Jet:
         t = torch.tan(self.v)
         s = 1 + t * t
-        return self.apply(t, s, 2 * t * s)
+        return self.apply(t, s, 2 * t * s, lambda: 2 * s * (1 + 3 * t * t), lambda: 8 * t * s * (2 + 3 * t * t))
 
     def exp(self) -> Jet:
         e = torch.exp(self.v)
-        return self.apply(e, e, e)
+        return self.apply(e, e, e, e, e)
 
     def log(self) -> Jet:
         r = 1.0 / self.v
-        return self.apply(torch.log(self.v), r, -r * r)
+        r2 = r * r
+        return self.apply(torch.log(self.v), r, -r2, lambda: 2 * r2 * r, lambda: -6 * r2 * r2)
 
     def sqrt(self) -> Jet:
-        s = torch.sqrt(self.v)
-        return self.apply(s, 0.5 / s, -0.25 / (s * self.v))
+        s, v = torch.sqrt(self.v), self.v
+        return self.apply(s, 0.5 / s, -0.25 / (s * v), lambda: 0.375 / (s * v * v), lambda: -0.9375 / (s * v * v * v))
 
     def tanh(self) -> Jet:
         t = torch.tanh(self.v)
         s = 1 - t * t
-        return self.apply(t, s, -2 * t * s)
+        return self.apply(t, s, -2 * t * s, lambda: -2 * s * (1 - 3 * t * t), lambda: 8 * t * s * (2 - 3 * t * t))
 
     def sinh(self) -> Jet:
         s, c = torch.sinh(self.v), torch.cosh(self.v)
-        return self.apply(s, c, s)
+        return self.apply(s, c, s, c, s)
 
     def cosh(self) -> Jet:
         s, c = torch.sinh(self.v), torch.cosh(self.v)
-        return self.apply(c, s, c)
+        return self.apply(c, s, c, s, c)
 
     def arctan(self) -> Jet:
-        r = 1.0 / (1 + self.v * self.v)
-        return self.apply(torch.atan(self.v), r, -2 * self.v * r * r)
+        v = self.v
+        r = 1.0 / (1 + v * v)
+        return self.apply(torch.atan(v), r, -2 * v * r * r, lambda: (6 * v * v - 2) * r**3, lambda: 24 * v * (1 - v * v) * r**4)
 
     def abs(self) -> Jet:
         s = torch.sign(self.v)
-        return self.apply(torch.abs(self.v), s, torch.zeros_like(s))
+        z = torch.zeros_like(s)
+        return self.apply(torch.abs(self.v), s, z, z, z)
 
     def sign(self) -> Jet:
         z = torch.zeros_like(self.v)
-        return self.apply(torch.sign(self.v), z, z)
+        return self.apply(torch.sign(self.v), z, z, z, z)
 
     def heaviside(self) -> Jet:
         z = torch.zeros_like(self.v)
-        return self.apply(torch.heaviside(self.v, torch.full_like(self.v, 0.5)), z, z)
+        return self.apply(torch.heaviside(self.v, torch.full_like(self.v, 0.5)), z, z, z, z)
 
     def sigmoid(self) -> Jet:
         s = torch.sigmoid(self.v)
         d1 = s * (1 - s)
-        return self.apply(s, d1, d1 * (1 - 2 * s))
+        return self.apply(s, d1, d1 * (1 - 2 * s), lambda: d1 * (1 - 6 * d1), lambda: d1 * (1 - 2 * s) * (1 - 12 * d1))
 
     def silu(self) -> Jet:
-        s = torch.sigmoid(self.v)
-        d1 = s * (1 + self.v * (1 - s))
-        d2 = s * (1 - s) * (2 + self.v * (1 - 2 * s))
-        return self.apply(self.v * s, d1, d2)
+        # (x s)^(n) = x s^(n) + n s^(n-1), with the sigmoid's derivatives s' = d1, s'' = d1 (1 - 2s), s''' = d1 (1 - 6 d1)
+        x, s = self.v, torch.sigmoid(self.v)
+        d1 = s * (1 - s)
+        d2 = d1 * (1 - 2 * s)
+        return self.apply(x * s, s + x * d1, 2 * d1 + x * d2, lambda: 3 * d2 + x * d1 * (1 - 6 * d1),
+                          lambda: 4 * d1 * (1 - 6 * d1) + x * d2 * (1 - 12 * d1))
 
     def gelu(self) -> Jet:
+        # (x Phi)^(n) = x Phi^(n) + n Phi^(n-1), with Phi' = phi and phi' = -x phi
         x = self.v
         cdf = 0.5 * (1 + torch.erf(x / math.sqrt(2)))
         pdf = torch.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
-        return self.apply(x * cdf, cdf + x * pdf, pdf * (2 - x * x))
+        x2 = x * x
+        return self.apply(x * cdf, cdf + x * pdf, pdf * (2 - x2), lambda: pdf * x * (x2 - 4), lambda: pdf * (7 * x2 - 4 - x2 * x2))
 
     def points(self, index: slice) -> Jet:
         """The jet restricted to a range of points (the leading dimension)."""
-        return self._like(self.v[index], self.g[index], None if self.h is None else self.h[index])
+        return self.map(lambda r: r[index])
 
     def __getitem__(self, idx: Any) -> Jet:
         """Index the trailing (feature) dimensions: ``jet[..., k]``."""
@@ -228,7 +301,8 @@ class Jet:
         if idx and idx[0] is Ellipsis:
             idx = idx[1:]
         head = (slice(None),)
-        return self._like(self.v[head + idx], self.g[head * 2 + idx], None if self.h is None else self.h[head * 2 + idx])
+        rows = self.rows()
+        return self.from_rows([rows[0][head + idx]] + [r[head * 2 + idx] for r in rows[1:]])
 
 
 class JetBackend:
@@ -259,13 +333,13 @@ class JetDerivatives:
             return self.out.v[:, c]
         if len(idx) == 1:
             return self.out.g[:, idx[0], c]
-        if len(idx) == 2:
-            hess = self.out.hess
-            if self.out.h is None or idx[0] != idx[1] or not hess.start <= idx[0] < hess.stop:
-                raise ValueError(f"the second derivative along {axes} was not propagated; jets carry "
-                                 f"u_aa for the axes {self.names[hess]} only")
-            return self.out.h[:, idx[0] - hess.start, c]
-        raise ValueError(f"derivatives up to order 2 are propagated, got {axes}")
+        out, hess = self.out, self.out.hess
+        if len(set(idx)) > 1 or not hess.start <= idx[0] < hess.stop:
+            raise ValueError(f"the derivative along {axes} was not propagated; jets carry pure derivatives (u_aa, u_aaa, ...) "
+                             f"along the axes {self.names[hess]} only")
+        if len(idx) > out.order:
+            raise ValueError(f"the derivative along {axes} (order {len(idx)}) was not propagated; the jets carry up to order {out.order}")
+        return out.rows()[len(idx)][:, idx[0] - hess.start, c]
 
     def coord(self, name: str) -> Tensor:
         return self.coords[:, self.names.index(name)]

@@ -16,7 +16,7 @@ import abc
 from dataclasses import dataclass, field
 from typing import Any
 
-from torch import nn
+from torch import Tensor, nn
 
 from .jet import Jet
 
@@ -40,7 +40,7 @@ class JetCarry:
 
 def detach(jet: Jet) -> Jet:
     """The jet with its value and derivative rows cut from the graph (the same numbers)."""
-    return Jet(jet.v.detach(), jet.g.detach(), None if jet.h is None else jet.h.detach(), jet.hess)
+    return jet.map(Tensor.detach)
 
 
 def cut(carry: JetCarry) -> JetCarry:

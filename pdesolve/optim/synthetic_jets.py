@@ -65,21 +65,21 @@ class SyntheticGradientsJetsOptions(StagewiseOptions):
 
 
 def rows(jet: Jet) -> list[Tensor]:
-    """The jet's tensors in order: value ``[N, C]``, gradient rows ``[N, d, C]``, Hessian rows ``[N, k, C]`` (if carried)."""
-    return [jet.v, jet.g] + ([jet.h] if jet.h is not None else [])
+    """The jet's tensors in order: value ``[N, C]``, gradient rows ``[N, d, C]``, each higher order's rows ``[N, k, C]``."""
+    return jet.rows()
 
 
 def stacked(jet: Jet) -> Tensor:
-    """The jet's rows stacked per point, ``[N, (1 + d + k) C]``."""
-    parts = [jet.v.unsqueeze(1), jet.g] + ([jet.h] if jet.h is not None else [])
-    return torch.cat(parts, dim=1).flatten(1)
+    """The jet's rows stacked per point, ``[N, R C]``."""
+    return torch.cat([jet.v.unsqueeze(1)] + jet.rows()[1:], dim=1).flatten(1)
 
 
 def unstacked(flat: Tensor, jet: Jet) -> list[Tensor]:
-    """``flat`` ``[N, (1 + d + k) C]`` split into tensors shaped like :func:`rows` of ``jet``."""
-    n, c, d = jet.v.shape[0], jet.v.shape[-1], jet.g.shape[1]
+    """``flat`` ``[N, R C]`` split into tensors shaped like :func:`rows` of ``jet``."""
+    n, c = jet.v.shape[0], jet.v.shape[-1]
+    sizes = [r.shape[1] for r in jet.rows()[1:]]
     r = flat.reshape(n, -1, c)
-    return [r[:, 0], r[:, 1 : 1 + d]] + ([r[:, 1 + d :]] if jet.h is not None else [])
+    return [r[:, 0], *r[:, 1:].split(sizes, dim=1)]
 
 
 def coordinates(carry: JetCarry) -> Tensor:
@@ -106,8 +106,7 @@ class JetSynthesizer(nn.Module):
 def leaves(carry: JetCarry) -> JetCarry:
     """``carry`` whose features' jet is cut from the graph and made of leaves that collect the next stage's gradient."""
     j = carry.h
-    cut = [t.detach().requires_grad_(True) for t in rows(j)]
-    return carry.with_h(Jet(cut[0], cut[1], cut[2] if j.h is not None else None, j.hess))
+    return carry.with_h(j.map(lambda t: t.detach().requires_grad_(True)))
 
 
 class SyntheticGradientsJets(Optimizer):

@@ -22,7 +22,7 @@ from ..distributed import Ranks
 from ..grid import Grid
 from ..nn.features import CoordinateFeatures
 from ..nn.hard import HardConstraint
-from ..nn.jet import Jet, JetDerivatives
+from ..nn.jet import MAX_ORDER, Jet, JetDerivatives
 from ..nn.jet_blocks import JetBlock, JetCarry, JetLayer
 from ..nn.mlp import MLP, Activation
 from ..problem import BoundaryCondition, Problem
@@ -173,7 +173,7 @@ class PINNTask(JetBlockTask):
         self.names = problem.domain.names
         self.params = problem.coefficients
         self.rng = np.random.default_rng(torch.randint(0, 2**31, (1,)).item())
-        self.order = 2 if problem.equation.max_space_order >= 2 else 1
+        self.order = max(1, problem.equation.max_space_order)  # the jets carry exactly the orders the equation reads
         hard = model.hard.enforced() if model.hard is not None else set()
         self.soft_initial = problem.initial is not None and problem.domain.time is not None and not any(
             label.startswith("initial:") for label in hard
@@ -324,7 +324,7 @@ class PINN(PointSolver):
 
     @classmethod
     def mismatches(cls, problem: Problem) -> list[str]:
-        return pointwise_mismatches(problem, 2, "the PINN's jets")
+        return pointwise_mismatches(problem, MAX_ORDER, "the PINN's jets")
 
     def __init__(self, problem: Problem, options: PINNOptions, device: torch.device, dtype: torch.dtype | None = None, *,
                  ranks: Ranks | None = None, family: InitialConditionFamily | None = None):
