@@ -169,7 +169,7 @@ def _serve(study: Study, roles: Roles, plan: SimulationPlan, folder: Path, stop:
     n = study.simulate.trajectories
     parts = Parts(
         study=study, roles=roles, plan=plan, design=plan.design(n), surrogate=surrogate, device=device,
-        group=init_data_parallel(roles, device),
+        group=init_data_parallel(roles, device) if study.online.gradient_coding.scheme == "none" else None,  # coded: MPI only
         buffer=make_buffer(study.buffer.kind, study.buffer.capacity, surrogate.record_size, watermark=study.watermark,
                            seed=[study.seed, index]),
         scheduler=Scheduler(roles.simulations_of(index, n), study.online.max_retries),

@@ -33,6 +33,7 @@ from pdesolve.train import StopTraining, TrainSettings, train
 
 from .buffer import Buffer
 from .checkpoint import Checkpoints
+from .gradient_coding import GradientCoder
 from .monitor import Monitor, open_audit, progress_line, write_figures
 from .protocol import Kind, Message
 from .roles import Roles, StopFlag
@@ -86,8 +87,13 @@ class Server(RecordSource):
         study = parts.study
         self.task = SurrogateTask(parts.surrogate, parts.device, study.seed, self, parts.monitor, validation=parts.validation,
                                validate_every=study.train.validate_every, reduce=self._sum)
-        self.averager = None
-        if parts.group is not None:
+        self.averager: GradientAverager | None = None
+        self.coder: GradientCoder | None = None
+        coding = study.online.gradient_coding
+        self.task.server, self.task.delay = self.index, study.online.inject_delay
+        if parts.roles.servers > 1 and coding.scheme != "none":  # coded: MPI only, no torch.distributed group
+            self.coder = self.task.coder = GradientCoder(self.task.model, parts.roles.server_comm, coding, study.online.inject_delay)
+        elif parts.group is not None:
             self.averager = self.task.averager = GradientAverager(self.task.model, parts.group)
             self.task.ranks = Ranks.of(parts.group)
         parts.checkpoints.after_save = self._write_tables
@@ -318,6 +324,11 @@ class Server(RecordSource):
         p.link.close()
         if self.audit is not None:
             self.audit.close()
+        if self.coder is not None:
+            self.coder.close()
+            if self.index == 0:
+                log.info("gradient coding: the last round decoded from servers %s; %d late results dropped on server 0",
+                         list(self.coder.responders), self.coder.exchange.stale)
         if self.averager is not None:
             self.averager.close()
         self._write_tables()

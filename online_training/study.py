@@ -23,6 +23,8 @@ from pdesolve.nn.mlp import ACTIVATIONS
 from pdesolve.problem import Problem
 from pdesolve.simulate import SimulateSettings, select_simulator
 
+from .gradient_coding import DelaySpec, GradientCodingSpec
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -93,6 +95,8 @@ class OnlineSpec(_Strict):
     segment_steps: int | None = Field(None, ge=1, description="time steps per simulator call (None: whole trajectory)")
     threads: int = Field(1, ge=1, description="torch threads per rank")
     audit: bool = Field(False, description="log every sample sent and received with its CRC-32 (audit/)")
+    gradient_coding: GradientCodingSpec = Field(GradientCodingSpec(), description="straggler-tolerant gradients (docs/gradient_coding.md)")
+    inject_delay: DelaySpec | None = Field(None, description="slow one server down (tests and benchmarks)")
 
 
 class ValidationSpec(_Strict):
@@ -228,6 +232,7 @@ def load_study(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
             f"train.optimizer.name: {opt.name!r} runs line searches on each server's own batch, which would "
             f"desynchronize {spec.online.servers} data-parallel servers; use adam or adamw, or online.servers: 1"
         )
+    errors += _coding_errors(spec.online, opt.name)
     if spec.online.segment_steps is not None and spec.online.segment_steps > settings.steps:
         errors.append(f"online.segment_steps: expected at most simulate.steps = {settings.steps}, got {spec.online.segment_steps}")
     if errors:
@@ -240,6 +245,27 @@ def load_study(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
         validation=spec.validation, offline=spec.offline, surrogate=surrogate, buffer=spec.buffer, train=spec.train,
         optimizer_options=optimizer_options, seed=spec.seed, device=spec.device, output=output, raw=resolved,  # type: ignore[arg-type]
     )
+
+
+CODED_RULES = ("adam", "adamw")  # rules that take one backward pass of task.loss() per step and read the loss after it
+
+
+def _coding_errors(online: OnlineSpec, rule: str) -> list[str]:
+    """Refusals of online.gradient_coding and online.inject_delay that depend on the layout and the rule."""
+    errors, coding, n = [], online.gradient_coding, online.servers
+    if coding.scheme != "none":
+        if n == 1:
+            errors.append(f"online.gradient_coding.scheme: {coding.scheme!r} codes the gradients of several servers; "
+                          "set online.servers >= 2 or scheme: none")
+        elif coding.stragglers >= n:
+            errors.append(f"online.gradient_coding.stragglers: expected fewer than online.servers = {n} "
+                          f"(the full gradient decodes from n - s servers), got {coding.stragglers}")
+        if rule not in CODED_RULES:
+            errors.append(f"online.gradient_coding.scheme: {coding.scheme!r} needs a backprop rule that takes one backward pass "
+                          f"per step ({', '.join(CODED_RULES)}), got train.optimizer.name = {rule!r}")
+    if online.inject_delay is not None and online.inject_delay.server >= n:
+        errors.append(f"online.inject_delay.server: expected a server index below online.servers = {n}, got {online.inject_delay.server}")
+    return errors
 
 
 def _surrogate(path: str, data: dict[str, Any]) -> MLPSurrogate | SineNetSurrogate:

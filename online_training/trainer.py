@@ -6,12 +6,16 @@
 or the records of an HDF5 dataset drawn epoch by epoch (:class:`EpochSampler`, offline mode). With several
 servers a :class:`pdesolve.distributed.GradientAverager` averages the gradients between the backward pass and
 the update, so the servers keep one data-parallel model, and the loss each server reports is the mean over
-all servers' records (every server sees the same loss, so all of them stop together if it diverges).
+all servers' records (every server sees the same loss, so all of them stop together if it diverges). With
+``online.gradient_coding`` a :class:`online_training.gradient_coding.GradientCoder` takes the averager's place:
+the servers share their batches, each trains on its code row's batches, and the step's mean gradient and loss
+decode from the first ``n - s`` servers (``docs/gradient_coding.md``).
 """
 
 from __future__ import annotations
 
 import abc
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -68,6 +72,9 @@ class SurrogateTask(SupervisedTask):
         self.normalized = False
         self.std = torch.ones(surrogate.channels, device=device)  # the fields' scale per channel, once fitted
         self.averager: Any = None  # a GradientAverager when several servers train one model
+        self.coder: Any = None  # or a GradientCoder (online.gradient_coding)
+        self.delay: Any = None  # an injected straggler (DelaySpec) on the uncoded path
+        self.server = 0  # this server's index (the injected delay names one)
         self.ranks = Ranks.single()
         self.step = 0  # updates done so far (the step being prepared)
         self.drawn = 0  # batches drawn so far
@@ -123,6 +130,8 @@ class SurrogateTask(SupervisedTask):
         elif self.validate_every and step % self.validate_every == 0:
             self.validate()
         records = self.source.sample()
+        if self.coder is not None:
+            self.coder.share(step, records)
         self.drawn = step + 1  # once this batch is trained, step + 1 updates are done
         self.records = torch.from_numpy(records).to(self.device)
         self.monitor.trained += len(records)
@@ -138,6 +147,10 @@ class SurrogateTask(SupervisedTask):
         return ((self.surrogate.flat(prediction) - self.surrogate.flat(targets)) / self.std[:, None]).pow(2).mean()
 
     def loss(self) -> tuple[Tensor, dict[str, float]]:
+        if self.coder is not None:
+            return self.coder.loss(self._partition_loss, self.std), {}
+        if self.delay is not None and self.delay.applies(self.server, self.step):
+            time.sleep(self.delay.seconds)  # every server waits for this one at the all-reduces
         b = self.batch()
         n = len(b.targets)
         if self.averager is not None:
@@ -152,6 +165,10 @@ class SurrogateTask(SupervisedTask):
         total = self.ranks.sum(torch.stack([local.detach() * n, local.new_tensor(float(n))]))
         return local + (total[0] / total[1].clamp_min(1.0) - local.detach()), {}  # type: ignore[return-value]
 
+    def _partition_loss(self, records: np.ndarray) -> Tensor:
+        x, y = self.surrogate.batch(torch.from_numpy(records).to(self.device))
+        return self.criterion(self.model(x), y)
+
     def evaluate(self) -> dict[str, float]:
         """The validation at the end of a run (after every drawn batch was trained on)."""
         self.step = self.drawn
@@ -160,13 +177,15 @@ class SurrogateTask(SupervisedTask):
 
     def state_dict(self) -> dict[str, Any]:
         return {"normalized": self.normalized, "std": self.std.cpu(), "drawn": self.drawn, "source": self.source.state_dict(),
-                "monitor": self.monitor.state_dict()}
+                "monitor": self.monitor.state_dict(), "coder": None if self.coder is None else self.coder.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.normalized, self.std = bool(state["normalized"]), state["std"].to(self.device)
         self.step = self.drawn = int(state["drawn"])
         self.monitor.load_state_dict(state["monitor"])  # rows, validation and counters go on without gaps or repeats
         self.source.load_state_dict(state["source"])
+        if self.coder is not None and state.get("coder") is not None:
+            self.coder.load_state_dict(state["coder"])
 
 
 class EpochSampler(RecordSource):

@@ -20,7 +20,7 @@ from .config_messages import unknown_name, validation_errors
 from .equations import EQUATIONS, get_equation
 from .errors import UserError
 from .expr import ExpressionError, constant
-from .problem import Axis, BoundaryCondition, Domain, InitialCondition, Problem, ProblemError, Reference
+from .problem import Axis, BoundaryCondition, Domain, InitialCondition, ParameterRange, Problem, ProblemError, Reference
 
 Number = float | str  # a number or a constant expression such as "0.01/pi"
 PYTHON_EQUATION = "python:"  # how a run folder's config.yaml names an equation class defined in a user's script
@@ -50,8 +50,25 @@ class ReferenceSpec(_Strict):
     options: dict[str, Any] = {}
 
 
+class RangeSpec(_Strict):
+    """A parameter of a parametric family: ``params: {beta: {range: [1, 30]}}`` (``scale: log`` for a decade range)."""
+
+    range: tuple[Number, Number]
+    scale: Literal["linear", "log"] = "linear"
+
+
+class DrawSpec(_Strict):
+    """Held-out members of a parametric family drawn at random: uniform in each range's scale, from their own seed."""
+
+    count: int = Field(8, gt=0)
+    seed: int = 0
+
+
 class EvaluateSpec(_Strict):
     grid: dict[str, int] = Field(..., description="points per axis of the evaluation grid, e.g. {t: 101, x: 256}")
+    params: dict[str, list[Number]] | None = Field(None, description="held-out values of each ranged parameter of a parametric "
+                                                   "family (member i takes the i-th value of every list)")
+    draw: DrawSpec | None = Field(None, description="held-out members of a parametric family drawn at random (default: 8, seed 0)")
 
 
 class OptimizerSpec(BaseModel):
@@ -95,7 +112,7 @@ class ProblemFile(RunSettingsFile):
     name: Annotated[str, AfterValidator(check_run_name)]
     description: str = ""
     equation: str
-    params: dict[str, Number] = {}
+    params: dict[str, Number | RangeSpec] = {}
     domain: dict[str, tuple[Number, Number] | AxisSpec]
     initial: dict[str, Number] | None = None
     boundary: list[BoundarySpec] = []
@@ -118,6 +135,7 @@ class RunConfig:
     device: str
     raw: dict[str, Any]
     simulate: Any = None
+    eval_params: tuple[dict[str, float], ...] = ()  # the held-out members of a parametric family (empty otherwise)
 
 
 class ConfigError(UserError):
@@ -233,6 +251,7 @@ def python_run_config(problem: Problem, settings: dict[str, Any], overrides: Seq
         raise ConfigError(path, validation_errors(err, RunSettingsFile)) from None
     errors: list[str] = []
     cfg = run_settings(spec, data, problem.domain.names, errors)
+    cfg["eval_params"] = family_settings(problem, spec, errors)
     if errors:
         raise ConfigError(path, errors)
     return RunConfig(path=path, problem=problem, raw={**problem_to_dict(problem), **data}, **cfg)
@@ -247,7 +266,9 @@ def problem_to_dict(problem: Problem) -> dict[str, Any]:
     eq = problem.equation
     registered = EQUATIONS.get(eq.name) is type(eq)
     name = eq.name if registered else f"{PYTHON_EQUATION}{type(eq).__module__}.{type(eq).__qualname__}"
-    out: dict[str, Any] = {"name": problem.name, "equation": name, "params": dict(problem.params), "domain": domain}
+    params: dict[str, Any] = dict(problem.params)
+    params.update({k: {"range": [r.lo, r.hi], "scale": r.scale} for k, r in problem.ranges.items()})
+    out: dict[str, Any] = {"name": problem.name, "equation": name, "params": params, "domain": domain}
     if problem.initial is not None:
         out["initial"] = {k: e.text for k, e in problem.initial.values.items()}
     out["boundary"] = [
@@ -306,6 +327,7 @@ def _build(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     errors = _Errors()
     problem, variables = _problem(spec, errors)
     settings = run_settings(spec, raw, variables, errors)
+    settings["eval_params"] = family_settings(problem, spec, errors) if problem is not None else ()
     return dict(problem=problem, **settings), errors
 
 
@@ -319,7 +341,9 @@ def _problem(spec: ProblemFile, errors: _Errors) -> tuple[Problem | None, tuple[
         errors.append(unknown_name("equation", "equation", spec.equation, EQUATIONS))
     else:
         equation = get_equation(spec.equation)
-    params = {k: errors.number(v, f"params.{k}") for k, v in spec.params.items()}
+    params = {k: errors.number(v, f"params.{k}") for k, v in spec.params.items() if not isinstance(v, RangeSpec)}
+    ranges = {k: ParameterRange(errors.number(v.range[0], f"params.{k}.range[0]"), errors.number(v.range[1], f"params.{k}.range[1]"),
+                                v.scale) for k, v in spec.params.items() if isinstance(v, RangeSpec)}
     space, time = _domain(spec, errors)
     names = tuple(a.name for a in space)
     variables = (("t",) if time is not None else ()) + names
@@ -345,7 +369,7 @@ def _problem(spec: ProblemFile, errors: _Errors) -> tuple[Problem | None, tuple[
     try:
         problem, problem_errors = Problem.validated(
             name=spec.name, equation=equation, params=params, domain=Domain(tuple(space), time), initial=initial,
-            boundary=tuple(boundary), reference=reference, source=source,
+            boundary=tuple(boundary), reference=reference, source=source, ranges=ranges,
         )
         errors += [str(e) for e in problem_errors if e.path.split(".")[0].split("[")[0] not in reported]
     except ProblemError as e:
@@ -354,6 +378,54 @@ def _problem(spec: ProblemFile, errors: _Errors) -> tuple[Problem | None, tuple[
     if problem is not None and not errors:
         errors += probe_expressions(problem)
     return (None if errors else problem), variables
+
+
+def family_settings(problem: Problem, spec: RunSettingsFile, errors: list[str]) -> tuple[dict[str, float], ...]:
+    """The held-out members of a parametric family (``evaluate.params`` listed, or ``evaluate.draw``), and the refusal of
+    a family by a solver that takes one value per parameter; empty for a plain problem."""
+    import numpy as np
+
+    from .solvers import SOLVERS
+
+    ev = spec.evaluate
+    if not problem.is_family:
+        if ev is not None and (ev.params is not None or ev.draw is not None):
+            errors.append(f"evaluate.{'params' if ev.params is not None else 'draw'}: held-out parameter values are for a parametric "
+                          "family; no parameter of this problem spans a range (params.NAME: {range: [lo, hi]})")
+        return ()
+    solver = SOLVERS.get(spec.solver)
+    if solver is not None and not solver.parametric:
+        takes = sorted(n for n, c in SOLVERS.items() if c.parametric)
+        for k in problem.ranges:
+            errors.append(f"params.{k}: a range makes the problem a parametric family, which solver {spec.solver!r} cannot solve (it "
+                          f"takes one value per parameter); use solver {' or '.join(map(repr, takes))}, or give {k} a value")
+    if ev is not None and ev.params is not None and ev.draw is not None:
+        errors.append("evaluate: give held-out parameter values either listed (params) or drawn (draw), not both")
+        return ()
+    if ev is not None and ev.params is not None:
+        try:
+            listed = {k: [constant(v) for v in vs] for k, vs in ev.params.items()}
+        except ExpressionError as err:
+            errors.append(f"evaluate.params: {err}")
+            return ()
+        if set(listed) != set(problem.ranges):
+            errors.append(f"evaluate.params: expected values for exactly the ranged parameters {sorted(problem.ranges)}, got "
+                          f"{sorted(listed)}")
+            return ()
+        sizes = {len(v) for v in listed.values()}
+        if len(sizes) != 1 or 0 in sizes:
+            errors.append(f"evaluate.params: expected lists of one common, non-zero length (member i takes the i-th value of each), "
+                          f"got lengths {[len(v) for v in listed.values()]}")
+            return ()
+        for k, vs in listed.items():
+            r = problem.ranges[k]
+            outside = [v for v in vs if not r.lo <= v <= r.hi]
+            if outside:
+                errors.append(f"evaluate.params.{k}: {outside} outside the trained range [{r.lo:g}, {r.hi:g}]")
+        return tuple({k: listed[k][i] for k in listed} for i in range(sizes.pop()))
+    draw = ev.draw if ev is not None and ev.draw is not None else DrawSpec()
+    g = np.random.default_rng(draw.seed).random((draw.count, len(problem.ranges)))
+    return tuple({k: float(r.value(g[i, j])) for j, (k, r) in enumerate(problem.ranges.items())} for i in range(draw.count))
 
 
 def probe_expressions(problem: Problem, points: int = 9) -> list[str]:

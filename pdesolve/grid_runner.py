@@ -29,6 +29,7 @@ from .data import TrajectoryFile, split_trajectories
 from .errors import UserError
 from .grid import Grid
 from .io import write_json, write_with
+from .parallel_time import ExecutorOptions, executor_for, executor_summary
 from .plot import plot_history, save_figure
 from .rollout import (
     DatasetMismatch,
@@ -38,6 +39,7 @@ from .rollout import (
     evaluate_rollouts,
     full_rollout,
     load_trajectories,
+    rollout,
 )
 from .runner import (
     RunCheckpoint,
@@ -87,12 +89,12 @@ def _load(cfg: RunConfig, solver: GridSolver, file: TrajectoryFile, indices: Any
         raise UserError(str(err)) from None
 
 
-def evaluate(solver: GridSolver, data: Trajectories, cfg: RunConfig, stepper: Any = None) -> RolloutReport:
+def evaluate(solver: GridSolver, data: Trajectories, cfg: RunConfig, stepper: Any = None, roll: Any = rollout) -> RolloutReport:
     """Rollout errors of ``solver`` (or of ``stepper``, one of its pieces) on ``data`` with its rollout settings."""
     r = solver.rollout_settings
     try:
         return evaluate_rollouts(stepper or solver.step, data, solver.history, r.steps, r.starts, batch_size=EVAL_BATCH,
-                                 device=solver.device, dtype=solver.dtype)
+                                 device=solver.device, dtype=solver.dtype, roll=roll)
     except ValueError as err:
         raise UserError(f"evaluation rollouts: {err} (see solvers.{cfg.solver}.rollout_steps)") from None
 
@@ -217,12 +219,15 @@ def train_grid(cfg: RunConfig, data: str | Path | None, out: str | Path | None =
 
 
 def rollout_run(run_dir: str | Path, data: str | Path, *, split: str = "all", out: str | Path | None = None,
-                device: str | None = None, piece: tuple[int, ...] | None = None) -> dict[str, Any]:
+                device: str | None = None, piece: tuple[int, ...] | None = None, executor: ExecutorOptions | None = None
+                ) -> dict[str, Any]:
     """Roll a trained run out on the trajectories of ``data`` and write metrics, rollouts and figures.
 
     ``split``: ``all`` trajectories of the file, or its ``test`` split (as the run split its own data).
     ``piece``: roll out one piece's network alone on its sub-grid of the data (a coarse simulator; NeuralStagger).
     Results go to ``out`` (default ``RUN_DIR/rollout-<data file stem>``, plus ``-piece<offsets>``).
+    ``executor``: how the rollouts run (sequential, or in parallel over time: :mod:`pdesolve.parallel_time`); its
+    iterations and residuals go to ``metrics.json`` under ``executor``.
     """
     run_dir = Path(run_dir)
     cfg = load_run(run_dir)
@@ -256,15 +261,21 @@ def rollout_run(run_dir: str | Path, data: str | Path, *, split: str = "all", ou
     stepper = solver.step
     if piece is not None:
         stepper, test = solver.piece_stepper(piece), piece_trajectories(test, solver.piece_factors(), piece)
-    report = evaluate(solver, test, cfg, stepper)
+    parallel = executor_for(solver, executor, piece is not None)
+    if parallel is not None and parallel.options.method != "picard":
+        stepper = solver.step_with_grad()
+    roll = rollout if parallel is None else parallel.rollout
+    report = evaluate(solver, test, cfg, stepper, roll)
     name = f"rollout-{Path(file.path).stem}" + ("" if piece is None else "-piece" + "_".join(map(str, piece)))
     target = Path(out) if out is not None else run_dir / name
     metrics = {"run": str(run_dir), "data": str(Path(file.path).resolve()), "split": split, **report.as_dict()}
     if piece is not None:
         metrics["piece"] = list(piece)
+    if parallel is not None:
+        metrics["executor"] = executor_summary(parallel)
     target.mkdir(parents=True, exist_ok=True)
     write_json(target / "metrics.json", metrics)
-    write_rollouts(target, solver, test, report, [], stepper=stepper)
+    write_rollouts(target, solver, test, report, [], stepper=stepper, roll=roll)
     return {**metrics, "folder": str(target)}
 
 
@@ -285,7 +296,8 @@ def _piece_number(factors: tuple[int, ...], piece: tuple[int, ...]) -> int:
 
 # ----------------------------------------------------------------------------- files and figures
 def write_rollouts(folder: Path, solver: GridSolver, data: Trajectories, report: RolloutReport,
-                   history: list[dict[str, float]], residual: bool = False, stepper: Any = None) -> dict[str, float]:
+                   history: list[dict[str, float]], residual: bool = False, stepper: Any = None, roll: Any = rollout
+                   ) -> dict[str, float]:
     """``solution.h5`` (full rollouts of the first few trajectories) and the figures.
 
     With ``residual`` (the equation's grid form applies to these trajectories: a family that varies no equation
@@ -294,7 +306,7 @@ def write_rollouts(folder: Path, solver: GridSolver, data: Trajectories, report:
     per step (``dt |r| / std(u)``).
     """
     keep = data.head(min(SAVED_ROLLOUTS, len(data)))
-    pred = full_rollout(stepper or solver.step, keep, solver.history, device=solver.device, dtype=solver.dtype)
+    pred = full_rollout(stepper or solver.step, keep, solver.history, device=solver.device, dtype=solver.dtype, roll=roll)
     ref = keep.frames.double().numpy()
     diagnostics: dict[str, Any] = {}
     sizes: dict[str, float] = {}

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .equations import Equation
+from .errors import UserError
 from .expr import Expression
 from .grid import Grid, GridAxis
 
@@ -162,9 +163,52 @@ class Reference:
     options: Mapping[str, Any] = field(default_factory=dict)
 
 
+class ParametricFamilyError(ProblemError, UserError):
+    """A single-valued use (a reference, a simulation, a plain solver) of a problem whose parameters span ranges."""
+
+
+SCALES = ("linear", "log")
+
+
+@dataclass(frozen=True)
+class ParameterRange:
+    """The values ``[lo, hi]`` one parameter of a parametric family spans.
+
+    ``scale`` says how the range is measured: ``linear`` or ``log`` (a decade range of a viscosity). The unit
+    coordinate ``g`` in [0, 1] of :meth:`unit` is uniform in that scale; training draws and the hypernetworks'
+    input encodings use it.
+    """
+
+    lo: float
+    hi: float
+    scale: str = "linear"
+
+    def unit(self, value: Any) -> Any:
+        """The value's coordinate in [0, 1] (numbers or arrays)."""
+        import numpy as np
+
+        if self.scale == "log":
+            return (np.log(value) - np.log(self.lo)) / (np.log(self.hi) - np.log(self.lo))
+        return (np.asarray(value, dtype=float) - self.lo) / (self.hi - self.lo)
+
+    def value(self, g: Any) -> Any:
+        """The inverse of :meth:`unit`."""
+        import numpy as np
+
+        g = np.asarray(g, dtype=float)
+        if self.scale == "log":
+            return np.exp(np.log(self.lo) + g * (np.log(self.hi) - np.log(self.lo)))
+        return self.lo + g * (self.hi - self.lo)
+
+
 @dataclass(frozen=True)
 class Problem:
-    """A well-posed PDE problem. Checks on construction that its parts fit together."""
+    """A well-posed PDE problem. Checks on construction that its parts fit together.
+
+    A *parametric family* gives some parameters a :class:`ParameterRange` in ``ranges`` instead of a value in
+    ``params``: it is solved once over the ranges (only by solvers that declare ``parametric``) and scored on
+    members, :meth:`member` (the problem with those parameters fixed).
+    """
 
     name: str
     equation: Equation
@@ -174,10 +218,12 @@ class Problem:
     boundary: tuple[BoundaryCondition, ...] = ()
     reference: Reference | None = None
     source: Expression | None = None
+    ranges: Mapping[str, ParameterRange] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "boundary", tuple(self.boundary))
         object.__setattr__(self, "params", dict(self.params))
+        object.__setattr__(self, "ranges", dict(self.ranges))
         for err in self.errors():
             raise err
 
@@ -188,6 +234,7 @@ class Problem:
         for key, value in fields.items():
             object.__setattr__(draft, key, value)
         object.__setattr__(draft, "boundary", tuple(draft.boundary))
+        object.__setattr__(draft, "ranges", dict(fields.get("ranges", {})))
         errs = draft.errors()
         return (None, errs) if errs else (cls(**fields), [])
 
@@ -197,7 +244,10 @@ class Problem:
         for k in self.params:
             if k not in eq.parameters:
                 errs.append(ProblemError(f"params.{k}", f"unknown parameter of {eq.name!r}; expected {sorted(eq.parameters)}"))
+        errs += self._range_errors()
         for k, spec in eq.parameters.items():
+            if k in self.ranges:
+                continue
             if k not in self.params:
                 if spec.default is None:
                     errs.append(ProblemError(f"params.{k}", f"missing; {eq.name!r} needs {sorted(eq.parameters)}"))
@@ -238,9 +288,47 @@ class Problem:
             faces.add((bc.axis, bc.side, bc.field))
         return errs
 
+    def _range_errors(self) -> list[ProblemError]:
+        eq, errs = self.equation, []
+        for k, r in self.ranges.items():
+            where = f"params.{k}.range"
+            if k not in eq.parameters:
+                errs.append(ProblemError(f"params.{k}", f"unknown parameter of {eq.name!r}; expected {sorted(eq.parameters)}"))
+                continue
+            if k in self.params:
+                errs.append(ProblemError(f"params.{k}", "given both a value and a range; give one"))
+            if r.scale not in SCALES:
+                errs.append(ProblemError(f"params.{k}.scale", f"expected one of {list(SCALES)}, got {r.scale!r}"))
+            if not r.lo < r.hi:
+                errs.append(ProblemError(where, f"expected lo < hi, got [{r.lo}, {r.hi}]"))
+            elif r.scale == "log" and r.lo <= 0:
+                errs.append(ProblemError(where, f"a log-scale range needs lo > 0, got [{r.lo}, {r.hi}]"))
+            for end in (r.lo, r.hi):
+                msg = eq.parameters[k].check(float(end))
+                if msg:
+                    errs.append(ProblemError(where, f"{end}: {msg}"))
+        return errs
+
+    @property
+    def is_family(self) -> bool:
+        """True when some parameters span ranges (a parametric family) instead of taking values."""
+        return bool(self.ranges)
+
+    def member(self, values: Mapping[str, float]) -> Problem:
+        """The problem with every ranged parameter fixed at ``values[name]`` (a plain, single-valued problem)."""
+        import dataclasses
+
+        if set(values) != set(self.ranges):
+            raise ProblemError("params", f"a member fixes exactly the ranged parameters {sorted(self.ranges)}, got {sorted(values)}")
+        return dataclasses.replace(self, params={**self.params, **{k: float(v) for k, v in values.items()}}, ranges={})
+
     @property
     def coefficients(self) -> dict[str, float]:
-        """Parameters with the family's defaults filled in."""
+        """Parameters with the family's defaults filled in (a parametric family has no single value: refused)."""
+        if self.ranges:
+            name = next(iter(self.ranges))
+            raise ParametricFamilyError(f"params.{name}", f"problem {self.name!r} is a parametric family ({name} spans a range), "
+                                        "not one problem; solve it with a parametric solver (hyper_pinn) or give it a value")
         out = {k: float(s.default) for k, s in self.equation.parameters.items() if s.default is not None}
         out.update({k: float(v) for k, v in self.params.items()})
         return out

@@ -216,10 +216,12 @@ def evaluate_rollouts(
     batch_size: int = 64,
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
+    roll: Callable[[Stepper, Tensor, int], Tensor] = rollout,
 ) -> RolloutReport:
     """One-step and rollout errors of ``step`` on ``data`` (see the module docstring).
 
-    Windows are evaluated ``batch_size`` at a time on ``device``; errors are accumulated in float64.
+    Windows are evaluated ``batch_size`` at a time on ``device``; errors are accumulated in float64. ``roll`` executes
+    the rollouts (:func:`rollout`, or a parallel-in-time executor's, :mod:`pdesolve.parallel_time`).
     """
     if len(data) == 0:
         raise ValueError("no trajectories to evaluate on")
@@ -242,7 +244,7 @@ def evaluate_rollouts(
     truth = torch.stack([frames[:, s + history : s + history + steps] for s in firsts], dim=1).flatten(0, 1)
     per_frame, whole = [], []
     for x, y in zip(begin.split(batch_size), truth.split(batch_size), strict=True):
-        pred = rollout(run, x.double(), steps)  # [chunk, steps, channel, *space] float64
+        pred = roll(run, x.double(), steps)  # [chunk, steps, channel, *space] float64
         y = y.double()
         per_frame.append(relative_l2_frames(pred, y, sd))  # [chunk, steps, channel]
         whole.append(relative_l2_frames(pred.movedim(1, -1 - sd), y.movedim(1, -1 - sd), sd + 1))  # [chunk, channel]
@@ -260,11 +262,11 @@ def evaluate_rollouts(
 
 @torch.no_grad()
 def full_rollout(step: Stepper, data: Trajectories, history: int, device: torch.device | str = "cpu",
-                 dtype: torch.dtype = torch.float32) -> np.ndarray:
+                 dtype: torch.dtype = torch.float32, roll: Callable[[Stepper, Tensor, int], Tensor] = rollout) -> np.ndarray:
     """Roll every trajectory out from its first ``history`` frames to the last frame time.
 
     Returns ``[trajectory, time, channel, *space]`` float64 whose first ``history`` frames are the given ones.
     """
     start = data.frames[:, :history]
-    pred = rollout(lambda x: step(x.to(device=device, dtype=dtype)).cpu().double(), start.double(), data.grid.time.n - history)  # type: ignore[union-attr]
+    pred = roll(lambda x: step(x.to(device=device, dtype=dtype)).cpu().double(), start.double(), data.grid.time.n - history)  # type: ignore[union-attr]
     return torch.cat([start.double(), pred], dim=1).numpy()

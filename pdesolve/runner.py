@@ -31,6 +31,7 @@ from .grid import Grid
 from .io import write_json, write_text, write_with
 from .metrics import error_metrics
 from .optim import Optimizer, make_optimizer
+from .parametric import HeldOut, ParametricSolver, held_out
 from .plot import plot_fields, plot_history, plot_residual, plot_slices
 from .reference import ReferenceError, reference_solution
 from .solution import Solution
@@ -279,22 +280,25 @@ def run(cfg: RunConfig, out: str | Path | None = None, *, resume: bool = False, 
     solver = current.solver
     assert isinstance(solver, PointSolver)
     grid = evaluation_grid(cfg)
-    ref = reference_on(cfg, grid)
+    members = held_out(cfg, grid)  # a parametric family is scored on held-out members (pdesolve/parametric.py)
+    ref = reference_on(cfg, grid) if members is None else members.reference
 
     def evaluate() -> dict[str, float]:
         if ref is None:
             return {}
+        if members is not None:
+            return HeldOut.scalars(members.metrics(predicted(solver, grid, members).numpy()))
         return error_metrics(solver.predict(grid).numpy(), ref)
 
     task = solver.task(evaluate)
     rule = checked_rule(current, task)
     current.open_folder()
     result = current.train(task, rule, resume=resume, quiet=quiet)
-    solution = solver.predict(grid)
+    solution = predicted(solver, grid, members)
     diagnostics = solver.diagnostics(grid)
     metrics = run_summary(cfg, result, current.device)
     if ref is not None:
-        metrics.update(error_metrics(solution.numpy(), ref))
+        metrics.update(error_metrics(solution.numpy(), ref) if members is None else family_scores(members, solution, diagnostics))
     metrics.update({k: diagnostics[k] for k in METRIC_DIAGNOSTICS if k in diagnostics})
     if not current.ranks.primary:
         return Result(metrics, solution, ref, result.status, None, result.history, diagnostics)
@@ -305,6 +309,21 @@ def run(cfg: RunConfig, out: str | Path | None = None, *, resume: bool = False, 
     res = Result(metrics, solution, ref, result.status, run_dir, result.history, diagnostics)
     res.plot()
     return res
+
+
+def predicted(solver: Solver, grid: Grid, members: HeldOut | None) -> Solution:
+    """The solver's prediction on ``grid``, or of a parametric family's held-out ``members``."""
+    if members is None:
+        return solver.predict(grid)
+    assert isinstance(solver, ParametricSolver), "the configuration refuses a family for a solver that is not parametric"
+    return members.predict(solver)
+
+
+def family_scores(members: HeldOut, solution: Solution, diagnostics: dict[str, Any]) -> dict[str, Any]:
+    """The held-out members' errors, and their figure (error against the parameter) added to ``diagnostics``."""
+    scores = members.metrics(solution.numpy())
+    diagnostics.setdefault("figures", {})["held_out_error"] = members.figure(scores)
+    return scores
 
 
 def is_grid_solver(name: str) -> bool:
@@ -454,8 +473,9 @@ def evaluate_run(run_dir: str | Path) -> dict[str, Any]:
     state = RunCheckpoint(ckpt, write=False).load()
     solver.model.load_state_dict(state["model"])
     grid = evaluation_grid(cfg)
-    ref = reference_on(cfg, grid)
-    solution = solver.predict(grid)
+    members = held_out(cfg, grid)
+    ref = reference_on(cfg, grid) if members is None else members.reference
+    solution = predicted(solver, grid, members)
     metrics_path = run_dir / "metrics.json"
     import json
 
@@ -466,9 +486,9 @@ def evaluate_run(run_dir: str | Path) -> dict[str, Any]:
         metrics = {}
     if not isinstance(metrics, dict):
         metrics = {}
-    if ref is not None:
-        metrics.update(error_metrics(solution.numpy(), ref))
     diagnostics = solver.diagnostics(grid)
+    if ref is not None:
+        metrics.update(error_metrics(solution.numpy(), ref) if members is None else family_scores(members, solution, diagnostics))
     metrics.update({k: diagnostics[k] for k in METRIC_DIAGNOSTICS if k in diagnostics})
     write_json(metrics_path, metrics)
     write_solution(run_dir / "solution.h5", solution, ref, diagnostics)

@@ -81,6 +81,11 @@ class Jet:
         js = [j if isinstance(j, Jet) else ref._const(j) for j in jets]
         return ref.from_rows([torch.stack(parts, dim=-1) for parts in zip(*(j.rows() for j in js))])
 
+    @staticmethod
+    def cat(jets: Sequence[Jet]) -> Jet:
+        """Concatenate jets ``[N, k_i]`` along the feature (last) dimension."""
+        return jets[0].from_rows([torch.cat(parts, dim=-1) for parts in zip(*(j.rows() for j in jets))])
+
     @property
     def dim(self) -> int:
         return self.g.shape[1]

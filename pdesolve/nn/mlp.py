@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from .blocks import Block, BlockModel, Lambda
 from .jet import Jet
+from .jet_blocks import JetBlock, JetLayer
 
 # name -> (tensor function, Jet method name)
 ACTIVATIONS = {
@@ -70,3 +71,7 @@ class MLP(nn.Module, BlockModel):
     def blocks(self) -> Sequence[Block]:
         act = Pointwise(self._act)
         return [Lambda(layer, act) for layer in self.layers[:-1]] + [Lambda(self.layers[-1])]
+
+    def jet_blocks(self) -> list[JetBlock]:
+        """:meth:`forward_jet` layer by layer (each hidden layer with its activation, then the output layer)."""
+        return [JetLayer(layer, self._jet_act) for layer in self.layers[:-1]] + [JetLayer(self.layers[-1], None)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .base import Solver, SolverMismatch
 from .hc import HC, MoEHC
+from .hyper_pinn import HyperPINN
 from .lpinn import LPINN
 from .pinn import PINN
 from .sinenet import SineNetSolver
@@ -16,6 +17,7 @@ SOLVERS: dict[str, type[Solver]] = {
     "sinenet": SineNetSolver,
     "lpinn": LPINN,
     "stagger": StaggerSolver,
+    "hyper_pinn": HyperPINN,
 }
 
 

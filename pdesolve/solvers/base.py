@@ -43,11 +43,15 @@ class Solver(abc.ABC):
 
     name: ClassVar[str]
     Options: ClassVar[type[BaseModel]]
+    parametric: ClassVar[bool] = False  # solves a parametric family (Problem.ranges) as a whole: docs/hypernetworks.md
     model: nn.Module
 
     def __init__(self, problem: Problem, options: BaseModel, device: torch.device, dtype: torch.dtype = torch.float32, *,
                  ranks: Ranks | None = None, family: InitialConditionFamily | None = None):
         problems = self.mismatches(problem)
+        if problem.is_family and not self.parametric:
+            problems.append(f"it takes one value per parameter, and {sorted(problem.ranges)} span ranges (a parametric family: "
+                            "solve it with a parametric solver, hyper_pinn)")
         if problems:
             raise SolverMismatch(f"solver {self.name!r} cannot solve problem {problem.name!r}: " + "; ".join(problems))
         self.problem, self.options, self.device, self.dtype = problem, options, device, dtype
@@ -170,6 +174,11 @@ class GridSolver(Solver):
     def step(self, frames: Tensor) -> Tensor:
         """One step in evaluation mode: ``[batch, history, channel, *space] -> [batch, channel, *space]``, or
         ``[batch, frames_per_step, channel, *space]`` for a stepper that returns several frames per call."""
+
+    def step_with_grad(self) -> Callable[[Tensor], Tensor] | None:
+        """:meth:`step` with autograd kept (evaluation mode), for executors that differentiate the stepper
+        (``pdesolve rollout --executor newton``, :mod:`pdesolve.parallel_time`); None where the solver has none."""
+        return None
 
     @abc.abstractmethod
     def check_grid(self, grid: Grid) -> None:

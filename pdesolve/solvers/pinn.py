@@ -14,25 +14,44 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 
 from .. import sampling
 from ..distributed import Ranks
 from ..grid import Grid
-from ..nn.features import CoordinateFeatures
+from ..nn import sparsity
+from ..nn.features import CoordinateFeatures, FourierFeatures
+from ..nn.gated import ModifiedMLP, PirateNet
 from ..nn.hard import HardConstraint
 from ..nn.jet import MAX_ORDER, Jet, JetDerivatives
-from ..nn.jet_blocks import JetBlock, JetCarry, JetLayer
-from ..nn.mlp import MLP, Activation
+from ..nn.jet_blocks import JetBlock, JetCarry
+from ..nn.mlp import Activation
+from ..nn.rwf import factorize
+from ..nn.shallow import NETWORKS
+from ..nn.sparsity import SparsityOptions
 from ..problem import BoundaryCondition, Problem
 from ..sampling import Sampler
 from ..solution import Solution
 from ..task import JetBlockTask
-from .base import PointSolver, pointwise_mismatches
+from .base import PointSolver, SolverMismatch, pointwise_mismatches
+from .pinn_training import (
+    AdaptiveWeights,
+    AdaptiveWeightsOptions,
+    CausalOptions,
+    CausalWeights,
+    Curriculum,
+    CurriculumOptions,
+    FourierOptions,
+    RWFOptions,
+)
 
 if TYPE_CHECKING:
     from ..simulate.family import InitialConditionFamily
+
+
+PINN_NETWORKS: dict[str, type[nn.Module]] = {**NETWORKS, "modified_mlp": ModifiedMLP, "piratenet": PirateNet}
+"""``solvers.pinn.network`` -> the class; each takes ``(in_dim, out_dim, width, depth, act)`` and runs on tensors and jets."""
 
 
 class PointsOptions(BaseModel):
@@ -81,6 +100,11 @@ class PINNOptions(BaseModel):
     width: int = Field(20, gt=0)
     depth: int = Field(3, gt=0)
     activation: Activation = "tanh"
+    network: Literal["mlp", "residual", "parallel", "modified_mlp", "piratenet"] = Field(
+        "mlp", description="mlp: plain; residual: h + act(W h) per hidden layer; parallel: every hidden layer reads the first "
+        "(Make Deep Networks Shallow Again; the same parameters as mlp at the same width and depth); modified_mlp: gated by two "
+        "input encoders (Wang, Teng, Perdikaris 2021); piratenet: residual gated blocks with skip weights from 0 (Wang et al. 2024)")
+    sparsity: SparsityOptions | None = Field(None, description="N:M sparse hidden layers, e.g. {n: 2, m: 4, mode: consistent}")
     periodic_modes: int = Field(1, ge=1, description="Fourier modes per periodic axis in the input embedding")
     hard_constraints: bool = Field(True, description="enforce the IC and Dirichlet walls exactly by an output transform")
     dtype: Literal["float32", "float64"] = "float32"
@@ -90,6 +114,28 @@ class PINNOptions(BaseModel):
     points: PointsOptions = PointsOptions()
     rar: RAROptions = RAROptions()
     weights: WeightsOptions = WeightsOptions()
+    fourier_features: FourierOptions | None = Field(None, description="random Fourier features of the non-periodic coordinates")
+    weight_factorization: RWFOptions | None = Field(None, description="random weight factorization of every dense layer")
+    causal: CausalOptions | None = Field(None, description="weight the residual by time chunks, respecting causality")
+    adaptive_weights: AdaptiveWeightsOptions | None = Field(None, description="balance the loss terms by gradient norms or NTK traces")
+    curriculum: CurriculumOptions | None = Field(None, description="ramp an equation parameter from an easy value")
+
+    @model_validator(mode="after")
+    def _check_sparsity(self) -> PINNOptions:
+        sp = self.sparsity
+        if sp is None:
+            return self
+        if not sparsity.derivative_consistent(sp):
+            raise ValueError(f"sparsity.mode {sp.mode!r} is not derivative-consistent (its backward pass is not the derivative of "
+                             "its forward map), and the PINN's residual needs derivatives of the function it evaluates; use mode: "
+                             "consistent")
+        if self.depth > 1 and self.width % sp.m:
+            raise ValueError(f"sparsity.m={sp.m} must divide width={self.width} (the fan-in of the hidden layers); change width or "
+                             "sparsity.m")
+        if self.weight_factorization is not None:  # RWF would rebuild the layers from the masked weights and drop the masks
+            raise ValueError("sparsity and weight_factorization cannot be combined (the factorization re-parametrizes the pruned "
+                             "weights); choose one")
+        return self
 
 
 class PINNModel(nn.Module):
@@ -98,7 +144,16 @@ class PINNModel(nn.Module):
     def __init__(self, problem: Problem, options: PINNOptions):
         super().__init__()
         self.features = CoordinateFeatures(problem.domain, options.periodic_modes)
-        self.net = MLP(self.features.size, len(problem.equation.fields), options.width, options.depth, options.activation)
+        if options.fourier_features is not None:
+            ff = options.fourier_features
+            self.features = FourierFeatures(self.features, ff.count, ff.sigma, ff.seed)  # type: ignore[assignment]
+        self.net = PINN_NETWORKS[options.network](self.features.size, len(problem.equation.fields), options.width, options.depth,
+                                             options.activation)
+        if options.sparsity is not None:
+            sparsity.sparsify(self.net, options.sparsity, owner="solver 'pinn'")
+        if options.weight_factorization is not None:
+            rwf = options.weight_factorization
+            factorize(self.net, rwf.mu, rwf.sigma, rwf.seed)
         self.hard = HardConstraint(problem) if options.hard_constraints else None
         # second derivatives are carried along the space axes only (t is column 0 when present)
         self.hess = slice(1 if problem.domain.time is not None else 0, len(problem.domain.names))
@@ -124,10 +179,8 @@ class PINNModel(nn.Module):
     def jet_blocks(self) -> list[JetBlock]:
         """:meth:`jet` block by block: the features with the first layer, each later layer, the exact transform
         (parameter-free, last; absent without one)."""
-        first, *hidden, last = self.net.layers  # depth >= 1: at least two layers
-        act = self.net._jet_act
-        blocks: list[JetBlock] = [FeatureLayer(self.features, JetLayer(first, act))]
-        blocks += [JetLayer(layer, act) for layer in hidden] + [JetLayer(last, None)]
+        first, *rest = self.net.jet_blocks()  # depth >= 1: at least two blocks
+        blocks: list[JetBlock] = [FeatureLayer(self.features, first), *rest]
         if self.hard is not None and self.hard.active:
             blocks.append(HardTransform(self.hard))
         return blocks
@@ -141,7 +194,7 @@ class PINNModel(nn.Module):
 class FeatureLayer(JetBlock):
     """The coordinate features of the carry's coordinates jet, then the first dense layer."""
 
-    def __init__(self, features: CoordinateFeatures, layer: JetLayer):
+    def __init__(self, features: CoordinateFeatures, layer: JetBlock):
         super().__init__()
         self.features, self.layer = features, layer
 
@@ -192,6 +245,13 @@ class PINNTask(JetBlockTask):
         self.term_names = ["residual"] + (["initial"] if self.soft_initial else []) + [bc.label for bc in self.soft_walls]
         self.term_weights = torch.tensor([w.residual] + ([w.initial] if self.soft_initial else []) + [w.boundary] * len(self.soft_walls),
                                          dtype=dtype, device=device)
+        time = problem.domain.time
+        self.causal = CausalWeights(options.causal, *time) if options.causal is not None and time is not None else None
+        self.adaptive = AdaptiveWeights(options.adaptive_weights, self.term_names, self.term_weights) \
+            if options.adaptive_weights is not None else None
+        self._update_weights_at: int | None = None
+        cur = options.curriculum
+        self.curriculum = Curriculum(cur, float(self.params[cur.parameter])) if cur is not None else None
         # fusing the jet arithmetic into a few loops (torch.compile) pays off from a few hundred steps on
         self._terms = torch.compile(self.loss_terms) if options.compile else self.loss_terms
 
@@ -259,6 +319,7 @@ class PINNTask(JetBlockTask):
     @interior.setter
     def interior(self, pts: Tensor) -> None:
         self._interior_pts = pts
+        self._chunk_of: Tensor | None = None
         self._kept: tuple[Tensor, list[slice], list | None] | None = None
 
     def _points(self) -> tuple[Tensor, list[slice], list | None]:
@@ -275,26 +336,65 @@ class PINNTask(JetBlockTask):
         pts, _, frame = self._points()
         return self.terms_of(self.model.jet(pts, self.order, frame))
 
+    def term_values(self, out: Jet) -> list[Tensor]:
+        """Each loss term's values per point: the residual ``[N, channels]``, then each soft condition's violations."""
+        parts = iter(self._points()[1])
+        values = [self._residual(out.points(next(parts)), self.interior)]
+        if self.initial_pts is not None:
+            values.append(out.v[next(parts)] - self.initial_target)
+        for bc, wall in zip(self.soft_walls, self.walls):
+            values.append(self.wall_violation(bc, wall, out.points(next(parts))))
+        return values
+
     def terms_of(self, out: Jet) -> Tensor:
         """:meth:`loss_terms` of an output jet at the points of one loss pass (the model's, or an auxiliary network's)."""
-        parts = iter(self._points()[1])
-        r = self._residual(out.points(next(parts)), self.interior)
-        terms = [(r * r).mean()]
-        if self.initial_pts is not None:
-            terms.append(((out.v[next(parts)] - self.initial_target) ** 2).mean())
-        for bc, wall in zip(self.soft_walls, self.walls):
-            v = self.wall_violation(bc, wall, out.points(next(parts)))
-            terms.append((v * v).mean())
+        return self._mean_squares(self.term_values(out))
+
+    def _mean_squares(self, values: list[Tensor]) -> Tensor:
+        r = values[0]
+        if self.causal is not None:
+            terms = [self.causal.loss((r * r).mean(-1), self._chunks())]
+        else:
+            terms = [(r * r).mean()]
+        terms += [(v * v).mean() for v in values[1:]]
         return torch.stack(terms)
 
+    def _chunks(self) -> Tensor:
+        assert self.causal is not None
+        if self._chunk_of is None:
+            self._chunk_of = self.causal.chunk_of(self.interior[:, 0])
+        return self._chunk_of
+
     def loss(self) -> tuple[Tensor, dict[str, float]]:
-        """The weighted sum of :meth:`loss_terms`, and each term by name."""
-        return self._weighted(self._terms())
+        """The weighted sum of :meth:`loss_terms`, and each term by name (with what the training methods did)."""
+        if self.adaptive is None or self._update_weights_at is None:
+            return self._weighted(self._terms())
+        pts, _, frame = self._points()
+        values = self.term_values(self.model.jet(pts, self.order, frame))
+        terms = self._mean_squares(values)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.adaptive.update(params, values, terms, seed=self._update_weights_at)
+        self.term_weights = self.adaptive.weights
+        self._update_weights_at = None  # once per step (L-BFGS evaluates the loss several times)
+        return self._weighted(terms)
 
     def _weighted(self, terms: Tensor) -> tuple[Tensor, dict[str, float]]:
-        return (terms * self.term_weights).sum(), dict(zip(self.term_names, terms.detach().tolist()))
+        record = dict(zip(self.term_names, terms.detach().tolist()))
+        for method in (self.causal, self.adaptive):
+            if method is not None:
+                record.update(method.record())
+        if self.curriculum is not None:
+            record[f"curriculum_{self.curriculum.options.parameter}"] = float(self.params[self.curriculum.options.parameter])
+        return (terms * self.term_weights).sum(), record
 
     def before_step(self, step: int) -> None:
+        sparsity.before_step(self.model, step)  # N:M masks on their schedule (nothing without sparsity)
+        if self.causal is not None and step:
+            self.causal.after_step()  # anneal the tolerance from the last step's weights
+        if self.adaptive is not None and self.adaptive.due(step):
+            self._update_weights_at = step
+        if self.curriculum is not None:
+            self.params = {**self.params, self.curriculum.options.parameter: self.curriculum.value(step)}
         p, rar = self.options.points, self.options.rar
         if p.resample_every and step and step % p.resample_every == 0:
             self.interior = self._tensor(self._interior(p.interior))
@@ -309,11 +409,42 @@ class PINNTask(JetBlockTask):
         return self._evaluate()
 
     def state_dict(self) -> dict[str, Any]:
-        return {"interior": self.interior.cpu(), "rng": self.rng.bit_generator.state}
+        state: dict[str, Any] = {"interior": self.interior.cpu(), "rng": self.rng.bit_generator.state}
+        if self.causal is not None:
+            state["causal"] = {**self.causal.state_dict(), "weights": self.causal.weights}
+        if self.adaptive is not None:
+            state["adaptive_weights"] = self.adaptive.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.interior = state["interior"].to(self.device, self.dtype)
         self.rng.bit_generator.state = state["rng"]
+        if self.causal is not None:
+            self.causal.load_state_dict(state["causal"])
+            self.causal.weights = state["causal"]["weights"]
+        if self.adaptive is not None:
+            self.adaptive.load_state_dict(state["adaptive_weights"])
+            self.term_weights = self.adaptive.weights
+
+
+def option_mismatches(problem: Problem, options: PINNOptions) -> list[str]:
+    """Why these PINN options do not fit ``problem`` (empty when they do)."""
+    out = []
+    if options.causal is not None and problem.domain.time is None:
+        out.append("solvers.pinn.causal weights the residual over time, and the problem has no time axis")
+    cur = options.curriculum
+    if cur is not None and cur.parameter not in problem.equation.parameters:
+        out.append(f"solvers.pinn.curriculum.parameter: {cur.parameter!r} is not a parameter of the {problem.equation.name!r} equation "
+                   f"(its parameters: {sorted(problem.equation.parameters)})")
+    elif cur is not None:
+        bad = problem.equation.parameters[cur.parameter].check(cur.start)
+        if bad:
+            out.append(f"solvers.pinn.curriculum.start: {bad}")
+    if options.weight_factorization is not None and options.sparsity is not None:
+        out.append("solvers.pinn.weight_factorization and solvers.pinn.sparsity both rewrite the dense layers; choose one")
+    if options.fourier_features is not None and all(a.periodic for a in problem.domain.space) and problem.domain.time is None:
+        out.append("solvers.pinn.fourier_features embed non-periodic coordinates, and every axis of this problem is periodic")
+    return out
 
 
 class PINN(PointSolver):
@@ -330,6 +461,9 @@ class PINN(PointSolver):
                  ranks: Ranks | None = None, family: InitialConditionFamily | None = None):
         dtype = dtype or (torch.float64 if options.dtype == "float64" else torch.float32)
         super().__init__(problem, options, device, dtype, ranks=ranks, family=family)
+        refused = option_mismatches(problem, options)
+        if refused:
+            raise SolverMismatch(f"solver 'pinn' cannot use these options on problem {problem.name!r}: " + "; ".join(refused))
         self.model = PINNModel(problem, options).to(device=device, dtype=dtype)
         self._task: PINNTask | None = None
 

@@ -23,9 +23,12 @@ from torch import Tensor, nn
 from ..distributed import Ranks
 from ..errors import UserError
 from ..grid import Grid
+from ..nn import sparsity
 from ..nn.blocks import Block, BlockModel, Carry
 from ..nn.padding import periodic_axes
 from ..nn.sinenet import SineNet, SineNetOptions
+from ..nn.sparsity import SparsityOptions
+from ..parallel_time import ExecutorOptions
 from ..problem import Problem
 from ..rollout import Trajectories, relative_l2_frames
 from ..task import Batch, SupervisedTask
@@ -66,12 +69,16 @@ class SineNetSettings(BaseModel):
     batch_size: int = Field(16, ge=1)
     noise: float = Field(0.0, ge=0)
     train_unroll: int = Field(1, ge=1, description="frames a training window is unrolled over (1: one-step teacher forcing)")
+    unroll_executor: ExecutorOptions = Field(default_factory=ExecutorOptions, description="how an unrolled window is "
+                                             "computed: sequential, or solved in parallel over time (docs/parallel_time.md)")
     time_stride: int = Field(1, ge=1)
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
     split_seed: int = 0
     rollout_steps: int | None = Field(None, ge=1, description="frames per evaluation rollout (default: as far as the data goes)")
     rollout_starts: int = Field(1, ge=1, description="start times the evaluation rollouts are averaged over")
     eval_trajectories: int = Field(8, ge=1, description="validation trajectories evaluated during training")
+    sparsity: SparsityOptions | None = Field(None, description="N:M sparse convolutions (all but the lift and the projection), "
+                                             "e.g. {n: 2, m: 4, mode: bdwp}")
 
     @model_validator(mode="after")
     def _check(self) -> SineNetSettings:
@@ -79,7 +86,18 @@ class SineNetSettings(BaseModel):
             raise ValueError(f"give width or parameters, not both (got width={self.width}, parameters={self.parameters})")
         if not math.isclose(sum(self.split), 1.0) or min(self.split) < 0:
             raise ValueError(f"split: expected three non-negative fractions summing to 1, got {list(self.split)}")
-        network_options(self, fields=1, periodic=(True, True))  # architecture errors now, not at train time
+        if self.unroll_executor.method != "sequential" and self.train_unroll == 1:
+            raise ValueError(f"unroll_executor {self.unroll_executor.method!r} needs train_unroll > 1 (got 1: one-step training)")
+        net = network_options(self, fields=1, periodic=(True, True))  # architecture errors now, not at train time
+        if self.sparsity is not None:  # the pruned layers' fans depend on the channel counts only (lift and projection stay dense)
+            with torch.device("meta"):
+                problems = sparsity.check(SineNet(net), self.sparsity)
+            if problems:
+                raise ValueError("; ".join(problems))
+            if self.unroll_executor.method in ("newton", "quasi_newton") and not sparsity.derivative_consistent(self.sparsity):
+                raise ValueError(f"sparsity.mode {self.sparsity.mode!r} is not derivative-consistent, and unroll_executor "
+                                 f"{self.unroll_executor.method!r} linearizes the stepper by its derivatives; use mode: consistent, or "
+                                 "the picard or sequential executor")
         return self
 
 
@@ -260,6 +278,7 @@ class SineNetTask(SupervisedTask):
 
     def before_step(self, step: int) -> None:
         """Draw the step's batch: ``x [batch, history, channel, *space]`` and ``y [batch, channel, *space]``."""
+        sparsity.before_step(self.model, step)  # N:M masks on their schedule (nothing without sparsity)
         w, k = self.windows.draw(), self.settings.history
         self.x, self.y = w[:, :k], w[:, k]
 
@@ -309,6 +328,8 @@ class SineNetSolver(GridSolver):
             raise SolverMismatch(f"solver 'sinenet' cannot be built for problem {problem.name!r}: {err}") from None
         fields = len(problem.equation.fields)
         self.model = SineNetStepper(self.network, fields, periodic, options.residual).to(device=device, dtype=dtype)
+        if options.sparsity is not None:
+            sparsity.sparsify(self.model, options.sparsity, owner="solver 'sinenet'")
         self.history = options.history
 
     @classmethod
@@ -365,3 +386,8 @@ class SineNetSolver(GridSolver):
             out = self.model(frames.to(device=self.device, dtype=self.dtype))
         self.model.train(was_training)
         return out
+
+    def step_with_grad(self) -> Callable[[Tensor], Tensor]:
+        """:meth:`step` with autograd kept (the model in evaluation mode), for the parallel-in-time executors."""
+        self.model.eval()
+        return lambda frames: self.model(frames.to(device=self.device, dtype=self.dtype))

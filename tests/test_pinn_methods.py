@@ -1,0 +1,160 @@
+"""The PINN training methods (issue 17): what each computes, checked against its definition; resume is exact; refusals."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from pdesolve.config import load_run_config
+from pdesolve.errors import UserError
+from pdesolve.nn.gated import ModifiedMLP, PirateNet
+from pdesolve.nn.jet import AutogradDerivatives, Jet, JetDerivatives
+from pdesolve.nn.rwf import FactorizedLinear, factorize
+from pdesolve.optim import make_optimizer
+from pdesolve.solvers.base import SolverMismatch
+from pdesolve.solvers.pinn import PINN
+from pdesolve.solvers.pinn_training import (
+    AdaptiveWeights,
+    AdaptiveWeightsOptions,
+    CausalOptions,
+    CausalWeights,
+    Curriculum,
+    CurriculumOptions,
+)
+from pdesolve.train import TrainSettings, train
+
+PROBLEMS = Path(__file__).resolve().parents[1] / "problems"
+
+
+def test_causal_weights_are_the_exponential_of_the_earlier_chunks_losses_and_anneal():
+    causal = CausalWeights(CausalOptions(chunks=4, tolerances=[0.5, 2.0], threshold=0.9), 0.0, 1.0)
+    t = torch.tensor([0.1, 0.2, 0.3, 0.6, 0.9, 0.99], dtype=torch.float64)
+    chunk = causal.chunk_of(t)
+    assert chunk.tolist() == [0, 0, 1, 2, 3, 3]
+    r2 = torch.tensor([1.0, 3.0, 4.0, 0.5, 0.2, 0.4], dtype=torch.float64, requires_grad=True)
+    loss = causal.loss(r2, chunk)
+    per_chunk = [2.0, 4.0, 0.5, 0.3]
+    w = [math.exp(-0.5 * sum(per_chunk[:i])) for i in range(4)]
+    assert loss.item() == pytest.approx(sum(a * b for a, b in zip(w, per_chunk)) / 4)
+    torch.testing.assert_close(causal.weights, torch.tensor(w, dtype=torch.float64))
+    loss.backward()  # no gradient through the weights: d loss / d r2 = w[chunk] / (4 * count)
+    torch.testing.assert_close(r2.grad, torch.tensor([w[0] / 8, w[0] / 8, w[1] / 4, w[2] / 4, w[3] / 8, w[3] / 8], dtype=torch.float64))
+    causal.after_step()
+    assert causal.level == 0  # the last chunk's weight exp(-3.25) is far below the threshold
+    causal.loss(torch.full((6,), 1e-3, dtype=torch.float64), chunk)
+    causal.after_step()
+    assert causal.level == 1 and causal.eps == 2.0
+    causal.after_step()
+    assert causal.level == 1  # the schedule's last tolerance stays
+
+
+def test_grad_norm_weights_balance_the_terms_gradients():
+    p = torch.tensor([1.0, 2.0], requires_grad=True)
+    terms = torch.stack([3 * p[0], 4 * p[1] * p[1]])  # gradient norms 3 and 16
+    aw = AdaptiveWeights(AdaptiveWeightsOptions(method="grad_norm", momentum=0.0), ["a", "b"], torch.ones(2))
+    aw.update([p], [], terms, seed=0)
+    torch.testing.assert_close(aw.weights, torch.tensor([19 / 3, 19 / 16]))
+    aw = AdaptiveWeights(AdaptiveWeightsOptions(method="grad_norm", momentum=0.9), ["a", "b"], torch.ones(2))
+    aw.update([p], [], terms, seed=0)
+    torch.testing.assert_close(aw.weights, 0.9 + 0.1 * torch.tensor([19 / 3, 19 / 16]))
+
+
+def test_ntk_weights_use_the_trace_of_each_terms_kernel():
+    """With one point per term the random-sign estimate is exact: tr K_i = |grad v_i|^2."""
+    p = torch.tensor([1.0, 2.0], requires_grad=True)
+    values = [(3 * p[0]).reshape(1), (p[0] + p[1] * p[1]).reshape(1)]  # |grad|^2 = 9 and 1 + 16
+    terms = torch.stack([(v * v).mean() for v in values])
+    aw = AdaptiveWeights(AdaptiveWeightsOptions(method="ntk", momentum=0.0, probes=3), ["a", "b"], torch.ones(2))
+    aw.update([p], values, terms, seed=0)
+    torch.testing.assert_close(aw.weights, torch.tensor([26 / 9, 26 / 17]))
+
+
+def test_curriculum_steps_from_the_start_to_the_target():
+    cur = Curriculum(CurriculumOptions(parameter="beta", start=1.0, steps=100, stages=4), 50.0)
+    assert [cur.value(s) for s in (0, 24, 25, 50, 99, 100, 500)] == [1.0, 1.0, 13.25, 25.5, 37.75, 50.0, 50.0]
+    log = Curriculum(CurriculumOptions(parameter="nu", start=1.0, steps=10, stages=2, scale="log"), 0.01)
+    assert log.value(5) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="positive"):
+        Curriculum(CurriculumOptions(parameter="nu", start=0.0, steps=10, scale="log"), 0.01)
+
+
+@pytest.mark.parametrize("cls", [ModifiedMLP, PirateNet])
+def test_gated_networks_on_jets_equal_autograd(cls):
+    torch.manual_seed(0)
+    net = cls(2, 2, 12, 2, "tanh").double()
+    if isinstance(net, PirateNet):
+        with torch.no_grad():
+            net.alpha.fill_(0.4)  # the residual branches switched on
+    c = torch.rand(12, 2, dtype=torch.float64)
+    jet = net.forward_jet(Jet.stack(Jet.variables(c, 3, slice(1, 2))))
+    torch.testing.assert_close(jet.v, net(c))
+    jd, ad = JetDerivatives(jet, ["u", "v"], ["t", "x"], c), AutogradDerivatives(net, c, ["u", "v"], ["t", "x"])
+    for axes in [("t",), ("x",), ("x", "x"), ("x", "x", "x")]:
+        torch.testing.assert_close(jd("v", *axes), ad("v", *axes))
+
+
+def test_pirate_net_starts_as_a_linear_map_of_its_lift():
+    torch.manual_seed(0)
+    net = PirateNet(3, 1, 8, 3, "tanh").double()
+    x = torch.rand(5, 3, dtype=torch.float64)
+    torch.testing.assert_close(net(x), net.out(net.lift(x)))
+
+
+def test_weight_factorization_keeps_the_function_and_trains_scales():
+    torch.manual_seed(0)
+    net = ModifiedMLP(2, 1, 8, 2).double()
+    x = torch.rand(7, 2, dtype=torch.float64)
+    before = net(x)
+    factorize(net, mu=1.0, sigma=0.1, seed=3)
+    assert all(not isinstance(m, torch.nn.Linear) for m in net.modules())
+    assert sum(isinstance(m, FactorizedLinear) for m in net.modules()) == 5
+    torch.testing.assert_close(net(x), before)
+    scales = [m.log_scale for m in net.modules() if isinstance(m, FactorizedLinear)]
+    assert abs(float(torch.cat(scales).detach().mean()) - 1.0) < 0.1
+
+
+def _solver(name, *overrides):
+    cfg = load_run_config(PROBLEMS / f"{name}.yaml", ["solvers.pinn.points.interior=256", "solvers.pinn.width=16", *overrides])
+    torch.manual_seed(cfg.seed)
+    return cfg, PINN(cfg.problem, cfg.solver_options, torch.device("cpu"))
+
+
+ALL_ON = ["solvers.pinn.fourier_features={count: 8, sigma: 1.0}", "solvers.pinn.weight_factorization={mu: 0.5}",
+          "solvers.pinn.causal={chunks: 8, tolerances: [0.01, 0.1], threshold: 0.5}", "solvers.pinn.hard_constraints=false",
+          "solvers.pinn.adaptive_weights={method: ntk, every: 2}", "solvers.pinn.curriculum={parameter: beta, start: 1, steps: 4}"]
+
+
+def test_every_method_at_once_resumes_exactly(tmp_path):
+    settings = dict(log_every=1, quiet=True, checkpoint_every=3)
+
+    def run(steps, checkpoint, resume=False):
+        cfg, solver = _solver("convection", *ALL_ON)
+        task = solver.task(lambda: {})
+        result = train(task, make_optimizer("adam", {"lr": 1e-3}, 6), TrainSettings(steps=steps, **settings),
+                       checkpoint=checkpoint, resume=resume)
+        return result, task
+
+    whole, _ = run(6, tmp_path / "a.pt")
+    run(3, tmp_path / "b.pt")
+    resumed, task = run(6, tmp_path / "b.pt", resume=True)
+    assert [r["loss"] for r in resumed.history] == [r["loss"] for r in whole.history]
+    row = whole.history[-1]
+    assert {"causal_eps", "causal_min_weight", "weight_residual", "weight_initial", "curriculum_beta"} <= set(row)
+    assert [r["curriculum_beta"] for r in whole.history[:5]] == [1.0, 1.8, 2.6, 3.4, 5.0]  # 5 stages over 4 steps, then beta = 5
+
+
+@pytest.mark.parametrize("name, override, says", [
+    ("convection", "solvers.pinn.curriculum={parameter: nu, start: 1, steps: 4}", "not a parameter"),
+    ("heat", "solvers.pinn.curriculum={parameter: nu, start: -1, steps: 4}", "curriculum.start"),
+])
+def test_methods_that_do_not_fit_the_problem_are_refused(name, override, says):
+    with pytest.raises(SolverMismatch, match=says):
+        _solver(name, override)
+
+
+def test_bad_method_options_name_the_key():
+    with pytest.raises(UserError, match="solvers.pinn.causal: tolerances: expected positive"):
+        load_run_config(PROBLEMS / "convection.yaml", ["solvers.pinn.causal={tolerances: [0.1, -1]}"])
