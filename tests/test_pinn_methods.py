@@ -158,3 +158,46 @@ def test_methods_that_do_not_fit_the_problem_are_refused(name, override, says):
 def test_bad_method_options_name_the_key():
     with pytest.raises(UserError, match="solvers.pinn.causal: tolerances: expected positive"):
         load_run_config(PROBLEMS / "convection.yaml", ["solvers.pinn.causal={tolerances: [0.1, -1]}"])
+
+
+def test_time_marching_windows_start_where_the_last_one_ends():
+    cfg, solver = _solver("allen_cahn", "solvers.pinn.dtype=float64", "solvers.pinn.time_marching={windows: 3, steps: 2}")
+    model = solver.model
+    for k in (1, 2):
+        with torch.no_grad():
+            for p in model.network(k).parameters():
+                p.add_(0.1 * torch.randn_like(p))  # the windows' networks differ
+        x = torch.linspace(-1, 1, 9, dtype=torch.float64)
+        at = torch.stack([torch.full_like(x, model.bounds[k]), x], dim=-1)
+        cols = Jet.variables(at, 2, model.hess)
+        torch.testing.assert_close(model.window_jet(k, cols).v, model.window_jet(k - 1, cols).v)
+        # and the space derivatives along the shared face agree too
+        torch.testing.assert_close(model.window_jet(k, cols).h, model.window_jet(k - 1, cols).h)
+    late = torch.tensor([[0.9, 0.3]], dtype=torch.float64)
+    torch.testing.assert_close(model(late), model.window_jet(2, Jet.variables(late, 1, model.hess)).v)
+
+
+@pytest.mark.parametrize("every", [2, 3])  # a checkpoint at a window's first step, and one inside a window
+def test_time_marching_resumes_exactly(tmp_path, every):
+    marching = ["solvers.pinn.time_marching={windows: 3, steps: 2}", "solvers.pinn.points.resample_every=1"]
+    settings = dict(log_every=1, quiet=True, checkpoint_every=every)
+
+    def run(steps, checkpoint, resume=False):
+        _, solver = _solver("allen_cahn", *marching)
+        task = solver.task(lambda: {})
+        result = train(task, make_optimizer("adam", {"lr": 1e-3}, 6), TrainSettings(steps=steps, **settings),
+                       checkpoint=checkpoint, resume=resume)
+        return result, solver
+
+    whole, full = run(6, tmp_path / "a.pt")
+    run(every, tmp_path / "b.pt")
+    resumed, again = run(6, tmp_path / "b.pt", resume=True)
+    assert [r["loss"] for r in resumed.history] == [r["loss"] for r in whole.history]
+    for k, v in full.model.state_dict().items():
+        assert torch.equal(v, again.model.state_dict()[k]), k
+    assert full.model.active == 2
+
+
+def test_time_marching_needs_the_exact_initial_transform():
+    with pytest.raises(SolverMismatch, match="hard_constraints: true"):
+        _solver("allen_cahn", "solvers.pinn.hard_constraints=false", "solvers.pinn.time_marching={windows: 2, steps: 2}")

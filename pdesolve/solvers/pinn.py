@@ -9,6 +9,7 @@ pass, then one backward pass for the parameters.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -30,11 +31,12 @@ from ..nn.mlp import Activation
 from ..nn.rwf import factorize
 from ..nn.shallow import NETWORKS
 from ..nn.sparsity import SparsityOptions
-from ..problem import BoundaryCondition, Problem
+from ..problem import BoundaryCondition, Domain, Problem
 from ..sampling import Sampler
 from ..solution import Solution
 from ..task import JetBlockTask
 from .base import PointSolver, SolverMismatch, pointwise_mismatches
+from .pinn_marching import MarchingOptions, edges, window_constraints, window_of
 from .pinn_training import (
     AdaptiveWeights,
     AdaptiveWeightsOptions,
@@ -119,6 +121,7 @@ class PINNOptions(BaseModel):
     causal: CausalOptions | None = Field(None, description="weight the residual by time chunks, respecting causality")
     adaptive_weights: AdaptiveWeightsOptions | None = Field(None, description="balance the loss terms by gradient norms or NTK traces")
     curriculum: CurriculumOptions | None = Field(None, description="ramp an equation parameter from an easy value")
+    time_marching: MarchingOptions | None = Field(None, description="one network per time window, trained one after another")
 
     @model_validator(mode="after")
     def _check_sparsity(self) -> PINNOptions:
@@ -147,31 +150,77 @@ class PINNModel(nn.Module):
         if options.fourier_features is not None:
             ff = options.fourier_features
             self.features = FourierFeatures(self.features, ff.count, ff.sigma, ff.seed)  # type: ignore[assignment]
-        self.net = PINN_NETWORKS[options.network](self.features.size, len(problem.equation.fields), options.width, options.depth,
-                                             options.activation)
-        if options.sparsity is not None:
-            sparsity.sparsify(self.net, options.sparsity, owner="solver 'pinn'")
-        if options.weight_factorization is not None:
-            rwf = options.weight_factorization
-            factorize(self.net, rwf.mu, rwf.sigma, rwf.seed)
+        marching = options.time_marching
+        windows = marching.windows if marching is not None else 1
+        nets = [self._network(problem, options) for _ in range(windows)]
+        self.net = nets[0]  # the network of the first (or only) time window
+        self.later = nn.ModuleList(nets[1:])  # the later windows' networks (time marching; empty otherwise)
         self.hard = HardConstraint(problem) if options.hard_constraints else None
         # second derivatives are carried along the space axes only (t is column 0 when present)
         self.hess = slice(1 if problem.domain.time is not None else 0, len(problem.domain.names))
+        self.names, self.channels = problem.domain.names, len(problem.equation.fields)
+        self.active = 0  # the time window being trained
+        self.bounds = edges(*problem.domain.time, windows) if marching is not None and problem.domain.time is not None else []
+        self.hards = [self.hard] if marching is None or self.hard is None else \
+            window_constraints(self.hard, self.bounds, self._solution_of, self.names)
+
+    def _network(self, problem: Problem, options: PINNOptions) -> nn.Module:
+        net = PINN_NETWORKS[options.network](self.features.size, len(problem.equation.fields), options.width, options.depth,
+                                             options.activation)
+        if options.sparsity is not None:
+            sparsity.sparsify(net, options.sparsity, owner="solver 'pinn'")
+        if options.weight_factorization is not None:
+            rwf = options.weight_factorization
+            factorize(net, rwf.mu, rwf.sigma, rwf.seed)
+        return net
+
+    def network(self, window: int) -> nn.Module:
+        """The network of a time window (0 without time marching)."""
+        return self.net if window == 0 else self.later[window - 1]
+
+    @property
+    def windows(self) -> int:
+        return 1 + len(self.later)
+
+    def _solution_of(self, window: int) -> Callable[[list[Jet]], Jet]:
+        return lambda cols: self.window_jet(window, cols)
+
+    def window_jet(self, window: int, cols: list[Jet], frame: list | None = None) -> Jet:
+        """The fields' jet of one time window's network (and its exact transform) at coordinate jets ``cols``."""
+        out = self.network(window).forward_jet(self.features.jet(cols))
+        hard = self.hards[window]
+        return hard(cols, out, frame) if hard is not None and hard.active else out
 
     def jet(self, coords: Tensor, order: int = 2, frame: list | None = None) -> Jet:
-        """The fields' jet at ``coords``; ``frame``: the exact transform's :meth:`HardConstraint.frame` there, if kept."""
-        cols = Jet.variables(coords, order, self.hess)
-        out = self.net.forward_jet(self.features.jet(cols))
-        return self.hard(cols, out, frame) if self.hard is not None and self.hard.active else out
+        """The fields' jet at ``coords`` (of the window being trained); ``frame``: the exact transform's
+        :meth:`HardConstraint.frame` there, if kept."""
+        return self.window_jet(self.active, Jet.variables(coords, order, self.hess), frame)
 
     def frame(self, coords: Tensor, order: int = 2) -> list | None:
         """The exact transform's parameter-free part at ``coords`` (None without one)."""
-        if self.hard is None or not self.hard.active:
+        hard = self.hards[self.active]
+        if hard is None or not hard.active:
             return None
         with torch.no_grad():
-            return self.hard.frame(Jet.variables(coords, order, self.hess))
+            return hard.frame(Jet.variables(coords, order, self.hess))
+
+    def routed_jet(self, coords: Tensor, order: int = 2) -> Jet:
+        """The fields' jet at ``coords``, each point from the time window it falls in (all windows, trained or not)."""
+        if self.windows == 1:
+            return self.jet(coords, order)
+        window = torch.bucketize(coords[:, 0].contiguous(), coords.new_tensor(self.bounds[1:-1]), right=True)
+        parts = [(rows, self.window_jet(k, Jet.variables(coords[rows], order, self.hess)))
+                 for k in range(self.windows) if (rows := window == k).any()]
+        template = parts[0][1].rows()
+        out = [r.new_empty((len(coords),) + r.shape[1:]) for r in template]
+        for rows, jet in parts:
+            for full, part in zip(out, jet.rows()):
+                full[rows] = part
+        return parts[0][1].from_rows(out)
 
     def forward(self, coords: Tensor) -> Tensor:
+        if self.windows > 1:  # each point from the window its time falls in
+            return self.routed_jet(coords, 1).v
         if self.hard is not None and self.hard.active:
             return self.jet(coords, order=1).v
         return self.net(self.features(coords))
@@ -179,10 +228,11 @@ class PINNModel(nn.Module):
     def jet_blocks(self) -> list[JetBlock]:
         """:meth:`jet` block by block: the features with the first layer, each later layer, the exact transform
         (parameter-free, last; absent without one)."""
-        first, *rest = self.net.jet_blocks()  # depth >= 1: at least two blocks
+        first, *rest = self.network(self.active).jet_blocks()  # depth >= 1: at least two blocks
         blocks: list[JetBlock] = [FeatureLayer(self.features, first), *rest]
-        if self.hard is not None and self.hard.active:
-            blocks.append(HardTransform(self.hard))
+        hard = self.hards[self.active]
+        if hard is not None and hard.active:
+            blocks.append(HardTransform(hard))
         return blocks
 
     def jet_input(self, coords: Tensor, order: int = 2, frame: list | None = None) -> JetCarry:
@@ -227,6 +277,8 @@ class PINNTask(JetBlockTask):
         self.params = problem.coefficients
         self.rng = np.random.default_rng(torch.randint(0, 2**31, (1,)).item())
         self.order = max(1, problem.equation.max_space_order)  # the jets carry exactly the orders the equation reads
+        self.marching = options.time_marching
+        self.domain = self._window_domain(0)  # where the points are drawn: the time window being trained
         hard = model.hard.enforced() if model.hard is not None else set()
         self.soft_initial = problem.initial is not None and problem.domain.time is not None and not any(
             label.startswith("initial:") for label in hard
@@ -237,7 +289,7 @@ class PINNTask(JetBlockTask):
             if self.soft_initial else None
         per_face = options.points.boundary // max(len(self.soft_walls), 1)
         self.walls = [
-            self._tensor(sampling.face(problem.domain, bc.axis, bc.side, max(per_face, 1), options.points.sampler, self.rng))
+            self._tensor(sampling.face(self.domain, bc.axis, bc.side, max(per_face, 1), options.points.sampler, self.rng))
             for bc in self.soft_walls
         ]
         self.initial_target = self._initial_values(self.initial_pts) if self.initial_pts is not None else None
@@ -246,7 +298,7 @@ class PINNTask(JetBlockTask):
         self.term_weights = torch.tensor([w.residual] + ([w.initial] if self.soft_initial else []) + [w.boundary] * len(self.soft_walls),
                                          dtype=dtype, device=device)
         time = problem.domain.time
-        self.causal = CausalWeights(options.causal, *time) if options.causal is not None and time is not None else None
+        self.causal = CausalWeights(options.causal, *self.domain.time) if options.causal is not None and time is not None else None
         self.adaptive = AdaptiveWeights(options.adaptive_weights, self.term_names, self.term_weights) \
             if options.adaptive_weights is not None else None
         self._update_weights_at: int | None = None
@@ -260,7 +312,34 @@ class PINNTask(JetBlockTask):
         return torch.as_tensor(a, dtype=self.dtype, device=self.device)
 
     def _interior(self, n: int) -> np.ndarray:
-        return sampling.interior(self.problem.domain, n, self.options.points.sampler, self.rng)
+        return sampling.interior(self.domain, n, self.options.points.sampler, self.rng)
+
+    def _window_domain(self, window: int) -> Domain:
+        """The problem's domain, its time interval cut to one window of time marching (the whole one without)."""
+        if self.marching is None:
+            return self.problem.domain
+        bounds = self.model.bounds
+        return dataclasses.replace(self.problem.domain, time=(bounds[window], bounds[window + 1]))
+
+    def _march(self, step: int) -> None:
+        """Time marching: move to the window of ``step``; at its first step, start from the previous window's weights and
+        draw the points in the new window (a resumed run finds the weights and points in the checkpoint)."""
+        window = window_of(step, self.marching)  # type: ignore[arg-type]
+        if window == self.model.active:
+            return
+        self.model.active, self.domain = window, self._window_domain(window)
+        if self.causal is not None:
+            self.causal.t0, self.causal.t1 = self.domain.time  # type: ignore[misc]
+        if step == window * self.marching.steps:  # type: ignore[union-attr]
+            self.model.network(window).load_state_dict(self.model.network(window - 1).state_dict())
+            if self.causal is not None:
+                self.causal.level = 0
+            self.interior = self._tensor(self._interior(self.options.points.interior))
+            per_face = self.options.points.boundary // max(len(self.soft_walls), 1)
+            self.walls = [self._tensor(sampling.face(self.domain, bc.axis, bc.side, max(per_face, 1), self.options.points.sampler,
+                                                     self.rng)) for bc in self.soft_walls]
+        else:
+            self.interior = self.interior  # the window's cached frame is rebuilt
 
     def _initial_values(self, pts: Tensor) -> Tensor:
         env = dict(zip(self.names, pts.unbind(-1)))
@@ -287,8 +366,9 @@ class PINNTask(JetBlockTask):
 
     # ------------------------------------------------------------------ loss
     def residual(self, coords: Tensor) -> Tensor:
-        """PDE residual ``[N, channels]`` at ``coords`` (differentiable in the parameters)."""
-        return self._residual(self.model.jet(coords, self.order), coords)
+        """PDE residual ``[N, channels]`` at ``coords`` (differentiable in the parameters; with time marching, each
+        point's from its own window)."""
+        return self._residual(self.model.routed_jet(coords, self.order), coords)
 
     def _residual(self, out: Jet, coords: Tensor) -> Tensor:
         d = JetDerivatives(out, self.problem.equation.fields, self.names, coords)
@@ -302,7 +382,7 @@ class PINNTask(JetBlockTask):
 
     def wall_violation(self, bc: BoundaryCondition, pts: Tensor, out: Jet | None = None) -> Tensor:
         """``alpha u + beta du/dn - value`` at wall points ``[N]`` (``out``: the jet there, if computed)."""
-        out = out if out is not None else self.model.jet(pts, order=1)
+        out = out if out is not None else self.model.routed_jet(pts, order=1)
         c = self.problem.equation.fields.index(bc.field)
         lhs = bc.alpha * out.v[:, c]
         if bc.beta:
@@ -389,6 +469,8 @@ class PINNTask(JetBlockTask):
 
     def before_step(self, step: int) -> None:
         sparsity.before_step(self.model, step)  # N:M masks on their schedule (nothing without sparsity)
+        if self.marching is not None:
+            self._march(step)
         if self.causal is not None and step:
             self.causal.after_step()  # anneal the tolerance from the last step's weights
         if self.adaptive is not None and self.adaptive.due(step):
@@ -399,7 +481,7 @@ class PINNTask(JetBlockTask):
         if p.resample_every and step and step % p.resample_every == 0:
             self.interior = self._tensor(self._interior(p.interior))
         if rar.every and step and step % rar.every == 0 and (rar.until is None or step <= rar.until):
-            cand = self._tensor(sampling.interior(self.problem.domain, rar.candidates, "random", self.rng))
+            cand = self._tensor(sampling.interior(self.domain, rar.candidates, "random", self.rng))
             with torch.no_grad():
                 score = self.residual(cand).abs().sum(-1)
             worst = cand[torch.topk(score, min(rar.add, len(cand))).indices]
@@ -440,6 +522,11 @@ def option_mismatches(problem: Problem, options: PINNOptions) -> list[str]:
         bad = problem.equation.parameters[cur.parameter].check(cur.start)
         if bad:
             out.append(f"solvers.pinn.curriculum.start: {bad}")
+    if options.time_marching is not None and problem.domain.time is None:
+        out.append("solvers.pinn.time_marching marches in time, and the problem has no time axis")
+    elif options.time_marching is not None and not options.hard_constraints:
+        out.append("solvers.pinn.time_marching starts each window from the last one through the exact transform; set "
+                   "solvers.pinn.hard_constraints: true")
     if options.weight_factorization is not None and options.sparsity is not None:
         out.append("solvers.pinn.weight_factorization and solvers.pinn.sparsity both rewrite the dense layers; choose one")
     if options.fourier_features is not None and all(a.periodic for a in problem.domain.space) and problem.domain.time is None:
@@ -465,6 +552,11 @@ class PINN(PointSolver):
         if refused:
             raise SolverMismatch(f"solver 'pinn' cannot use these options on problem {problem.name!r}: " + "; ".join(refused))
         self.model = PINNModel(problem, options).to(device=device, dtype=dtype)
+        if options.time_marching is not None and self.model.hard is not None and \
+                not {f"initial:{f}" for f in problem.equation.fields} <= self.model.hard.enforced():
+            raise SolverMismatch(f"solver 'pinn' cannot march in time on problem {problem.name!r}: its initial condition is not "
+                                 "held exactly by the output transform (" + "; ".join(self.model.hard.notes or ["no initial condition"])
+                                 + "), and each window starts from the last one through it")
         self._task: PINNTask | None = None
 
     def task(self, evaluate: Callable[[], dict[str, float]]) -> PINNTask:
