@@ -74,28 +74,41 @@ def plot_slices(path: Path, grid: Grid, pred: np.ndarray, ref: np.ndarray | None
     save_figure(plt, fig, path)
 
 
+METHOD_COLUMNS = ("weight_", "causal_", "curriculum_", "executor_")
+"""History columns that record what a training method did (term weights, causal weights, a ramped parameter)."""
+
+
 def plot_history(path: Path, history: Sequence[Mapping[str, float]]) -> None:
-    """Loss terms (log scale) and, where evaluated, the relative L2 error against the step."""
+    """Loss terms (log scale), where evaluated the relative L2 error against the step, and the training methods'
+    records (term weights, causal tolerance and smallest causal weight, a curriculum's parameter) where there are any."""
     if not history:
         return
-    plt, fig, axes = _figure(2)
-    steps = np.array([h["step"] for h in history])
     skip = {"step", "time", "lr", "rel_l2", "max_error"}
     keys = [k for k in history[0] if k not in skip]
-    for k in keys:
-        vals = np.array([h.get(k, np.nan) for h in history], dtype=float)
-        vals[~(vals > 0)] = np.nan  # a term that is exactly zero has no place on a log scale
-        if np.any(np.isfinite(vals)):
-            axes[0].semilogy(steps, vals, label=k, lw=1.2 if k == "loss" else 0.8)
-    axes[0].set_xlabel("step")
+    methods = [k for k in keys if k.startswith(METHOD_COLUMNS)]
+    plt, fig, axes = _figure(3 if methods else 2)
+    steps = np.array([h["step"] for h in history])
+
+    def draw(ax, names):
+        for k in names:
+            vals = np.array([h.get(k, np.nan) for h in history], dtype=float)
+            vals[~(vals > 0)] = np.nan  # a value that is exactly zero has no place on a log scale
+            if np.any(np.isfinite(vals)):
+                ax.semilogy(steps, vals, label=k, lw=1.2 if k == "loss" else 0.8)
+        ax.set_xlabel("step")
+        ax.legend(fontsize=7)
+
+    draw(axes[0], [k for k in keys if k not in methods])
     axes[0].set_title("loss")
-    axes[0].legend(fontsize=7)
     ev = [(h["step"], h["rel_l2"]) for h in history if "rel_l2" in h]
     if ev:
         s, e = zip(*ev)
         axes[1].semilogy(s, e, "o-")
     axes[1].set_xlabel("step")
     axes[1].set_title("relative L2 error vs reference")
+    if methods:
+        draw(axes[2], methods)
+        axes[2].set_title("training methods")
     save_figure(plt, fig, path)
 
 

@@ -35,3 +35,17 @@ def test_a_failing_figure_is_logged_and_the_others_are_written(tmp_path, caplog)
     assert [p.name for p in paths] == ["fields_u.png", "slices.png", "history.png"]
     assert "broken.png" in caplog.text and "no such colormap" in caplog.text
     assert not (tmp_path / "broken.png").exists()
+
+
+def test_history_figure_draws_the_training_methods_panel(tmp_path, monkeypatch):
+    import pdesolve.plot as plot
+
+    panels = []
+    figure = plot._figure
+    monkeypatch.setattr(plot, "_figure", lambda ncols, **kw: (panels.append(ncols), figure(ncols, **kw))[1])
+    rows = [{"step": float(s), "residual": 1.0 / (s + 1), "loss": 1.0 / (s + 1), "causal_eps": 1.0, "causal_min_weight": 0.5 + s / 20,
+             "weight_residual": 1.0 + s, "time": 0.1 * s} for s in range(10)]
+    plot.plot_history(tmp_path / "methods.png", rows)
+    plot.plot_history(tmp_path / "plain.png", [{k: v for k, v in r.items() if not k.startswith(plot.METHOD_COLUMNS)} for r in rows])
+    assert panels == [3, 2]  # a third panel only where a training method left a record
+    assert (tmp_path / "methods.png").stat().st_size > 0
