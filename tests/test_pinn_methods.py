@@ -127,20 +127,27 @@ ALL_ON = ["solvers.pinn.fourier_features={count: 8, sigma: 1.0}", "solvers.pinn.
           "solvers.pinn.adaptive_weights={method: ntk, every: 2}", "solvers.pinn.curriculum={parameter: beta, start: 1, steps: 4}"]
 
 
-def test_every_method_at_once_resumes_exactly(tmp_path):
-    settings = dict(log_every=1, quiet=True, checkpoint_every=3)
+def _resumed_equals_whole(tmp_path, name, overrides, every):
+    """Train 6 steps straight, and 6 steps stopped after ``every`` and resumed: the same losses and weights."""
+    settings = dict(log_every=1, quiet=True, checkpoint_every=every)
 
     def run(steps, checkpoint, resume=False):
-        cfg, solver = _solver("convection", *ALL_ON)
-        task = solver.task(lambda: {})
-        result = train(task, make_optimizer("adam", {"lr": 1e-3}, 6), TrainSettings(steps=steps, **settings),
+        _, solver = _solver(name, *overrides)
+        result = train(solver.task(lambda: {}), make_optimizer("adam", {"lr": 1e-3}, 6), TrainSettings(steps=steps, **settings),
                        checkpoint=checkpoint, resume=resume)
-        return result, task
+        return result, solver
 
-    whole, _ = run(6, tmp_path / "a.pt")
-    run(3, tmp_path / "b.pt")
-    resumed, task = run(6, tmp_path / "b.pt", resume=True)
+    whole, full = run(6, tmp_path / "a.pt")
+    run(every, tmp_path / "b.pt")
+    resumed, again = run(6, tmp_path / "b.pt", resume=True)
     assert [r["loss"] for r in resumed.history] == [r["loss"] for r in whole.history]
+    for k, v in full.model.state_dict().items():
+        assert torch.equal(v, again.model.state_dict()[k]), k
+    return whole, full
+
+
+def test_every_method_at_once_resumes_exactly(tmp_path):
+    whole, _ = _resumed_equals_whole(tmp_path, "convection", ALL_ON, 3)
     row = whole.history[-1]
     assert {"causal_eps", "causal_min_weight", "weight_residual", "weight_initial", "curriculum_beta"} <= set(row)
     assert [r["curriculum_beta"] for r in whole.history[:5]] == [1.0, 1.8, 2.6, 3.4, 5.0]  # 5 stages over 4 steps, then beta = 5
@@ -180,21 +187,7 @@ def test_time_marching_windows_start_where_the_last_one_ends():
 @pytest.mark.parametrize("every", [2, 3])  # a checkpoint at a window's first step, and one inside a window
 def test_time_marching_resumes_exactly(tmp_path, every):
     marching = ["solvers.pinn.time_marching={windows: 3, steps: 2}", "solvers.pinn.points.resample_every=1"]
-    settings = dict(log_every=1, quiet=True, checkpoint_every=every)
-
-    def run(steps, checkpoint, resume=False):
-        _, solver = _solver("allen_cahn", *marching)
-        task = solver.task(lambda: {})
-        result = train(task, make_optimizer("adam", {"lr": 1e-3}, 6), TrainSettings(steps=steps, **settings),
-                       checkpoint=checkpoint, resume=resume)
-        return result, solver
-
-    whole, full = run(6, tmp_path / "a.pt")
-    run(every, tmp_path / "b.pt")
-    resumed, again = run(6, tmp_path / "b.pt", resume=True)
-    assert [r["loss"] for r in resumed.history] == [r["loss"] for r in whole.history]
-    for k, v in full.model.state_dict().items():
-        assert torch.equal(v, again.model.state_dict()[k]), k
+    _, full = _resumed_equals_whole(tmp_path, "allen_cahn", marching, every)
     assert full.model.active == 2
 
 

@@ -287,11 +287,7 @@ class PINNTask(JetBlockTask):
         self.interior = self._tensor(self._interior(options.points.interior))
         self.initial_pts = self._tensor(sampling.initial(problem.domain, options.points.initial, options.points.sampler, self.rng)) \
             if self.soft_initial else None
-        per_face = options.points.boundary // max(len(self.soft_walls), 1)
-        self.walls = [
-            self._tensor(sampling.face(self.domain, bc.axis, bc.side, max(per_face, 1), options.points.sampler, self.rng))
-            for bc in self.soft_walls
-        ]
+        self.walls = self._wall_points()
         self.initial_target = self._initial_values(self.initial_pts) if self.initial_pts is not None else None
         w = options.weights
         self.term_names = ["residual"] + (["initial"] if self.soft_initial else []) + [bc.label for bc in self.soft_walls]
@@ -314,6 +310,12 @@ class PINNTask(JetBlockTask):
     def _interior(self, n: int) -> np.ndarray:
         return sampling.interior(self.domain, n, self.options.points.sampler, self.rng)
 
+    def _wall_points(self) -> list[Tensor]:
+        """Points on each soft wall (sharing ``points.boundary``), in the domain being trained."""
+        p = self.options.points
+        per_face = max(p.boundary // max(len(self.soft_walls), 1), 1)
+        return [self._tensor(sampling.face(self.domain, bc.axis, bc.side, per_face, p.sampler, self.rng)) for bc in self.soft_walls]
+
     def _window_domain(self, window: int) -> Domain:
         """The problem's domain, its time interval cut to one window of time marching (the whole one without)."""
         if self.marching is None:
@@ -335,9 +337,7 @@ class PINNTask(JetBlockTask):
             if self.causal is not None:
                 self.causal.level = 0
             self.interior = self._tensor(self._interior(self.options.points.interior))
-            per_face = self.options.points.boundary // max(len(self.soft_walls), 1)
-            self.walls = [self._tensor(sampling.face(self.domain, bc.axis, bc.side, max(per_face, 1), self.options.points.sampler,
-                                                     self.rng)) for bc in self.soft_walls]
+            self.walls = self._wall_points()
         else:
             self.interior = self.interior  # the window's cached frame is rebuilt
 
