@@ -1,6 +1,7 @@
 """The Equation interface: one object per PDE family, with a pointwise face and/or a grid face.
 
-Every shipped family is an evolution equation ``u_t = F(u, derivatives; params) + source``. The
+An evolution equation states ``u_t = F(u, derivatives; params) + source``; a steady one (``steady = True``, a problem
+with no time axis) states ``0 = F(u) + source``. The
 pointwise face :meth:`Equation.forcing` computes ``F`` at points from a :class:`Derivatives` accessor
 (autograd, or forward-mode jets); the grid face :meth:`Equation.rhs` computes ``F`` on a :class:`Grid`
 (spectral on periodic axes, finite differences on bounded ones) for simulators and grid losses. A class
@@ -64,6 +65,7 @@ class Equation:
     parameters: ClassVar[Mapping[str, Parameter]] = {}
     dims: ClassVar[tuple[int, ...]] = (1,)  # admissible numbers of space axes
     linear: ClassVar[bool] = True
+    steady: ClassVar[bool] = False  # True: ``0 = F(u) + source`` on a domain without a time axis
     max_space_order: ClassVar[int] = 2  # highest space-derivative order in F
     auxiliary_fields: ClassVar[tuple[str, ...]] = ()  # fields the grid face derives non-locally from the state (psi)
     pointwise: ClassVar[bool] = False  # derived: the class implements forcing (F at points)
@@ -73,7 +75,7 @@ class Equation:
         super().__init_subclass__(**kwargs)
         if not hasattr(cls, "name"):
             cls.name = cls.__name__  # messages name the equation; a registered family sets its own
-        cls.pointwise = cls.forcing is not Equation.forcing
+        cls.pointwise = cls.forcing is not Equation.forcing or cls.residual is not Equation.residual
         cls.grid_form = cls.rhs is not Equation.rhs
 
     def forcing(self, d: Derivatives, p: Mapping[str, float]) -> Any:
@@ -104,11 +106,14 @@ class Equation:
         return None
 
     def residual(self, d: Derivatives, p: Mapping[str, float], source: Any | None = None) -> Any:
-        """``u_t - F - source`` at points, ``[N, n_fields]``."""
+        """``u_t - F - source`` at points (steady: ``-(F + source)``), ``[N, n_fields]``. An equation stated only as a
+        residual (no ``u_t = F`` form) overrides this and not :meth:`forcing`."""
         import torch
 
-        dt = torch.stack([d(f, "t") for f in self.fields], dim=-1)
-        r = dt - self.forcing(d, p)
+        if self.steady:
+            r = -self.forcing(d, p)
+        else:
+            r = torch.stack([d(f, "t") for f in self.fields], dim=-1) - self.forcing(d, p)
         return r if source is None else r - source
 
     def __repr__(self) -> str:
