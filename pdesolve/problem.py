@@ -23,6 +23,7 @@ from typing import Any
 from .equations import Equation
 from .errors import UserError
 from .expr import Expression
+from .geometry import Geometry
 from .grid import Grid, GridAxis
 
 BOUNDARY_KINDS = ("dirichlet", "neumann", "robin")
@@ -56,10 +57,15 @@ class Axis:
 
 @dataclass(frozen=True)
 class Domain:
-    """A box in space times a time interval (None for steady problems)."""
+    """A box in space times a time interval (None for steady problems).
+
+    ``geometry`` (optional) is the region inside the box that the problem lives on (a disk with a hole, an
+    L-shape, :mod:`pdesolve.geometry`); the box ``space`` is then its bounding box.
+    """
 
     space: tuple[Axis, ...]
     time: tuple[float, float] | None = None
+    geometry: Geometry | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "space", tuple(self.space))
@@ -117,7 +123,8 @@ class InitialCondition:
 
 @dataclass(frozen=True)
 class BoundaryCondition:
-    """``alpha u + beta du/dn = value`` on one face (``axis``, ``side``) for one field.
+    """``alpha u + beta du/dn = value`` on one face (``axis``, ``side``) for one field, or on the named boundary
+    ``part`` of the domain's geometry (then ``axis`` and ``side`` are unused).
 
     Dirichlet is (1, 0), Neumann (0, 1); ``n`` is the outward normal. ``value`` is an expression of
     ``t`` and the space coordinates. Periodicity is a property of the :class:`Axis`, not a condition.
@@ -130,6 +137,7 @@ class BoundaryCondition:
     field: str = "u"
     alpha: float = 1.0
     beta: float = 0.0
+    part: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in BOUNDARY_KINDS:
