@@ -184,6 +184,32 @@ def test_time_marching_windows_start_where_the_last_one_ends():
     torch.testing.assert_close(model(late), model.window_jet(2, Jet.variables(late, 1, model.hess)).v)
 
 
+def test_each_window_network_reads_its_window_stretched_onto_the_time_interval():
+    """Window k's network sees t in [t_k, t_k+1] as the whole [t0, t1]: its raw output at (t_k, x) is the first window's
+    network's at (t0, x) when the two networks share their weights."""
+    _, solver = _solver("allen_cahn", "solvers.pinn.dtype=float64", "solvers.pinn.time_marching={windows: 4, steps: 2}")
+    model = solver.model
+    model.network(2).load_state_dict(model.network(0).state_dict())
+    x = torch.linspace(-1, 1, 5, dtype=torch.float64)
+    for s in (0.0, 0.5, 1.0):
+        t = model.bounds[2] + s * (model.bounds[3] - model.bounds[2])
+        cols = Jet.variables(torch.stack([torch.full_like(x, t), x], -1), 1, model.hess)
+        stretched = model.window_inputs(2, cols)[0].v
+        torch.testing.assert_close(stretched, torch.full_like(x, model.bounds[0] + s * (model.bounds[-1] - model.bounds[0])))
+        # d(stretched t)/dt is the stretch factor, so u_t carries the chain rule
+        assert torch.allclose(model.window_inputs(2, cols)[0].g[:, 0], torch.full_like(x, 4.0))
+
+
+def test_cosine_restarts_decays_over_each_cycle_and_starts_again():
+    from pdesolve.optim.backprop import AdamOptions, scheduled_lr
+
+    o = AdamOptions(lr=1e-2, schedule="cosine_restarts", steps=10, min_lr=1e-4)
+    lrs = [scheduled_lr(o, s, 100) for s in range(30)]
+    assert lrs[0] == lrs[10] == lrs[20] == 1e-2
+    assert lrs[5] == pytest.approx(0.5 * (1e-2 + 1e-4))
+    assert all(a > b for a, b in zip(lrs[:9], lrs[1:10]))  # decreasing within a cycle
+
+
 @pytest.mark.parametrize("every", [2, 3])  # a checkpoint at a window's first step, and one inside a window
 def test_time_marching_resumes_exactly(tmp_path, every):
     marching = ["solvers.pinn.time_marching={windows: 3, steps: 2}", "solvers.pinn.points.resample_every=1"]

@@ -18,9 +18,10 @@ class AdamOptions(BaseModel):
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = Field(0.0, ge=0)
     warmup: int = Field(0, ge=0, description="linear warm-up steps")
-    schedule: Literal["constant", "cosine"] = "constant"
+    schedule: Literal["constant", "cosine", "cosine_restarts"] = "constant"
     min_lr: float = Field(0.0, ge=0)
-    steps: int | None = Field(None, gt=0, description="steps of the cosine schedule (default: the run's steps)")
+    steps: int | None = Field(None, gt=0, description="steps of the cosine schedule, or of each cycle of cosine_restarts "
+                                                      "(default: the run's steps)")
 
 
 class LBFGSOptions(BaseModel):
@@ -41,9 +42,15 @@ class AdamLBFGSOptions(BaseModel):
 
 
 def scheduled_lr(o: AdamOptions, step: int, total_steps: int) -> float:
-    """Linear warm-up over ``o.warmup`` steps, then constant or cosine decay to ``o.min_lr``."""
+    """Linear warm-up over ``o.warmup`` steps, then constant or cosine decay to ``o.min_lr``; ``cosine_restarts``
+    (SGDR, Loshchilov and Hutter 2017) decays over each cycle of ``o.steps`` steps and starts again, e.g. once per
+    time window of a marching PINN."""
     if o.warmup and step < o.warmup:
         return o.lr * (step + 1) / o.warmup
+    if o.schedule == "cosine_restarts":
+        n = o.steps or total_steps
+        frac = ((step - o.warmup) % n) / n
+        return o.min_lr + 0.5 * (o.lr - o.min_lr) * (1 + math.cos(math.pi * frac))
     if o.schedule == "cosine":
         n = (o.steps or total_steps) - o.warmup
         frac = min(1.0, (step - o.warmup) / max(n, 1))

@@ -100,10 +100,21 @@ class PINNModel(nn.Module):
         return lambda cols: self.window_jet(window, cols)
 
     def window_jet(self, window: int, cols: list[Jet], frame: list | None = None) -> Jet:
-        """The fields' jet of one time window's network (and its exact transform) at coordinate jets ``cols``."""
-        out = self.network(window).forward_jet(self.features.jet(cols))
+        """The fields' jet of one time window's network (and its exact transform) at coordinate jets ``cols``.
+
+        With time marching, a window's network reads its window stretched onto the whole time interval (as if it
+        were the only window): a short window would otherwise be a sliver of the network's input range, across
+        which the solution would need steep weights to change as much as it does."""
+        out = self.network(window).forward_jet(self.features.jet(self.window_inputs(window, cols)))
         hard = self.hards[window]
         return hard(cols, out, frame) if hard is not None and hard.active else out
+
+    def window_inputs(self, window: int, cols: list[Jet]) -> list[Jet]:
+        """The coordinates a window's network reads: with time marching, the window stretched onto the time interval."""
+        if not self.bounds:
+            return cols
+        (t0, t1), lo, hi = (self.bounds[0], self.bounds[-1]), self.bounds[window], self.bounds[window + 1]
+        return [(cols[0] - lo) * ((t1 - t0) / (hi - lo)) + t0, *cols[1:]]
 
     def jet(self, coords: Tensor, order: int = 2, frame: list | None = None) -> Jet:
         """The fields' jet at ``coords`` (of the window being trained); ``frame``: the exact transform's
@@ -152,7 +163,7 @@ class PINNModel(nn.Module):
     def jet_input(self, coords: Tensor, order: int = 2, frame: list | None = None) -> JetCarry:
         """The carry :meth:`jet_blocks` start from: the coordinates' jet ``[N, d]``, their columns and the frame."""
         cols = Jet.variables(coords, order, self.hess)
-        return JetCarry(Jet.stack(cols), tuple(cols), frame)
+        return JetCarry(Jet.stack(self.window_inputs(self.active, cols)), tuple(cols), frame)
 
 
 class FeatureLayer(JetBlock):
