@@ -287,15 +287,12 @@ def load_problem(path: str | Path, overrides: Sequence[str] = ()) -> Problem:
     return load_run_config(path, overrides).problem
 
 
-def validate_file(path: str | Path) -> list[str]:
-    """Every error of a problem file (empty list if it is valid)."""
-    try:
-        load_run_config(path)
-    except ConfigError as err:
-        return err.errors
-    except UserError as err:
-        return [str(err)]
-    return []
+def validate_file(path: str | Path, solver: str | None = None, overrides: Sequence[str] = ()) -> list[str]:
+    """Every error of a problem file run with ``solver`` (default: the file's), empty if it is valid: its keys, and
+    everything a run would refuse before training (:func:`pdesolve.preflight.refusals`, which ``solve`` shares)."""
+    from .preflight import file_refusals  # it builds on this module (and the solvers, which import it)
+
+    return file_refusals(path, solver, overrides)
 
 
 # ----------------------------------------------------------------------------- building
