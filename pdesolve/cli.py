@@ -9,6 +9,7 @@ import os
 import sys
 import traceback
 
+from . import __version__
 from .errors import UserError
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -27,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pdesolve", description="Physics-informed PDE solvers on one problem abstraction.")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--version", action="version", version=f"pdesolve {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)

@@ -10,9 +10,9 @@ together, by asking the pieces themselves, never by restating their rules:
 - the reference (:func:`reference_refusals`): the declared method is run on the first two times of the
   evaluation grid, which raises the method's own refusal (a source term it cannot handle, a simulator that does
   not take the problem, a bad option) at the cost of one short step;
-- the back-end (:func:`solver_refusals`): its ``mismatches`` (one message per reason), then the solver is built
-  as the runner builds it (its option checks, e.g. the PINN's ``option_mismatches`` or the hard-constraint
-  solver's basis size), then its task is built and the training rule checked against what the task provides
+- the back-end (:func:`solver_refusals`): its ``mismatches`` and ``option_mismatches`` (one message per reason),
+  then the solver is built as the runner builds it (the checks its constructor makes, e.g. the hard-constraint
+  solver's basis size against its width), then its task is built and the training rule checked against what the task provides
   (:func:`pdesolve.task.check_rule`).
 
 What it cannot see: the dataset of a grid solver that trains on data (``pdesolve train --data``; checked when
@@ -160,15 +160,17 @@ def solver_refusals(cfg: RunConfig, device: torch.device) -> list[str]:
     from .task import RuleMismatch, check_rule
 
     name, cls = cfg.solver, SOLVERS[cfg.solver]
-    reasons = cls.mismatches(cfg.problem)
+    reasons = [f"solver: {name!r} cannot solve problem {cfg.problem.name!r}: {r}" for r in cls.mismatches(cfg.problem)]
+    reasons += cls.option_mismatches(cfg.problem, cfg.solver_options)
     if reasons:
-        return [f"solver: {name!r} cannot solve problem {cfg.problem.name!r}: {r}" for r in reasons]
+        return reasons
     if cls.distributed(cfg.solver_options):
         return []  # built under torchrun only (the process group is the run's); see the module docstring
     try:
         solver = cls(cfg.problem, cfg.solver_options, device, family=family_of(cfg))  # type: ignore[arg-type]
     except (SolverMismatch, UserError) as err:
-        return [str(err)]
+        text = str(err)
+        return [text if text.startswith("solver") else f"solvers.{name}: {text}"]
     if not isinstance(solver, PointSolver):
         return []  # grid solvers: their task needs the dataset or the simulated family (built by the run)
     try:
