@@ -15,6 +15,7 @@ from .errors import UserError
 COMMANDS: dict[str, tuple[str, str]] = {
     "solve": ("pdesolve.commands.solve", "solve a problem file with a back-end and write a run folder"),
     "validate": ("pdesolve.commands.validate", "check problem files and report every error at once"),
+    "compare": ("pdesolve.commands.compare", "solve one problem with several back-ends: one table, one figure"),
     "list": ("pdesolve.commands.listing", "list shipped problems, solvers, optimizers and equations"),
     "evaluate": ("pdesolve.commands.evaluate", "recompute the metrics of a run folder"),
     "plot": ("pdesolve.commands.plot", "redraw the figures of a run folder"),

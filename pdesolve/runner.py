@@ -297,6 +297,7 @@ def run(cfg: RunConfig, out: str | Path | None = None, *, resume: bool = False, 
     solution = predicted(solver, grid, members)
     diagnostics = solver.diagnostics(grid)
     metrics = run_summary(cfg, result, current.device)
+    metrics["parameters"] = sum(p.numel() for p in solver.model.parameters())
     if ref is not None:
         metrics.update(error_metrics(solution.numpy(), ref) if members is None else family_scores(members, solution, diagnostics))
     metrics.update({k: diagnostics[k] for k in METRIC_DIAGNOSTICS if k in diagnostics})
