@@ -72,8 +72,7 @@ def cli_overrides(args: argparse.Namespace, data: dict[str, Any]) -> list[str]:
 
 def command_config(args: argparse.Namespace, default_grid_solver: str | None = None) -> RunConfig:
     """The resolved run configuration of ``solve`` / ``train``: the file (or the resumed run's ``config.yaml``),
-    ``--solver``, ``--device``, ``--seed``, ``--set`` and ``--steps``; refused with every reason at once
-    (:func:`pdesolve.preflight.refusals`, as ``pdesolve validate``) before anything is written. ``default_grid_solver``: what ``train``
+    ``--solver``, ``--device``, ``--seed``, ``--set`` and ``--steps``. ``default_grid_solver``: what ``train``
     runs when neither ``--solver`` nor the file names a grid solver."""
     from ..config import load_run_config, read_yaml
     from ..runner import is_grid_solver
@@ -88,8 +87,4 @@ def command_config(args: argparse.Namespace, default_grid_solver: str | None = N
         named = data.get("solver", "pinn")
         if named in SOLVERS and not is_grid_solver(named):
             data["solver"] = default_grid_solver  # the file's default back-end is a point solver
-    cfg = load_run_config(source, cli_overrides(args, data), data=data)
-    from ..preflight import check
-
-    check(cfg)  # everything `pdesolve validate` refuses, refused before any run folder exists
-    return cfg
+    return load_run_config(source, cli_overrides(args, data), data=data)

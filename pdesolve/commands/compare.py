@@ -73,21 +73,12 @@ def run(args: argparse.Namespace) -> int:
             if runner.is_grid_solver(cfg.solver):
                 raise UserError(f"solver {name!r} is a grid solver, scored on rollouts of trajectories rather than on the "
                                 "problem's evaluation grid; compare it with `pdesolve train` runs")
-        except ConfigError as err:  # the file's errors, or the refusals validate reports, for this back-end
-            reason = "; ".join(err.errors)
-            log.warning("%s: refused: %s", name, reason)
-            entries.append(Entry(name, REFUSED, reason=reason))
-            continue
+            result = runner.run(cfg, folder / name, quiet=quiet)  # refuses what validate refuses before any file exists
         except UserError as err:
-            reason = str(err)
-            log.warning("%s: refused: %s", name, reason)
-            entries.append(Entry(name, REFUSED, reason=reason))
-            continue
-        try:
-            result = runner.run(cfg, folder / name, quiet=quiet)
-        except UserError as err:
-            log.warning("%s: refused: %s", name, err)
-            entries.append(Entry(name, REFUSED, reason=str(err)))
+            reason = "; ".join(err.errors) if isinstance(err, ConfigError) else str(err)
+            outcome = FAILED if (folder / name).exists() else REFUSED  # a refusal leaves no run folder
+            log.warning("%s: %s: %s", name, outcome, reason)
+            entries.append(Entry(name, outcome, reason=reason, run_dir=str(folder / name) if outcome == FAILED else None))
             continue
         except Exception as err:  # noqa: BLE001 - one back-end that breaks must not lose the others' results
             log.warning("%s: failed: %s: %s", name, type(err).__name__, err)
