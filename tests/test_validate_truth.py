@@ -13,6 +13,7 @@ import pytest
 import torch
 import yaml
 
+from pdesolve import runner
 from pdesolve.cli import main
 from pdesolve.config import apply_overrides, load_run_config, read_yaml
 
@@ -33,6 +34,12 @@ def _tiny(path: Path) -> list[str]:
     """One training step and an evaluation grid of a few points per axis (the verdict does not depend on them)."""
     domain = read_yaml(path)["domain"]
     return ["--steps", "1", "--threads", "1", *(a for n in domain for a in ("--set", f"evaluate.grid.{n}={3 if n == 't' else 8}"))]
+
+
+@pytest.fixture(autouse=True)
+def _no_figures(monkeypatch):
+    """The verdicts are reached before training; the figures of a one-step run only cost time."""
+    monkeypatch.setattr(runner.Result, "plot", lambda self, folder=None: [])
 
 
 def _verdicts(capsys, tmp_path: Path, path: Path, solver: str | None = None) -> tuple[int, str, int, str, bool]:
@@ -62,12 +69,13 @@ def test_validate_agrees_with_solve_on_every_shipped_file(capsys, tmp_path, path
     assert started and s_code in (0, 1), s_text  # training started (1: it ended without converging, after one step)
 
 
-MATRIX = [(p, s) for p in ("heat", "advection_diffusion2d", "kdv", "convection_parametric")
-          for s in ("pinn", "lpinn", "hc", "moe_hc", "hyper_pinn")]
+MATRIX = [("advection_diffusion2d", "hc"), ("advection_diffusion2d", "moe_hc"), ("advection_diffusion2d", "lpinn"),
+          ("heat", "lpinn"), ("heat", "hc"), ("heat", "hyper_pinn"), ("kdv", "hc"), ("kdv", "lpinn"),
+          ("convection_parametric", "pinn"), ("burgers", "lpinn"), ("ns2d", "pinn")]
 
 
 @pytest.mark.parametrize(("name", "solver"), MATRIX, ids=[f"{p}-{s}" for p, s in MATRIX])
-def test_validate_agrees_with_solve_for_every_point_solver(capsys, tmp_path, name, solver):
+def test_validate_agrees_with_solve_for_other_back_ends(capsys, tmp_path, name, solver):
     v_code, v_text, s_code, s_text, started = _verdicts(capsys, tmp_path, ROOT / "problems" / f"{name}.yaml", solver)
     assert v_code in (0, 2) and s_code in (0, 1, 2)
     assert (v_code == 0) == started, (v_text, s_text)
