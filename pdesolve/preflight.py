@@ -106,10 +106,13 @@ def problem_refusals(problem: Problem) -> list[str]:
 
 def boundary_refusals(problem: Problem) -> list[str]:
     """Walls without conditions: each bounded axis needs a condition per field on both sides when the equation
-    has second or higher space derivatives, on at least one side (the inflow) when it has first derivatives only."""
+    has second or higher space derivatives, on at least one side (the inflow) when it has first derivatives only
+    (on a geometry: its named parts, :func:`part_refusals`)."""
     order = problem.equation.max_space_order
     if order == 0:  # a pointwise ODE at each point: no wall data enters
         return []
+    if problem.domain.geometry is not None:
+        return part_refusals(problem)
     out = []
     for a in problem.domain.space:
         if a.periodic:
@@ -123,6 +126,21 @@ def boundary_refusals(problem: Problem) -> list[str]:
                            f"{problem.equation.name!r} equation (space derivatives of order {order}) needs one; add "
                            f"{{kind: dirichlet, axis: {a.name}, field: {f}, value: ...}} (or neumann / robin), or make the axis "
                            f"periodic (domain.{a.name}: {{bounds: [...], periodic: true}})")
+    return out
+
+
+def part_refusals(problem: Problem) -> list[str]:
+    """Boundary parts of a geometry without conditions: every part needs one per field when the equation has second or
+    higher space derivatives, some part when it has first derivatives only."""
+    geometry, order, out = problem.domain.geometry, problem.equation.max_space_order, []
+    assert geometry is not None
+    for f in problem.equation.fields:
+        held = {bc.part for bc in problem.boundary if bc.field == f and bc.part is not None}
+        missing = [p for p in geometry.parts if p not in held]
+        if (order >= 2 and missing) or not held:
+            out.append(f"boundary: field {f!r} has no condition on the boundary part(s) {missing} of the geometry, where the "
+                       f"{problem.equation.name!r} equation (space derivatives of order {order}) needs one; add "
+                       f"{{kind: dirichlet, part: {missing[0]}, field: {f}, value: ...}} (or neumann / robin)")
     return out
 
 

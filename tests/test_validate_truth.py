@@ -194,3 +194,23 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["--version"])
     assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"pdesolve {__version__}"
+
+
+def test_a_geometry_needs_conditions_on_its_parts_not_its_box_walls():
+    """On a region beyond a box the conditions are per named boundary part (pdesolve/geometry.py), not per box wall."""
+    from dataclasses import replace
+
+    from pdesolve.expr import Expression
+    from pdesolve.preflight import problem_refusals
+    from pdesolve.problem import BoundaryCondition, Domain
+
+    class Annulus:  # only what the check reads of a Geometry: its part names
+        dim, parts = 2, ("outer", "hole")
+
+    problem = load_run_config(ROOT / "problems" / "heat2d_modes.yaml").problem
+    zero = Expression.parse("0", ["t", "x", "y"])
+    on = {part: BoundaryCondition("dirichlet", "x", "lo", zero, "u", part=part) for part in Annulus.parts}
+    region = Domain(problem.domain.space, problem.domain.time, Annulus())  # type: ignore[arg-type]
+    assert problem_refusals(replace(problem, domain=region, boundary=tuple(on.values()))) == []
+    (message,) = problem_refusals(replace(problem, domain=region, boundary=(on["outer"],)))
+    assert message.startswith("boundary: field 'u' has no condition on the boundary part(s) ['hole']")
