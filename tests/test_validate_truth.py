@@ -209,7 +209,7 @@ def test_a_geometry_needs_conditions_on_its_parts_not_its_box_walls():
 
     problem = load_run_config(ROOT / "problems" / "heat2d_modes.yaml").problem
     zero = Expression.parse("0", ["t", "x", "y"])
-    on = {part: BoundaryCondition("dirichlet", "x", "lo", zero, "u", part=part) for part in Annulus.parts}
+    on = {part: BoundaryCondition("dirichlet", "x", side, zero, "u", part=part) for part, side in zip(Annulus.parts, ("lo", "hi"))}
     region = Domain(problem.domain.space, problem.domain.time, Annulus())  # type: ignore[arg-type]
     assert problem_refusals(replace(problem, domain=region, boundary=tuple(on.values()))) == []
     (message,) = problem_refusals(replace(problem, domain=region, boundary=(on["outer"],)))
