@@ -9,11 +9,13 @@ import os
 import sys
 import traceback
 
+from . import __version__
 from .errors import UserError
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "solve": ("pdesolve.commands.solve", "solve a problem file with a back-end and write a run folder"),
     "validate": ("pdesolve.commands.validate", "check problem files and report every error at once"),
+    "compare": ("pdesolve.commands.compare", "solve one problem with several back-ends: one table, one figure"),
     "list": ("pdesolve.commands.listing", "list shipped problems, solvers, optimizers and equations"),
     "evaluate": ("pdesolve.commands.evaluate", "recompute the metrics of a run folder"),
     "plot": ("pdesolve.commands.plot", "redraw the figures of a run folder"),
@@ -27,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pdesolve", description="Physics-informed PDE solvers on one problem abstraction.")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--version", action="version", version=f"pdesolve {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)

@@ -168,7 +168,12 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str], path: str = "<overrides>") -> dict[str, Any]:
-    """Apply ``key.path=value`` strings (values parsed as YAML) to a copy of ``data``."""
+    """Apply ``key.path=value`` strings (values parsed as YAML) to a copy of ``data``.
+
+    A part of the key path that meets a list is an index into it (``boundary.0.value=1``,
+    ``solvers.pinn.causal.tolerances.1=0.1``); an index outside the list is refused, naming its length. Missing
+    mapping keys are created (``solvers.pinn.width=40`` in a file without a ``solvers`` section).
+    """
     import copy
 
     out = copy.deepcopy(data)
@@ -176,16 +181,27 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str], path: str = 
         if "=" not in item:
             raise ConfigError(path, [f"--set {item!r}: expected key.path=value"])
         key, value = item.split("=", 1)
-        node = out
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            nxt = node.get(part)
-            if nxt is None:
-                nxt = node[part] = {}
-            if not isinstance(nxt, dict):
-                raise ConfigError(path, [f"--set {key}: {part!r} is not a mapping"])
-            node = nxt
-        node[parts[-1]] = yaml.safe_load(value)
+        key = key.strip()
+        node: Any = out
+        parts = key.split(".")
+        for depth, part in enumerate(parts):
+            where = ".".join(parts[:depth]) or "the file"
+            last = depth == len(parts) - 1
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise ConfigError(path, [f"--set {key}: {where} is a list of {len(node)} item(s); expected an index from 0 to "
+                                             f"{len(node) - 1}, got {part!r}" if node else f"--set {key}: {where} is an empty list"])
+                index: Any = int(part)
+            elif isinstance(node, dict):
+                index = part
+                if not last and node.get(part) is None:
+                    node[part] = {}
+            else:
+                raise ConfigError(path, [f"--set {key}: {where} is a value ({node!r}), not a mapping or a list"])
+            if last:
+                node[index] = yaml.safe_load(value)
+            else:
+                node = node[index]
     return out
 
 
@@ -287,15 +303,12 @@ def load_problem(path: str | Path, overrides: Sequence[str] = ()) -> Problem:
     return load_run_config(path, overrides).problem
 
 
-def validate_file(path: str | Path) -> list[str]:
-    """Every error of a problem file (empty list if it is valid)."""
-    try:
-        load_run_config(path)
-    except ConfigError as err:
-        return err.errors
-    except UserError as err:
-        return [str(err)]
-    return []
+def validate_file(path: str | Path, solver: str | None = None, overrides: Sequence[str] = ()) -> list[str]:
+    """Every error of a problem file run with ``solver`` (default: the file's), empty if it is valid: its keys, and
+    everything a run would refuse before training (:func:`pdesolve.preflight.refusals`, which ``solve`` shares)."""
+    from .preflight import file_refusals  # it builds on this module (and the solvers, which import it)
+
+    return file_refusals(path, solver, overrides)
 
 
 # ----------------------------------------------------------------------------- building

@@ -180,10 +180,14 @@ class Run:
 def start(cfg: RunConfig, out: str | Path | None, *, resume: bool, root: str | Path, overwrite: bool = False) -> Run:
     """Device, process group, seed, run folder and solver of a run; no file is written yet.
 
-    Refused here: resuming a folder without a checkpoint, or with other settings than the run it holds (only a
-    larger ``train.steps`` and another device may differ); starting in a folder that holds a run, unless
-    ``overwrite`` (then it is cleared when the run opens it).
+    Refused here: everything ``pdesolve validate`` refuses (:func:`pdesolve.preflight.check`: the problem, the
+    reference, the solver and its training rule, every reason at once); resuming a folder without a checkpoint, or
+    with other settings than the run it holds (only a larger ``train.steps`` and another device may differ); starting
+    in a folder that holds a run, unless ``overwrite`` (then it is cleared when the run opens it).
     """
+    from .preflight import check  # it builds solvers as this module does (family_of), so it imports this module
+
+    check(cfg)
     device = resolve_device(cfg.device)
     ranks, device = join_ranks(cfg, device)
     seed_everything(cfg.seed)
@@ -297,6 +301,7 @@ def run(cfg: RunConfig, out: str | Path | None = None, *, resume: bool = False, 
     solution = predicted(solver, grid, members)
     diagnostics = solver.diagnostics(grid)
     metrics = run_summary(cfg, result, current.device)
+    metrics["parameters"] = sum(p.numel() for p in solver.model.parameters())
     if ref is not None:
         metrics.update(error_metrics(solution.numpy(), ref) if members is None else family_scores(members, solution, diagnostics))
     metrics.update({k: diagnostics[k] for k in METRIC_DIAGNOSTICS if k in diagnostics})

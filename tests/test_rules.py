@@ -11,7 +11,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 import pdesolve as ps
-from pdesolve.config import load_run_config
+from pdesolve.config import ConfigError, load_run_config
 from pdesolve.grid import Grid, GridAxis
 from pdesolve.nn.blocks import compose
 from pdesolve.optim import OPTIMIZERS, Optimizer, make_optimizer
@@ -136,7 +136,8 @@ def test_a_rule_that_needs_targets_is_refused_on_a_pinn_before_step_0(tmp_path):
 
 def test_the_runner_refuses_the_pairing_before_the_run_folder_exists(tmp_path, monkeypatch):
     monkeypatch.setitem(OPTIMIZERS, "needs_targets", (NeedsTargets, NoOptions))
-    with pytest.raises(RuleMismatch, match="needs targets, which solver 'pinn' does not provide"):
+    # refused by the run's preflight (pdesolve/preflight.py, the checks `pdesolve validate` makes) as a ConfigError
+    with pytest.raises(ConfigError, match="train.optimizer: training rule 'needs_targets' needs targets, which solver 'pinn' does"):
         ps.solve(PROBLEMS / "heat.yaml", "pinn", settings={"train": {"steps": 3, "optimizer": {"name": "needs_targets"}}},
                  out=tmp_path / "run", quiet=True)
     assert not (tmp_path / "run").exists()

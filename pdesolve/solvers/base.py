@@ -64,6 +64,12 @@ class Solver(abc.ABC):
         return []
 
     @classmethod
+    def option_mismatches(cls, problem: Problem, options: BaseModel) -> list[str]:
+        """Why these options do not fit ``problem`` (empty when they do), one message per mistake, each starting with
+        the key path (``solvers.<name>.<key>: ...``). Checked by the constructor and by ``pdesolve validate``."""
+        return []
+
+    @classmethod
     def distributed(cls, options: BaseModel) -> bool:
         """Whether these options ask for a process group (the runner joins one before building the solver)."""
         return False

@@ -444,11 +444,15 @@ class PINN(PointSolver):
     def mismatches(cls, problem: Problem) -> list[str]:
         return pointwise_mismatches(problem, MAX_ORDER, "the PINN's jets")
 
+    @classmethod
+    def option_mismatches(cls, problem: Problem, options: PINNOptions) -> list[str]:  # type: ignore[override]
+        return option_mismatches(problem, options)
+
     def __init__(self, problem: Problem, options: PINNOptions, device: torch.device, dtype: torch.dtype | None = None, *,
                  ranks: Ranks | None = None, family: InitialConditionFamily | None = None):
         dtype = dtype or (torch.float64 if options.dtype == "float64" else torch.float32)
         super().__init__(problem, options, device, dtype, ranks=ranks, family=family)
-        refused = option_mismatches(problem, options)
+        refused = self.option_mismatches(problem, options)
         if refused:
             raise SolverMismatch(f"solver 'pinn' cannot use these options on problem {problem.name!r}: " + "; ".join(refused))
         self.model = PINNModel(problem, options).to(device=device, dtype=dtype)
