@@ -33,8 +33,22 @@ def solve_kkt(H: Tensor, C: Tensor, g: Tensor, d: Tensor) -> tuple[Tensor, Tenso
     if bool((info != 0).any()):
         # dependent constraint rows (e.g. points placed symmetrically on an odd basis) or a singular H: the
         # quasi-definite neighbour of K always solves, and equals the KKT solution to ~1e-10 where one exists
-        x = torch.linalg.solve(K + _quasi_definite_shift(H, C), rhs)
+        x = _solve_or_pinv(K + _quasi_definite_shift(H, C), rhs)
     return x[..., :n], x[..., n:]
+
+
+def _solve_or_pinv(K: Tensor, rhs: Tensor) -> Tensor:
+    """``K^-1 rhs`` per sample; where K is singular to round-off even so (H's scale so large, from a sharp front's
+    stiff residual features, that the shift is below it), the minimum-norm solution by the pseudo-inverse. Each sample
+    takes one differentiable path, so no singular solve enters the backward pass."""
+    with torch.no_grad():
+        bad = torch.linalg.solve_ex(K, rhs)[1] != 0
+    if not bool(bad.any()):
+        return torch.linalg.solve(K, rhs)
+    good = ~bad
+    x = rhs.new_zeros(rhs.shape)
+    x = x.index_put((good.nonzero()[:, 0],), torch.linalg.solve(K[good], rhs[good]))
+    return x.index_put((bad.nonzero()[:, 0],), (torch.linalg.pinv(K[bad], hermitian=True) @ rhs[bad][..., None])[..., 0])
 
 
 def _quasi_definite_shift(H: Tensor, C: Tensor) -> Tensor:

@@ -312,10 +312,12 @@ class _projector:
 
     def __init__(self, C: Tensor) -> None:
         self.C = C
-        self.gram = C @ C.mT  # [batch, p, p]
+        # the pseudo-inverse of C C^T: dependent constraint rows (a point shared by two faces, symmetric placements)
+        # leave the Gram matrix singular, and the minimum-norm projections stay the right ones
+        self.gram_pinv = torch.linalg.pinv(C @ C.mT, hermitian=True)  # [batch, p, p]
 
     def _solve(self, y: Tensor) -> Tensor:
-        return torch.linalg.solve(self.gram, y)
+        return (self.gram_pinv @ y[..., None])[..., 0]
 
     def correction(self, w: Tensor, d: Tensor) -> Tensor:
         """Smallest dw with C (w + dw) = d, [batch, N]."""
