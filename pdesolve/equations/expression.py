@@ -290,6 +290,14 @@ class ExpressionEquation(Equation):
         return hash((type(self), self.definition, self.space))
 
 
+def _broadcast(v: Any, like: Any) -> Any:
+    """``v`` (a tensor or a number) broadcast against ``like`` (its shape and those of ``v`` combined)."""
+    import torch
+
+    v = torch.as_tensor(v, dtype=like.dtype, device=like.device)
+    return torch.broadcast_to(v, torch.broadcast_shapes(v.shape, like.shape))
+
+
 def _stack_columns(values: Sequence[Any], like: Any, dim: int) -> Any:
     """Columns (tensors or numbers) broadcast to ``like``'s shape and stacked at ``dim``."""
     import torch
@@ -318,12 +326,13 @@ class ExplicitExpression(ExpressionEquation):
 
         nd = len(grid.space)
         names = [a.name for a in grid.space]
-        values = {f: u.select(-nd - 1, c) for c, f in enumerate(self.fields)}  # [..., *space] each
+        # each field keeps its channel axis, [..., 1, *space]: coefficients may be per-trajectory tensors shaped for u
+        values = {f: u.narrow(-nd - 1, c, 1) for c, f in enumerate(self.fields)}
         env: dict[str, Any] = {}
         for name, (kind, what) in self.symbols.items():
             if kind == "field":
                 env[name] = values[what]
-            elif kind == "derivative":
+            elif kind == "derivative" and what[1] != ("t",):  # solved for: F no longer reads them
                 env[name] = _grid_derivative(values[what[0]], what[1], grid)
             elif kind == "coordinate":
                 shape = [1] * nd
@@ -331,7 +340,7 @@ class ExplicitExpression(ExpressionEquation):
                 env[name] = torch.as_tensor(grid.coords(what), dtype=u.dtype, device=u.device).reshape(shape)
             elif kind == "parameter":
                 env[name] = p[what]
-        return _stack_columns([f(env) for f in self._forcing], values[self.fields[0]], -nd - 1)
+        return torch.cat([_broadcast(f(env), values[self.fields[0]]) for f in self._forcing], dim=-nd - 1)
 
     def split(self, p: Mapping[str, Any]) -> Split | None:
         """``L u`` from the constant-coefficient terms ``c_k d^k u/dx^k`` of a single field on one space axis; the rest
