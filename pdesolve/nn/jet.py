@@ -373,8 +373,8 @@ class JetDerivatives:
         if len(idx) == 2 and idx[0] != idx[1]:
             pair = (min(idx), max(idx))
             if pair not in out.mixed:
-                raise ValueError(f"the mixed derivative along {axes} was not propagated; the jets carry the mixed pairs "
-                                 f"{[(self.names[i], self.names[j]) for i, j in out.mixed]}")
+                raise ValueError(f"the mixed derivative along {axes} was not propagated; jets carry pure derivatives (u_aa, ...) "
+                                 f"and the mixed pairs {[(self.names[i], self.names[j]) for i, j in out.mixed]} only")
             return out.m[:, out.mixed.index(pair), c]  # type: ignore[index]
         if len(set(idx)) > 1 or not hess.start <= idx[0] < hess.stop:
             raise ValueError(f"the derivative along {axes} was not propagated; jets carry pure derivatives (u_aa, u_aaa, ...) "
