@@ -287,3 +287,36 @@ def test_a_single_field_equation_written_as_expressions_solves_with_hc_and_a_ste
     exact = np.exp(-0.1 * mesh[0]) * np.sin(mesh[1] - mesh[0]) if case == "drift" else np.sin(np.pi * mesh[0]) * np.sin(np.pi * mesh[1])
     err = np.linalg.norm(result.solution.field(problem.equation.fields[0])[0] - exact) / np.linalg.norm(exact)
     assert err < tolerance, err
+
+
+def test_pdesolve_list_shows_each_equations_parameters_and_the_expression_form(capsys):
+    from argparse import Namespace
+
+    from pdesolve.commands import listing
+
+    assert listing.run(Namespace(problems_dir="problems")) == 0
+    out = capsys.readouterr().out
+    assert "    nu           a viscosity / diffusivity cannot be negative; required; >= 0" in out
+    assert "gamma        hyperdiffusion coefficient (short waves decay); must be positive; default 0.00152588; > 0" in out
+    assert "or write your own as expressions: equation: {fields: [u], u_t:" in out
+
+
+def test_functions_of_the_fields_evaluate_like_the_safe_parser():
+    """Every whitelisted function, through the compiled SymPy tree, equals the same text through pdesolve.expr."""
+    from pdesolve.expr import FUNCTIONS, Expression
+
+    text = " + ".join(f"{name}(0.3*u + 0.1)" for name in sorted(FUNCTIONS) if name != "heaviside") + " + heaviside(u - 0.5) + k**2"
+    eq = ExpressionEquation.build(["u"], ["x"], True, ["k"], evolution={"u": f"u_x*0 + {text}"})
+    u = torch.linspace(0.05, 0.95, 7, dtype=torch.float64)
+
+    class D:
+        space = ("x",)
+
+        def __call__(self, field, *axes):
+            return u if not axes else torch.zeros_like(u)
+
+        def coord(self, name):
+            return torch.zeros_like(u)
+
+    expected = Expression.parse(text, ("u",), {"k": 1.5}).torch(u=u)
+    torch.testing.assert_close(eq.forcing(D(), {"k": 1.5})[:, 0], expected, rtol=1e-12, atol=1e-12)

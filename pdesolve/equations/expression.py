@@ -215,9 +215,15 @@ def _compile(e: Any) -> Compiled:
         raise ExpressionError(f"{e.func} cannot be evaluated")  # unreachable: only whitelisted functions get here
     inner = args[0]
     if name == "heaviside":
-        return lambda env: _tensor(inner(env)).heaviside(torch.full_like(_tensor(inner(env)), 0.5))
+        return lambda env: _heaviside(_tensor(inner(env)))
     fn = getattr(torch, name)
     return lambda env: fn(_tensor(inner(env)))
+
+
+def _heaviside(a: Any) -> Any:
+    import torch
+
+    return torch.heaviside(a, torch.full_like(a, 0.5))
 
 
 def _fold(args: Sequence[Compiled], env: Mapping[str, Any], op: Callable[[Any, Any], Any]) -> Any:
