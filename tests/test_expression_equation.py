@@ -270,9 +270,10 @@ POISSON = {"fields": ["u"], "residual": ["-(u_xx + u_yy)"]}  # = 2 pi^2 sin(pi x
 @pytest.mark.parametrize("case, solver, options, steps, tolerance", [
     ("drift", "hc", {"width": 32, "depth": 2, "basis": 24, "constraint_weight": 10.0, "points": {"solve": 128, "loss": 64}}, 40,
      0.01),  # measured 4.4e-3
+    ("drift", "lpinn", {"width": 16, "depth": 2, "labels": 256, "points": {"interior": 100}}, 150, 0.02),  # F states f = c
     ("poisson", "pinn", {"width": 16, "depth": 2, "points": {"interior": 300}}, 300, 0.03),  # steady; measured 9.7e-3
 ])
-def test_a_single_field_equation_written_as_expressions_solves_with_hc_and_a_steady_one_with_the_pinn(case, solver, options, steps,
+def test_one_field_written_as_expressions_solves_with_hc_and_lpinn_and_a_steady_one_with_the_pinn(case, solver, options, steps,
                                                                                                        tolerance, tmp_path):
     if case == "drift":
         data = problem_data(DRIFT, {"c": 1.0, "nu": 0.1}, ("x",), initial={"w": "sin(x)"}, evaluate={"grid": {"t": 11, "x": 32}})

@@ -268,9 +268,13 @@ class ExpressionEquation(Equation):
         """
         return _analyse(tuple(fields), tuple(space), time, tuple(parameters), residual, evolution)
 
-    def _env_points(self, d: Derivatives, p: Mapping[str, float], with_time: bool = False) -> dict[str, Any]:
+    def _env_points(self, d: Derivatives, p: Mapping[str, float], with_time: bool = False,
+                    only: frozenset[str] | None = None) -> dict[str, Any]:
+        """The values of the symbols at points (``only``: just these names)."""
         env: dict[str, Any] = {}
         for name, (kind, what) in self.symbols.items():
+            if only is not None and name not in only:
+                continue
             if kind == "field":
                 env[name] = d(what)
             elif kind == "derivative" and (with_time or what[1] != ("t",)):
@@ -316,10 +320,11 @@ class ExplicitExpression(ExpressionEquation):
     """``u_t = F(u)`` (or steady ``0 = F(u)``) from expressions: both faces, and the split when one can be stated."""
 
     def __init__(self, *args: Any, forcing: Sequence[Any], split_terms: tuple[dict[int, Any], Any] | None,
-                 singular: Any | None, **kwargs: Any):
+                 singular: Any | None, velocity: Any | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.expressions = tuple(forcing)  # SymPy F per field, for tests and messages
         self._forcing = tuple(_compile(e) for e in forcing)
+        self._velocity = None if velocity is None else (_compile(velocity), frozenset(s.name for s in velocity.free_symbols))
         self._split = None if split_terms is None else ({k: _compile(c) for k, c in split_terms[0].items()}, split_terms[1])
         self._singular = singular
 
@@ -347,6 +352,13 @@ class ExplicitExpression(ExpressionEquation):
             elif kind == "parameter":
                 env[name] = p[what]
         return torch.cat([_broadcast(f(env), values[self.fields[0]]) for f in self._forcing], dim=-nd - 1)
+
+    def velocity(self, d: Derivatives, p: Mapping[str, float]) -> Any | None:
+        """``f = -dF/du_x`` when it reads no derivative (a transport ``u_t + f(u, x) u_x = ...``; one field, one axis)."""
+        if self._velocity is None:
+            return None
+        fn, names = self._velocity
+        return _broadcast(fn(self._env_points(d, p, only=names)), d(self.fields[0]))
 
     def split(self, p: Mapping[str, Any]) -> Split | None:
         """``L u`` from the constant-coefficient terms ``c_k d^k u/dx^k`` of a single field on one space axis; the rest
@@ -503,7 +515,20 @@ def _analyse(fields: tuple[str, ...], space: tuple[str, ...], time: bool, parame
         singular = det if det.free_symbols else None
     steady = not time
     return ExplicitExpression(definition, linear=linear_in_state(forcing), steady=steady, forcing=forcing,
-                              split_terms=_split_terms(forcing, fields, space, state, coords), singular=singular, **common)
+                              split_terms=_split_terms(forcing, fields, space, state, coords), singular=singular,
+                              velocity=None if steady else _velocity(forcing, fields, space, state), **common)
+
+
+def _velocity(forcing: Sequence[Any], fields: tuple[str, ...], space: tuple[str, ...], state: Sequence[Any]) -> Any | None:
+    """``f = -dF/du_x`` for one field on one space axis when it is nonzero and reads only u, x and the parameters (the
+    characteristic speed LPINN follows); None otherwise."""
+    if len(fields) != 1 or len(space) != 1:
+        return None
+    ux, u = _symbol("derivative", (fields[0], (space[0],))), _symbol("field", fields[0])
+    f = sympy.simplify(-sympy.diff(forcing[0], ux))
+    if f == 0 or (f.free_symbols & set(state)) - {u}:
+        return None
+    return f
 
 
 def _split_terms(forcing: Sequence[Any], fields: tuple[str, ...], space: tuple[str, ...], state: Sequence[Any],
