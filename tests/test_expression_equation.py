@@ -219,7 +219,9 @@ BAD = [
     ({"fields": ["u"], "u_t": "nu*w_xx"}, "equation.u_t: 'w_xx' is a derivative of 'w', which is not a field"),
     ({"fields": ["u"], "u_t": "nu*u_yy"}, "equation.u_t: 'u_yy': derivative along 'y', an axis the domain lacks"),
     ({"fields": ["u"], "u_t": "nu*u_xxxxx"}, "equation.u_t: 'u_xxxxx': derivative of order 5; the PINN's jets carry up to order 4"),
-    ({"fields": ["u", "v"], "u_t": "nu*u_xx", "v_t": "nu*u_xx"}, "equation.fields: ['v'] appear in no expression"),
+    ({"fields": ["u", "v"], "residual": ["u_t - nu*u_xx", "u_t"]}, "equation.fields: ['v'] appear in no expression"),
+    ({"fields": ["u"], "u_t": "log(0)*u_x + nu"}, "equation.u_t: in 'log(0)*u_x + nu': zoo is not a finite real number"),
+    ({"fields": ["u", "v"], "u_t": "nu*u_xx", "v_t": 0}, None),  # v stays as it starts: the evolution form names it
     ({"fields": ["u", "v"], "residual": ["u_t - nu*u_xx"]}, "equation.residual: expected one expression per field (2"),
     ({"fields": ["u"], "ut": "nu*u_xx"}, "equation.ut: unknown key 'ut'; valid keys of an equation written as expressions are"),
     ({"fields": ["u"], "residual": ["u_xx + nu"]}, "equation.residual: no time derivative (u_t) on a time-dependent domain"),
@@ -234,7 +236,7 @@ BAD = [
 
 @pytest.mark.parametrize("equation, message", BAD)
 def test_each_mistake_in_an_equation_written_as_expressions_is_refused_at_validate_time(equation, message):
-    data = problem_data(equation, {"nu": 0.1}, ("x",))
+    data = problem_data(equation, {"nu": 0.1}, ("x",), initial={f: "sin(x)" for f in equation["fields"]})
     if message is None:
         load(data)
         return

@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import sympy
 
 from ..errors import UserError
@@ -468,10 +469,16 @@ def _analyse(fields: tuple[str, ...], space: tuple[str, ...], time: bool, parame
         if bad:
             continue
         try:
-            parsed.append(_to_sympy(tree, table))
+            expr = _to_sympy(tree, table)
         except ExpressionError as err:
             errors.append(f"{key}: in {text!r}: {err}")
-    if not errors:
+            continue
+        bad_number = _not_finite_real(expr)
+        if bad_number is not None:
+            errors.append(f"{key}: in {text!r}: {bad_number} is not a finite real number")
+            continue
+        parsed.append(expr)
+    if not errors and residual is not None:  # (the evolution form names every field in its keys)
         unused = [f for f in fields if not any(k in ("field", "derivative") and (w if k == "field" else w[0]) == f
                                                for k, w in used.values())]
         if unused:
@@ -529,6 +536,23 @@ def _velocity(forcing: Sequence[Any], fields: tuple[str, ...], space: tuple[str,
     if f == 0 or (f.free_symbols & set(state)) - {u}:
         return None
     return f
+
+
+def _not_finite_real(expr: Any) -> Any | None:
+    """The first constant part of ``expr`` that is not a finite real number (``sqrt(-1)``, ``log(0)``, ``exp(1000)``), or None."""
+    stack = [expr]
+    while stack:
+        e = stack.pop()
+        if e.is_number:
+            try:
+                value = complex(e)
+            except (TypeError, ValueError, OverflowError):
+                return e
+            if value.imag != 0 or not np.isfinite(value.real):
+                return e
+            continue
+        stack.extend(e.args)
+    return None
 
 
 def _split_terms(forcing: Sequence[Any], fields: tuple[str, ...], space: tuple[str, ...], state: Sequence[Any],
