@@ -41,7 +41,7 @@ import sympy
 from ..errors import UserError
 from ..expr import CONSTANTS, ExpressionError, checked_tree
 from .base import Derivatives, Equation, Parameter
-from .split import LinearPart, Remainder, Split
+from .split import LinearPart, Nonlinear, Remainder, Split
 
 MAX_ORDER = 4
 """The highest derivative order the PINN's jets carry (:data:`pdesolve.nn.jet.MAX_ORDER`; the physics core does not
@@ -326,7 +326,7 @@ class ExplicitExpression(ExpressionEquation):
         self.expressions = tuple(forcing)  # SymPy F per field, for tests and messages
         self._forcing = tuple(_compile(e) for e in forcing)
         self._velocity = None if velocity is None else (_compile(velocity), frozenset(s.name for s in velocity.free_symbols))
-        self._split = None if split_terms is None else ({k: _compile(c) for k, c in split_terms[0].items()}, split_terms[1])
+        self._split = None if split_terms is None else ({k: _compile(c) for k, c in split_terms[0].items()}, _rest(split_terms[1]))
         self._singular = singular
 
     def forcing(self, d: Derivatives, p: Mapping[str, float]) -> Any:
@@ -363,14 +363,15 @@ class ExplicitExpression(ExpressionEquation):
 
     def split(self, p: Mapping[str, Any]) -> Split | None:
         """``L u`` from the constant-coefficient terms ``c_k d^k u/dx^k`` of a single field on one space axis; the rest
-        (if any) is a :class:`Remainder` (the spectral simulator then leaves the equation to the method of lines)."""
+        ``N(u)`` is :class:`Nonlinear` when it is ``g(u)`` or ``h(u) u_x = (d/dx) G(u)`` (the spectral ETDRK4 simulator then
+        takes the equation), else a :class:`Remainder` (left to the method of lines)."""
         if self._split is None:
             return None
         coefficients, rest = self._split
         c = {k: fn(p) for k, fn in coefficients.items()}
         linear = LinearPart(advection=(-c[1],) if 1 in c else (), diffusion=c.get(2, 0.0), dispersion=-c[3] if 3 in c else 0.0,
                             hyperdiffusion=-c[4] if 4 in c else 0.0, growth=c.get(0, 0.0))
-        return Split(linear, None if rest is None else Remainder(f"F - L u = {rest}"))
+        return Split(linear, None if rest is None else rest(p, self.fields[0]))
 
     def coefficient_errors(self, params: Mapping[str, float]) -> list[str]:
         if self._singular is None or not all(k in params for k in (s.name for s in self._singular.free_symbols)):
@@ -538,6 +539,32 @@ def _velocity(forcing: Sequence[Any], fields: tuple[str, ...], space: tuple[str,
     return f
 
 
+def _rest(rest: tuple[str, Any, Any, Any] | None) -> Callable[[Mapping[str, Any], str], Nonlinear | Remainder] | None:
+    """The rest ``N`` of a split, given the coefficients: ``("nonlinear", g, order, g')`` or ``("remainder", text, _, _)``."""
+    import torch
+
+    if rest is None:
+        return None
+    kind, g, order, slope = rest
+    if kind == "remainder":
+        return lambda p, field: Remainder(f"F - L u = {g}")
+    g_fn, slope_fn = _compile(g), _compile(slope)
+
+    def make(p: Mapping[str, Any], field: str) -> Nonlinear:
+        def rate(umax: float, kmax: float) -> Any:
+            """max |g'(s)| over |s| <= max(umax, 1) (sampled), times kmax for a transport term."""
+            top = max(float(umax), 1.0)
+            worst = None
+            for s in np.linspace(-top, top, 33):
+                v = torch.as_tensor(slope_fn({**p, field: float(s)})).abs()
+                worst = v if worst is None else torch.maximum(worst, v)
+            return worst * (kmax if order == 1 else 1.0)
+
+        return Nonlinear(lambda u: g_fn({**p, field: u}), order, rate)
+
+    return make
+
+
 def _not_finite_real(expr: Any) -> Any | None:
     """The first constant part of ``expr`` that is not a finite real number (``sqrt(-1)``, ``log(0)``, ``exp(1000)``), or None."""
     stack = [expr]
@@ -557,8 +584,9 @@ def _not_finite_real(expr: Any) -> Any | None:
 
 def _split_terms(forcing: Sequence[Any], fields: tuple[str, ...], space: tuple[str, ...], state: Sequence[Any],
                  coords: set[Any]) -> tuple[dict[int, Any], Any] | None:
-    """The constant coefficients ``c_k`` of ``d^k u/dx^k`` (k = 0 .. 4) in F and the rest ``F - sum c_k u_(k)`` (None: no
-    rest), for one field on one space axis; None when F has no such term."""
+    """The constant coefficients ``c_k`` of ``d^k u/dx^k`` (k = 0 .. 4) in F and the rest ``F - sum c_k u_(k)``, for one
+    field on one space axis: None (no rest), ``("nonlinear", g, order, g')`` for ``g(u)`` (order 0) or ``h(u) u_x``
+    (order 1, ``g = int h du``), or ``("remainder", rest, None, None)``; None when F has no such term."""
     if len(fields) != 1 or len(space) != 1:
         return None
     (f,), (x,) = fields, space
@@ -573,4 +601,15 @@ def _split_terms(forcing: Sequence[Any], fields: tuple[str, ...], space: tuple[s
     if not coefficients:
         return None
     rest = sympy.simplify(F - sum(c * symbols[k] for k, c in coefficients.items()))
-    return coefficients, None if rest == 0 else rest
+    if rest == 0:
+        return coefficients, None
+    u, ux = symbols[0], symbols[1]
+    reads = rest.free_symbols & varying
+    if reads <= {u}:  # a pointwise reaction g(u)
+        return coefficients, ("nonlinear", rest, 0, sympy.diff(rest, u))
+    h = sympy.diff(rest, ux)
+    if reads <= {u, ux} and not (h.free_symbols & {ux}) and sympy.simplify(rest - h * ux) == 0:
+        G = sympy.integrate(h, u)  # h(u) u_x = (d/dx) G(u)
+        if not G.has(sympy.Integral) and not _not_finite_real(G.subs(u, 0)):
+            return coefficients, ("nonlinear", G - G.subs(u, 0), 1, h)
+    return coefficients, ("remainder", rest, None, None)
