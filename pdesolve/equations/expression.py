@@ -439,6 +439,7 @@ def _analyse(fields: tuple[str, ...], space: tuple[str, ...], time: bool, parame
             errors.append(f"equation: the evolution form ({', '.join(f'{f}_t' for f in evolution)}: ...) needs a t axis in domain; "
                           "for a steady equation write residual: [...] (0 = R)")
         missing = [f for f in fields if f not in evolution]
+        errors += [f"equation.{f}_t: {f!r} is not a field; the fields are {list(fields)}" for f in evolution if f not in fields]
         if missing:
             errors.append(f"equation: the evolution form needs one <field>_t key per field; missing {[f'{f}_t' for f in missing]}")
         texts = [(f"equation.{f}_t", evolution[f]) for f in fields if f in evolution]
