@@ -36,7 +36,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import sympy
 
 from ..errors import UserError
 from ..expr import CONSTANTS, ExpressionError, checked_tree
@@ -50,16 +49,27 @@ import the learned parts, a test keeps the two equal)."""
 FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]*")
 """A field name: letters and digits (``_`` separates a field from its derivative axes)."""
 
-_TO_SYMPY: dict[str, Callable[[Any], Any]] = {
-    "sin": sympy.sin, "cos": sympy.cos, "tan": sympy.tan, "exp": sympy.exp, "log": sympy.log, "sqrt": sympy.sqrt,
-    "tanh": sympy.tanh, "sinh": sympy.sinh, "cosh": sympy.cosh, "arctan": sympy.atan, "abs": sympy.Abs,
-    "sign": sympy.sign, "heaviside": lambda a: sympy.Heaviside(a, sympy.Rational(1, 2)),
-}
-_TORCH_NAMES: dict[Any, str] = {
-    sympy.sin: "sin", sympy.cos: "cos", sympy.tan: "tan", sympy.exp: "exp", sympy.log: "log", sympy.tanh: "tanh",
-    sympy.sinh: "sinh", sympy.cosh: "cosh", sympy.atan: "atan", sympy.Abs: "abs", sympy.sign: "sign",
-    sympy.Heaviside: "heaviside",
-}
+def _to_sympy_functions() -> dict[str, Callable[[Any], Any]]:
+    """The whitelisted functions (:data:`pdesolve.expr.FUNCTIONS`) as SymPy functions (SymPy is imported only when an
+    equation is written as expressions: importing pdesolve stays cheap)."""
+    import sympy
+
+    return {
+        "sin": sympy.sin, "cos": sympy.cos, "tan": sympy.tan, "exp": sympy.exp, "log": sympy.log, "sqrt": sympy.sqrt,
+        "tanh": sympy.tanh, "sinh": sympy.sinh, "cosh": sympy.cosh, "arctan": sympy.atan, "abs": sympy.Abs,
+        "sign": sympy.sign, "heaviside": lambda a: sympy.Heaviside(a, sympy.Rational(1, 2)),
+    }
+
+
+def _torch_names() -> dict[Any, str]:
+    """SymPy function -> the torch function that evaluates it."""
+    import sympy
+
+    return {
+        sympy.sin: "sin", sympy.cos: "cos", sympy.tan: "tan", sympy.exp: "exp", sympy.log: "log", sympy.tanh: "tanh",
+        sympy.sinh: "sinh", sympy.cosh: "cosh", sympy.atan: "atan", sympy.Abs: "abs", sympy.sign: "sign",
+        sympy.Heaviside: "heaviside",
+    }
 
 
 class EquationDefinitionError(UserError):
@@ -154,6 +164,8 @@ class _Symbols:
 
 
 def _symbol(kind: str, what: Any) -> Any:
+    import sympy
+
     if kind == "derivative":
         field, axes = what
         return sympy.Symbol(f"{field}_{''.join(axes)}", real=True)
@@ -165,6 +177,8 @@ def _symbol(kind: str, what: Any) -> Any:
 def _to_sympy(node: Any, table: Mapping[str, Any]) -> Any:
     """The SymPy expression of a checked ast tree (names resolved through ``table``)."""
     import ast
+
+    import sympy
 
     if isinstance(node, ast.Constant):
         return sympy.Integer(node.value) if isinstance(node.value, int) else sympy.Float(node.value)
@@ -180,7 +194,7 @@ def _to_sympy(node: Any, table: Mapping[str, Any]) -> Any:
             raise ExpressionError("divides by zero")
         return {ast.Add: lambda: a + b, ast.Sub: lambda: a - b, ast.Mult: lambda: a * b, ast.Div: lambda: a / b,
                 ast.Pow: lambda: a**b}[op]()
-    return _TO_SYMPY[node.func.id](_to_sympy(node.args[0], table))  # a whitelisted call (checked_tree)
+    return _to_sympy_functions()[node.func.id](_to_sympy(node.args[0], table))  # a whitelisted call (checked_tree)
 
 
 # ----------------------------------------------------------------------------- compiled evaluation
@@ -211,7 +225,7 @@ def _compile(e: Any) -> Compiled:
             n = int(e.args[1])
             return lambda env: base(env) ** n
         return lambda env: base(env) ** exponent(env)
-    name = _TORCH_NAMES.get(e.func)
+    name = _torch_names().get(e.func)
     if name is None:
         raise ExpressionError(f"{e.func} cannot be evaluated")  # unreachable: only whitelisted functions get here
     inner = args[0]
@@ -374,6 +388,8 @@ class ExplicitExpression(ExpressionEquation):
         return Split(linear, None if rest is None else rest(p, self.fields[0]))
 
     def coefficient_errors(self, params: Mapping[str, float]) -> list[str]:
+        import sympy
+
         if self._singular is None or not all(k in params for k in (s.name for s in self._singular.free_symbols)):
             return []
         value = float(self._singular.subs({sympy.Symbol(k, real=True): v for k, v in params.items()}))
@@ -410,6 +426,8 @@ def _grid_derivative(u: Any, axes: tuple[str, ...], grid: Any) -> Any:
 # ----------------------------------------------------------------------------- analysis
 def _analyse(fields: tuple[str, ...], space: tuple[str, ...], time: bool, parameters: tuple[str, ...],
              residual: Sequence[str] | None, evolution: Mapping[str, str] | None) -> ExpressionEquation:
+    import sympy
+
     errors: list[str] = []
     for f in fields:
         if not FIELD_NAME.fullmatch(f):
@@ -531,6 +549,8 @@ def _analyse(fields: tuple[str, ...], space: tuple[str, ...], time: bool, parame
 def _velocity(forcing: Sequence[Any], fields: tuple[str, ...], space: tuple[str, ...], state: Sequence[Any]) -> Any | None:
     """``f = -dF/du_x`` for one field on one space axis when it is nonzero and reads only u, x and the parameters (the
     characteristic speed LPINN follows); None otherwise."""
+    import sympy
+
     if len(fields) != 1 or len(space) != 1:
         return None
     ux, u = _symbol("derivative", (fields[0], (space[0],))), _symbol("field", fields[0])
@@ -588,6 +608,8 @@ def _split_terms(forcing: Sequence[Any], fields: tuple[str, ...], space: tuple[s
     """The constant coefficients ``c_k`` of ``d^k u/dx^k`` (k = 0 .. 4) in F and the rest ``F - sum c_k u_(k)``, for one
     field on one space axis: None (no rest), ``("nonlinear", g, order, g')`` for ``g(u)`` (order 0) or ``h(u) u_x``
     (order 1, ``g = int h du``), or ``("remainder", rest, None, None)``; None when F has no such term."""
+    import sympy
+
     if len(fields) != 1 or len(space) != 1:
         return None
     (f,), (x,) = fields, space
