@@ -7,7 +7,8 @@ for its condition, ``alpha u + beta du/dn = g``, with the second-order one-sided
 condition if one of its faces has one, else the first face's in the order of the axes.
 
 The Jacobian of that system is assembled exactly, not by differencing: every row reads the nodes of a window of three
-along each axis, so Jacobian-vector products (forward-mode autograd, :func:`torch.func.jvp`) with the ``3^d`` comb
+along each axis, so Jacobian-vector products (forward-mode autograd, :func:`torch.func.jvp`; for a linear equation the
+difference of the affine residual, exact to round-off) with the ``3^d`` comb
 vectors ``{i_a = r_a mod 3}`` recover every entry (Curtis, Powell and Reid's column grouping); the assembly checks
 itself against one more product with a random vector and refuses an operator that reaches further. Newton's method
 then solves the system (one step for a linear equation) with :func:`scipy.sparse.linalg.spsolve`.
@@ -16,7 +17,6 @@ then solves the system (one step for a linear equation) with :func:`scipy.sparse
 from __future__ import annotations
 
 import itertools
-import warnings
 
 import numpy as np
 import scipy.sparse as sp
@@ -62,18 +62,12 @@ def solve(problem: Problem, grid: Grid, refine: int = 1, tol: float = 1e-10, max
         raise FDError(f"'sparse_fd' needs at least 3 nodes per axis, got {fine.space_shape}")
     system = _System(problem, fine)
     u = torch.zeros(system.shape, dtype=torch.float64)
+    lu = None
     for _ in range(max_newton):
         r = system.residual(u)
-        jac = system.jacobian(u)
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", spla.MatrixRankWarning)
-            try:
-                du = spla.spsolve(jac.tocsc(), -r.numpy().ravel())
-            except (spla.MatrixRankWarning, RuntimeError):
-                du = np.full(r.numel(), np.nan)
-        if not np.all(np.isfinite(du)):
-            raise FDError("the discrete system is singular: Neumann conditions on every face fix u only up to a constant; give a "
-                          "Dirichlet or Robin condition (alpha != 0) on some face")
+        if lu is None or not problem.equation.linear:  # a linear system's Jacobian is constant: factored once
+            lu = _factor(system.jacobian(u))
+        du = lu.solve(-r.numpy().ravel())
         u = u + torch.from_numpy(du.reshape(system.shape))
         if np.abs(du).max() <= tol * (1.0 + float(u.abs().max())):
             break
@@ -81,6 +75,20 @@ def solve(problem: Problem, grid: Grid, refine: int = 1, tol: float = 1e-10, max
         raise FDError(f"'sparse_fd': Newton's method did not converge in {max_newton} iterations (last update {np.abs(du).max():.3g})")
     step = int(refine)
     return u.numpy()[(slice(None),) + (slice(None, None, step),) * grid.ndim].copy()
+
+
+def _factor(jac: sp.csr_matrix) -> spla.SuperLU:
+    """The sparse LU factors of the Jacobian; a singular one (a pivot below 1e-12 of the largest) is refused."""
+    singular = FDError("the discrete system is singular: Neumann conditions on every face fix u only up to a constant; give a "
+                       "Dirichlet or Robin condition (alpha != 0) on some face")
+    try:
+        lu = spla.splu(jac.tocsc())
+    except RuntimeError:  # exactly singular
+        raise singular from None
+    pivots = np.abs(lu.U.diagonal())
+    if pivots.min() <= 1e-12 * pivots.max():
+        raise singular
+    return lu
 
 
 class _System:
@@ -139,6 +147,13 @@ class _System:
         dn_full = dn.unsqueeze(0).expand_as(v).movedim(0, d)
         return bc.alpha * u + bc.beta * dn_full
 
+    def _product(self, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """``J(u) v``: forward-mode autograd; for a linear equation the residual is affine, so ``R(u + v) - R(u)``
+        is the same product (to round-off) and avoids the slower forward-mode path."""
+        if self.eq.linear:
+            return self.residual(u + v) - self.residual(u)
+        return torch.func.jvp(self.residual, (u,), (v,))[1]
+
     def jacobian(self, u: torch.Tensor) -> sp.csr_matrix:
         """The exact Jacobian of :meth:`residual` at ``u`` from ``channels * 3^d`` Jacobian-vector products."""
         n = [a.n for a in self.grid.space]
@@ -151,7 +166,7 @@ class _System:
             for comb in itertools.product(range(3), repeat=self.grid.ndim):
                 v = torch.zeros(self.shape, dtype=torch.float64)
                 v[c] = torch.from_numpy(np.logical_and.reduce([i % 3 == r for i, r in zip(idx, comb)]).astype(np.float64))
-                _, jv = torch.func.jvp(self.residual, (u,), (v,))
+                jv = self._product(u, v)
                 col_node = tuple(s + (r - s) % 3 for s, r in zip(start, comb))  # the one comb node in each row's window
                 col = np.ravel_multi_index((np.full(idx[0].shape, c),) + col_node, self.shape)
                 for out_c in range(len(self.fields)):
@@ -162,7 +177,7 @@ class _System:
                     vals.append(values[keep])
         jac = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(size, size))
         probe = torch.from_numpy(np.random.default_rng(0).standard_normal(self.shape))
-        _, exact = torch.func.jvp(self.residual, (u,), (probe,))
+        exact = self._product(u, probe)
         got = jac @ probe.numpy().ravel()
         scale = float(np.abs(exact.numpy()).max()) or 1.0
         if np.abs(got - exact.numpy().ravel()).max() > 1e-9 * scale:
