@@ -269,18 +269,17 @@ def test_steady_runs_in_one_and_three_dimensions_draw_their_figures(tmp_path, di
 
 
 def test_darcy_solves_with_pinn_and_hc_against_the_sparse_fd_reference(tmp_path):
-    """The shipped darcy2d problem (K = 1 + 0.5 sin(2 pi x) cos(2 pi y), f = 1) on a 33 x 33 grid, small budgets
-    (measured: pinn 3-4 %, hc 2.5 %)."""
+    """Darcy with K = 1 + 0.5 sin(pi x) sin(pi y) and zero walls, scored against sparse_fd on a 33 x 33 grid with small
+    budgets (measured: pinn 0.12 % after 40 L-BFGS steps, hc 3.1 % after 25 Adam steps)."""
+    problem = darcy_problem()
     settings = {"evaluate": {"grid": {"x": 33, "y": 33}}}
-    overrides = ["reference.options.refine=2"]
-    pinn = ps.solve("problems/darcy2d.yaml", "pinn", options={"width": 20, "depth": 2, "points": {"interior": 300, "boundary": 100}},
-                    settings={**settings, "train": {"steps": 120, "optimizer": {"name": "lbfgs", "max_evals": 10}}}, overrides=overrides,
-                    out=tmp_path / "pinn", quiet=True)
-    assert pinn.metrics["rel_l2"] < 0.05, pinn.metrics
-    hc = ps.solve("problems/darcy2d.yaml", "hc", options={"width": 32, "basis": 32, "points": {"solve": 256, "loss": 256, "boundary": 6}},
-                  settings={**settings, "train": {"steps": 20, "optimizer": {"name": "adam", "lr": 1e-3}}}, overrides=overrides,
-                  out=tmp_path / "hc", quiet=True)
-    assert hc.metrics["rel_l2"] < 0.04 and hc.metrics["solve"]["constraint_violation_max"] < 1e-8, hc.metrics
+    pinn = ps.solve(problem, "pinn", options={"width": 20, "depth": 2, "points": {"interior": 300, "boundary": 100}},
+                    settings={**settings, "train": {"steps": 40, "optimizer": {"name": "lbfgs", "max_evals": 10}}}, out=tmp_path / "pinn",
+                    quiet=True)
+    assert pinn.metrics["rel_l2"] < 0.01, pinn.metrics
+    hc = ps.solve(problem, "hc", options={"width": 32, "basis": 32, "points": {"solve": 256, "loss": 256, "boundary": 6}},
+                  settings={**settings, "train": {"steps": 25, "optimizer": {"name": "adam", "lr": 1e-3}}}, out=tmp_path / "hc", quiet=True)
+    assert hc.metrics["rel_l2"] < 0.05 and hc.metrics["solve"]["constraint_violation_max"] < 1e-8, hc.metrics
 
 
 # ------------------------------------------------------------------ a region: Poisson on a disk with a hole
@@ -364,7 +363,8 @@ def test_a_condition_on_a_part_needs_a_geometry_that_has_it():
     base = disk_problem()
     _, errs = Problem.validated(**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)} | {
         "domain": Domain((Axis("x", -1, 1), Axis("y", -1, 1)))})
-    assert "boundary[0].part: the condition names the boundary part 'outer', but the domain has no geometry" in str(errs[0])
+    assert ("boundary[0].part: the condition names the boundary part 'outer', but the domain has no geometry; name a box face with "
+            "axis and side instead") in [str(e) for e in errs]
     _, errs = Problem.validated(**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)} | {"boundary": base.boundary[:1]})
     assert [str(e) for e in errs] == ["boundary: no condition for field 'u' on the geometry's part 'hole'; a steady problem needs one on "
                                       "every part (dirichlet, neumann or robin)"]

@@ -449,6 +449,7 @@ class PINN(PointSolver):
 
     name = "pinn"
     Options = PINNOptions
+    takes_geometry = True  # interior and part points from the geometry, soft conditions (pinn_region)
 
     @classmethod
     def mismatches(cls, problem: Problem) -> list[str]:

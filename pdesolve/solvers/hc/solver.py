@@ -74,9 +74,6 @@ class HardConstrainedSolver(PointSolver, HCSolves):
         eq, out = problem.equation, pointwise_mismatches(problem, 2, "the basis")
         if len(eq.fields) != 1:
             out.append(f"got {len(eq.fields)} fields {list(eq.fields)}, expected one (the basis solve is scalar)")
-        if problem.domain.geometry is not None:
-            out.append("got a domain with a geometry, expected a box: the exact condition rows and the expert boxes tile a box "
-                       "(solve it with solver 'pinn', which takes a geometry with soft conditions)")
         return out
 
     def expert_counts(self) -> dict[str, int]:
