@@ -368,3 +368,9 @@ def test_a_condition_on_a_part_needs_a_geometry_that_has_it():
     _, errs = Problem.validated(**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)} | {"boundary": base.boundary[:1]})
     assert [str(e) for e in errs] == ["boundary: no condition for field 'u' on the geometry's part 'hole'; a steady problem needs one on "
                                       "every part (dirichlet, neumann or robin)"]
+
+
+def test_pinn_refuses_a_sampler_that_a_geometry_would_ignore(tmp_path):
+    with pytest.raises(UserError, match="points.sampler: the domain's geometry draws its own points"):
+        ps.solve(disk_problem(), "pinn", steps=1, options={"points": {"sampler": "sobol"}}, out=tmp_path / "run", quiet=True)
+    assert not (tmp_path / "run").exists()
