@@ -374,3 +374,21 @@ def test_pinn_refuses_a_sampler_that_a_geometry_would_ignore(tmp_path):
     with pytest.raises(UserError, match="points.sampler: the domain's geometry draws its own points"):
         ps.solve(disk_problem(), "pinn", steps=1, options={"points": {"sampler": "sobol"}}, out=tmp_path / "run", quiet=True)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_time_dependent_problem_on_a_region_trains_on_region_points(tmp_path):
+    """Heat on the disk with a hole: interior and initial points inside the region, the initial condition exact (t-axis
+    transform), the walls soft; a few steps only (the shapes and the region's mask, not the accuracy)."""
+    space = ("x", "y")
+    tx = ("t",) + space
+    bcs = (BoundaryCondition("dirichlet", "", "lo", E(0, tx), part="outer"), BoundaryCondition("neumann", "", "lo", E(0, tx), part="hole"))
+    heat = Problem("heat_hole", get_equation("heat"), {"nu": 0.1}, Domain((Axis("x", -1, 1), Axis("y", -1, 1)), (0, 1), DiskWithHole()),
+                   InitialCondition.of({"u": "1 - x**2 - y**2"}, space), bcs, Reference("exact", {"u": "0*t"}))
+    res = ps.solve(heat, "pinn", steps=3, settings={"evaluate": {"grid": {"t": 3, "x": 21, "y": 21}}}, out=tmp_path / "run", quiet=True)
+    values = res.solution.numpy()
+    assert values.shape == (1, 3, 1, 21, 21)
+    xy = np.stack(np.meshgrid(np.linspace(-1, 1, 21), np.linspace(-1, 1, 21), indexing="ij"), -1).reshape(-1, 2)
+    inside = DiskWithHole().inside(xy)
+    frames = values[0, :, 0].reshape(3, -1)
+    assert np.isnan(frames[:, ~inside]).all() and np.isfinite(frames[:, inside]).all()
+    np.testing.assert_allclose(frames[0, inside], 1 - (xy[inside] ** 2).sum(1), atol=1e-6)  # exact at t = 0
