@@ -29,7 +29,7 @@ from .distributed import Ranks, join_torchrun_group
 from .errors import UserError
 from .grid import Grid
 from .io import write_json, write_text, write_with
-from .metrics import error_metrics
+from .metrics import error_metrics, outside_as_nan, region_mask
 from .optim import Optimizer, make_optimizer
 from .parametric import HeldOut, ParametricSolver, held_out
 from .plot import plot_fields, plot_history, plot_residual, plot_slices
@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 
 # diagnostics a solver may return that belong in metrics.json: condition violations, the constrained
 # solve's status (hc, moe_hc), errors on held-out initial conditions (the hc family setting)
-METRIC_DIAGNOSTICS = ("violations", "solve", "family")
+METRIC_DIAGNOSTICS = ("violations", "solve", "family", "notes")
 
 
 @dataclass
@@ -119,11 +119,12 @@ def evaluation_grid(cfg: RunConfig) -> Grid:
 
 
 def reference_on(cfg: RunConfig, grid: Grid) -> np.ndarray | None:
-    """The reference as ``[batch=1, time, channel, *space]``, or None when the problem has none."""
+    """The reference as ``[batch=1, time, channel, *space]`` (``[1, channel, *space]`` for a steady problem), or None when
+    the problem has none; with a geometry, NaN at the grid points outside the region."""
     if cfg.problem.reference is None:
         return None
     try:
-        return reference_solution(cfg.problem, grid)[None]
+        return outside_as_nan(reference_solution(cfg.problem, grid)[None], region_mask(cfg.problem.domain, grid))
     except ReferenceError as err:
         raise UserError(f"{cfg.path}: reference: {err}") from None
 
@@ -286,13 +287,14 @@ def run(cfg: RunConfig, out: str | Path | None = None, *, resume: bool = False, 
     grid = evaluation_grid(cfg)
     members = held_out(cfg, grid)  # a parametric family is scored on held-out members (pdesolve/parametric.py)
     ref = reference_on(cfg, grid) if members is None else members.reference
+    inside = region_mask(cfg.problem.domain, grid)  # a geometry's points of the grid (None: the whole box)
 
     def evaluate() -> dict[str, float]:
         if ref is None:
             return {}
         if members is not None:
             return HeldOut.scalars(members.metrics(predicted(solver, grid, members).numpy()))
-        return error_metrics(solver.predict(grid).numpy(), ref)
+        return error_metrics(solver.predict(grid).numpy(), ref, inside)
 
     task = solver.task(evaluate)
     rule = checked_rule(current, task)
@@ -303,7 +305,8 @@ def run(cfg: RunConfig, out: str | Path | None = None, *, resume: bool = False, 
     metrics = run_summary(cfg, result, current.device)
     metrics["parameters"] = sum(p.numel() for p in solver.model.parameters())
     if ref is not None:
-        metrics.update(error_metrics(solution.numpy(), ref) if members is None else family_scores(members, solution, diagnostics))
+        metrics.update(error_metrics(solution.numpy(), ref, region_mask(cfg.problem.domain, grid)) if members is None
+                       else family_scores(members, solution, diagnostics))
     metrics.update({k: diagnostics[k] for k in METRIC_DIAGNOSTICS if k in diagnostics})
     if not current.ranks.primary:
         return Result(metrics, solution, ref, result.status, None, result.history, diagnostics)
@@ -493,7 +496,8 @@ def evaluate_run(run_dir: str | Path) -> dict[str, Any]:
         metrics = {}
     diagnostics = solver.diagnostics(grid)
     if ref is not None:
-        metrics.update(error_metrics(solution.numpy(), ref) if members is None else family_scores(members, solution, diagnostics))
+        metrics.update(error_metrics(solution.numpy(), ref, region_mask(cfg.problem.domain, grid)) if members is None
+                       else family_scores(members, solution, diagnostics))
     metrics.update({k: diagnostics[k] for k in METRIC_DIAGNOSTICS if k in diagnostics})
     write_json(metrics_path, metrics)
     write_solution(run_dir / "solution.h5", solution, ref, diagnostics)
