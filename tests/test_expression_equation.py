@@ -55,6 +55,15 @@ SHIPPED = {
 SHIPPED["advection_diffusion"][2].pop("u_t")
 LEFT_OUT = {"navier_stokes"}  # its grid face needs the stream function (a global solve): not local derivatives
 
+# the steady families (no time axis): name -> (params, extra keys of the file, equation written as expressions)
+PERMEABILITY = "1 + 0.5*sin(x)*cos(y)"
+STEADY = {
+    "poisson": ({}, {}, {"fields": ["u"], "residual": ["-(u_xx + u_yy)"]}),
+    "helmholtz": ({"k": 2.0}, {}, {"fields": ["u"], "residual": ["-(u_xx + u_yy) - k^2*u"]}),
+    "darcy": ({}, {"functions": {"K": PERMEABILITY}},  # div(K grad u) expanded, K's derivatives by hand
+              {"fields": ["u"], "residual": [f"-(({PERMEABILITY})*(u_xx + u_yy) + 0.5*cos(x)*cos(y)*u_x - 0.5*sin(x)*sin(y)*u_y)"]}),
+}
+
 
 def problem_data(equation, params, space, time=True, **extra):
     field = equation["fields"][0] if isinstance(equation, dict) else EQUATIONS[equation].fields[0]
@@ -76,7 +85,25 @@ def errors_of(data):
 
 
 def test_every_shipped_equation_but_navier_stokes_is_covered():
-    assert set(SHIPPED) | LEFT_OUT == set(EQUATIONS)
+    assert set(SHIPPED) | set(STEADY) | LEFT_OUT == set(EQUATIONS)
+
+
+@pytest.mark.parametrize("name", sorted(STEADY))
+def test_a_steady_family_written_as_expressions_gives_the_same_residual_at_points_and_on_a_grid(name):
+    params, extra, written = STEADY[name]
+    builtin = load(problem_data(name, params, ("x", "y"), time=False, **extra)).problem  # extra: darcy's K, built in only
+    mine = load(problem_data(written, params, ("x", "y"), time=False)).problem
+    assert mine.equation.steady and builtin.equation.steady
+    p = builtin.coefficients
+    torch.manual_seed(0)
+    net = MLP(2, 1, 16, 2, "tanh").double()
+    coords = torch.rand(64, 2, dtype=torch.float64) * 2 * math.pi
+    d = JetDerivatives(net.forward_jet(Jet.stack(Jet.variables(coords, 2, slice(0, 2)))), ("u",), ("x", "y"), coords)
+    torch.testing.assert_close(mine.equation.residual(d, p), builtin.equation.residual(d, p), rtol=1e-12, atol=1e-12)
+    grid = builtin.domain.grid({"x": 32, "y": 32})
+    mesh = np.meshgrid(*(a.coords for a in grid.space), indexing="ij")
+    u = torch.as_tensor((1.5 + 0.4 * np.sin(mesh[0] + mesh[1]) + 0.2 * np.cos(2 * mesh[0]))[None, None])
+    torch.testing.assert_close(mine.equation.rhs(u, grid, p), builtin.equation.rhs(u, grid, p), rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
