@@ -291,14 +291,31 @@ class Polygon(Primitive):
 
     def build(self, g: Any) -> Any:
         v = self._array()
-        if len(v) == 3:  # DeepXDE's Polygon refuses triangles and rectangles: they have classes of their own
-            return g.Triangle(*v)
-        if g.Rectangle.is_valid(v):
+        if g.Rectangle.is_valid(v):  # DeepXDE's Polygon refuses rectangles and triangles: they have classes of their own
             return g.Rectangle(v.min(axis=0), v.max(axis=0))
-        return g.Polygon(v)
+        base = g.Triangle if len(v) == 3 else g.Polygon
+
+        class Exact(base):  # type: ignore[misc, valid-type]
+            """DeepXDE's polygon whose boundary test is the distance to its edges (theirs compares l1 + l2 with an edge's
+            length with a relative tolerance, which takes points up to ~sqrt(1e-5 * length) from an edge as on it)."""
+
+            def on_boundary(self, x: np.ndarray) -> np.ndarray:
+                return _edge_distance(np.asarray(x, np.float64), v) <= 1e-10 * max(1.0, float(np.ptp(v)))
+
+        return Exact(*v) if len(v) == 3 else Exact(v)
 
     def to_dict(self) -> dict[str, Any]:
         return self._named({"vertices": [list(v) for v in self.vertices]})
+
+
+def _edge_distance(x: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """The distance ``[N]`` of points ``x [N, 2]`` to the closed polyline through the vertices ``v [m, 2]``."""
+    out = np.full(len(x), np.inf)
+    for a, b in zip(v, np.roll(v, -1, axis=0)):
+        ab = b - a
+        s = np.clip(((x - a) @ ab) / float(ab @ ab), 0.0, 1.0)
+        out = np.minimum(out, np.linalg.norm(x - (a + s[:, None] * ab), axis=1))
+    return out
 
 
 @dataclass(frozen=True)
@@ -480,9 +497,12 @@ class Region:
         return np.asarray(lo, np.float64).reshape(self.dim), np.asarray(hi, np.float64).reshape(self.dim)
 
     def inside(self, points: np.ndarray) -> np.ndarray:
+        """``bool [N]``: the points in the closed region (DeepXDE's polygons leave some edges out of ``inside``: the
+        boundary test puts them back)."""
         x = self._points(points)
         with _deepxde():
-            return np.asarray(self._dde.inside(x), bool).reshape(len(x))
+            inner = np.asarray(self._dde.inside(x), bool).reshape(len(x))
+            return inner | np.asarray(self._dde.on_boundary(x), bool).reshape(len(x))
 
     def on_boundary(self, points: np.ndarray) -> np.ndarray:
         """``bool [N]``: the points on the region's boundary (DeepXDE's tolerance, 1e-8 in float64)."""
