@@ -31,6 +31,7 @@ import contextlib
 import io
 import math
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
@@ -448,13 +449,15 @@ def _deepxde(rng: np.random.Generator | None = None) -> Iterator[Any]:
     precision = config.real.precision
     state = np.random.get_state()
     config.real.set_float64()
-    try:
-        if rng is not None:
-            np.random.seed(int(rng.integers(2**32)))
-        yield geometry
-    finally:
-        np.random.set_state(state)
-        {16: config.real.set_float16, 32: config.real.set_float32, 64: config.real.set_float64}[precision]()
+    with warnings.catch_warnings():  # numpy 2 deprecates the 2-vector np.cross that DeepXDE's polygons use
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            if rng is not None:
+                np.random.seed(int(rng.integers(2**32)))
+            yield geometry
+        finally:
+            np.random.set_state(state)
+            {16: config.real.set_float16, 32: config.real.set_float32, 64: config.real.set_float64}[precision]()
 
 
 class Region:
