@@ -1,30 +1,33 @@
 """The reference of a steady linear problem on a region whose boundary runs along grid lines: a masked-grid
 finite-difference solve.
 
-``fd_masked`` solves ``0 = L u + source`` (``L`` the equation's constant-coefficient linear part, its
-:meth:`~pdesolve.equations.Equation.split`: diffusion ``D Lap u``, advection ``-c . grad u``, growth ``g u``) with
-the second-order central stencils (the 5-point Laplacian in 2D) on the grid points inside the region, Dirichlet
-values on the points of its boundary. When the boundary passes through grid nodes (an L-shaped polygon with
-vertices on the grid, a rectangle) the boundary is represented exactly and the error is ``O(h^2)`` (the L-shape's
-re-entrant corner, where ``u ~ r^(2/3)``, lowers the order there: a refinement study in ``tests/test_geometry.py``
-measures it). A region that the grid does not fit (a disk) is refused: its nodes next to the boundary would need
-the Shortley-Weller stencil, which this module does not implement; use an exact reference for those.
+``fd_masked`` solves ``0 = F(u) + source`` with the equation's own grid face (:meth:`~pdesolve.equations.Equation.rhs`:
+second-order central differences of :meth:`pdesolve.grid.Grid.diff`, the 5-point Laplacian for Poisson in 2D) at the
+grid nodes strictly inside the region, and ``u = g`` (Dirichlet) at the nodes on its boundary. When the boundary passes
+through grid nodes (an L-shaped polygon with vertices on the grid, a rectangle) it is represented exactly and the error
+is ``O(h^2)`` for a smooth solution; the L-shape's re-entrant corner, where ``u ~ r^(2/3)``, lowers the observed order
+(``tests/test_geometry.py`` measures it). A region the grid does not fit (a disk) is refused: its nodes next to the
+boundary would need the Shortley-Weller stencil, which this module does not implement; give such problems an ``exact``
+reference.
 
-The solve runs on the evaluation grid refined ``refine`` times per axis (the evaluation points are a subset of the
-fine nodes) and returns the fine solution at the evaluation points, ``[channel, *space]`` (no time axis, as the
-problem has none); points outside the region hold NaN.
+The operator is affine and every interior row reads a window of three nodes along each axis (checked), so the matrix
+comes from ``3^d`` evaluations of the residual on comb vectors (Curtis, Powell and Reid's column grouping, as in the
+box reference ``sparse_fd``) and one sparse direct solve. The solve runs on the evaluation grid refined ``refine``
+times per axis (the evaluation points are a subset of the fine nodes) and returns ``[channel, *space]`` (no time axis,
+as the problem has none), NaN at the points outside the region.
 """
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
 import scipy.sparse
 import scipy.sparse.linalg
+import torch
 
-from .equations.split import is_zero
-from .grid import Grid
+from .grid import Grid, GridAxis
 from .problem import Problem
 from .reference import ReferenceError
 
@@ -41,75 +44,88 @@ def fd_masked(problem: Problem, grid: Grid, refine: int = 4) -> np.ndarray:
     _require(eq.steady and problem.domain.time is None and grid.time is None,
              "needs a steady problem (no time axis) and a grid without time")
     _require(len(eq.fields) == 1, f"handles one field, {eq.name!r} has {list(eq.fields)}")
-    split = eq.split(problem.coefficients)
-    _require(split is not None and split.rest is None,
-             f"needs a linear equation with constant coefficients that states its linear part (Equation.split); {eq.name!r} does not")
-    lin = split.linear  # type: ignore[union-attr]
-    _require(is_zero(lin.dispersion) and is_zero(lin.hyperdiffusion), "handles second-order operators only (no dispersion)")
+    _require(eq.linear and eq.grid_form and eq.max_space_order <= 2,
+             f"needs a linear equation of order <= 2 with a grid form (rhs); {eq.name!r} is not")
+    _require(not any(a.periodic for a in problem.domain.space), "takes bounded axes only")
     _require(all(bc.kind == "dirichlet" for bc in problem.boundary),
              f"handles Dirichlet conditions only, got {sorted({bc.kind for bc in problem.boundary})}")
 
-    fine = tuple(int((a.n - 1) * refine + 1) for a in grid.space)
-    axes = [np.linspace(a.lo, a.hi, n) for a, n in zip(grid.space, fine)]
-    h = [float(c[1] - c[0]) for c in axes]
-    mesh = np.meshgrid(*axes, indexing="ij")
+    fine = Grid(tuple(GridAxis(a.name, a.lo, a.hi, (a.n - 1) * refine + 1) for a in grid.space), None)
+    shape = fine.space_shape
+    mesh = np.meshgrid(*(a.coords for a in fine.space), indexing="ij")
     pts = np.stack([m.ravel() for m in mesh], 1)  # [N, d]
-    region = problem.domain.geometry
-    if region is None:
-        inside = np.ones(len(pts), bool)
-        on = np.zeros(len(pts), bool)
-        for k, c in enumerate(axes):
-            on |= np.isclose(pts[:, k], c[0]) | np.isclose(pts[:, k], c[-1])
-        part = np.full(len(pts), -1)
-        part[on] = 0
-    else:
-        inside = region.inside(pts)
-        part = region.part_of(pts)
-        on = part >= 0
+    inside, on, part = _classify(problem, fine, pts)
     unknown = inside & ~on
-    index = np.full(len(pts), -1)
-    index[unknown] = np.arange(int(unknown.sum()))
-    values = _dirichlet(problem, pts, on, part)
-
-    d, strides = len(axes), np.cumprod((1,) + fine[::-1])[:-1][::-1]
-    rows, cols, vals = [], [], []
-    rhs = np.zeros(int(unknown.sum()))
-    ids = np.flatnonzero(unknown)
-    diff = float(lin.diffusion) if not is_zero(lin.diffusion) else 0.0
-    adv = [float(c) if not is_zero(c) else 0.0 for c in lin.advection] + [0.0] * d
-    growth = float(lin.growth) if not is_zero(lin.growth) else 0.0
-    centre = np.full(len(ids), -2.0 * diff * sum(1.0 / hk**2 for hk in h) + growth)
-    rows.append(index[ids])
-    cols.append(index[ids])
-    vals.append(centre)
-    multi = np.stack(np.unravel_index(ids, fine), 1)
-    for k in range(d):
+    _require(bool(unknown.any()), f"no grid node lies strictly inside the region on the grid {list(shape)}; refine it")
+    idx = np.stack(np.unravel_index(np.arange(len(pts)), shape), 1)  # [N, d]
+    at_edge = np.any((idx == 0) | (idx == np.asarray(shape) - 1), axis=1)
+    _require(not (unknown & at_edge).any(), "the region reaches past the grid's edge")
+    for k in range(len(shape)):
         for sign in (-1, 1):
-            ok = (multi[:, k] + sign >= 0) & (multi[:, k] + sign < fine[k])
-            _require(bool(ok.all()), "the region reaches the grid's edge inside (a boundary not on the grid's edge)")
-            nb = ids + sign * strides[k]
-            coef = diff / h[k] ** 2 - sign * adv[k] / (2 * h[k])
+            nb = np.ravel_multi_index(tuple(idx[unknown].T + sign * np.eye(len(shape), dtype=int)[k][:, None]), shape)
             outside = ~inside[nb]
             if outside.any():
-                p = pts[ids[outside][0]]
-                raise ReferenceError(f"'fd_masked': the region's boundary does not pass through the grid nodes (the node {list(p)} "
-                                     "is inside but its neighbour is outside); it needs a region whose edges lie on grid lines "
-                                     "(refine the evaluation grid so that they do, or use an exact reference)")
-            interior = unknown[nb]
-            rows.append(index[ids[interior]])
-            cols.append(index[nb[interior]])
-            vals.append(np.full(int(interior.sum()), coef))
-            np.add.at(rhs, index[ids[~interior]], -coef * values[nb[~interior]])
-    if problem.source is not None:
-        env = {n: pts[ids, k] for k, n in enumerate(problem.domain.space_names)}
-        rhs -= np.broadcast_to(problem.source.numpy(**{n: v for n, v in env.items() if n in problem.source.variables}), len(ids))
-    n = len(ids)
+                p = [float(c) for c in pts[np.flatnonzero(unknown)[outside][0]]]
+                raise ReferenceError(f"'fd_masked': the region's boundary does not pass through the grid nodes (the node {p} is "
+                                     "inside, its neighbour outside); it needs a region whose edges lie on grid lines (choose "
+                                     "the evaluation grid so that they do, or give an exact reference)")
+
+    params = problem.coefficients
+    src = problem.source
+    f = np.zeros(shape) if src is None else np.broadcast_to(
+        src.numpy(**{n: m for n, m in zip(problem.domain.space_names, mesh) if n in src.variables}), shape)
+    source = torch.from_numpy(np.array(f, dtype=np.float64))
+    mask = torch.from_numpy(unknown.reshape(shape))
+
+    def residual(u: np.ndarray) -> np.ndarray:
+        """``F(u) + f`` at the unknown nodes, ``u`` elsewhere (boundary values enter through the right-hand side)."""
+        field = torch.from_numpy(u.reshape((1,) + shape))
+        with torch.no_grad():
+            r = eq.rhs(field, fine, params)[0] + source
+        return torch.where(mask, r, field[0]).numpy().ravel()
+
+    offset = residual(np.zeros(len(pts)))
+    rows, cols, vals = [], [], []
+    start = idx - 1  # each unknown row's window of three nodes along each axis (centred: no unknown sits at the edge)
+    for comb in itertools.product(range(3), repeat=len(shape)):
+        v = np.logical_and.reduce([idx[:, k] % 3 == c for k, c in enumerate(comb)]).astype(np.float64)
+        col_node = start + (np.asarray(comb) - start) % 3
+        col = np.ravel_multi_index(tuple(np.clip(col_node, 0, np.asarray(shape) - 1).T), shape)
+        jv = residual(v) - offset
+        keep = unknown & (jv != 0)
+        rows.append(np.flatnonzero(keep))
+        cols.append(col[keep])
+        vals.append(jv[keep])
+    known = np.flatnonzero(~unknown)
+    rows.append(known)
+    cols.append(known)
+    vals.append(np.ones(len(known)))
+    n = len(pts)
     A = scipy.sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
-    u = np.full(len(pts), np.nan)
-    u[on] = values[on]
-    u[ids] = scipy.sparse.linalg.spsolve(A.tocsc(), rhs)
-    u = u.reshape(fine)[tuple(slice(None, None, refine) for _ in fine)]
-    return u[None]
+    probe = np.random.default_rng(0).standard_normal(n)
+    direct = residual(probe) - offset
+    _require(np.abs(A @ probe - direct).max() <= 1e-9 * (np.abs(direct).max() or 1.0),
+             f"the grid form of {eq.name!r} reads nodes beyond each node's neighbours; the assembly takes three-point stencils only")
+    b = np.where(unknown, -offset, 0.0)
+    values = _dirichlet(problem, pts, on, part)
+    b[on] = values[on]
+    u = scipy.sparse.linalg.spsolve(A.tocsc(), b)
+    u[~inside] = np.nan
+    return u.reshape(shape)[tuple(slice(None, None, refine) for _ in shape)][None].copy()
+
+
+def _classify(problem: Problem, grid: Grid, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per node: inside the closed region, on its boundary, and the index of the boundary part it lies on (-1: none;
+    a box's part is its face's index in ``problem.boundary``-independent order: 2 * axis + (0 lo, 1 hi))."""
+    region = problem.domain.geometry
+    if region is not None:
+        part = region.part_of(pts)
+        return region.inside(pts), part >= 0, part
+    part = np.full(len(pts), -1)
+    for k, a in enumerate(grid.space):
+        part[(part < 0) & np.isclose(pts[:, k], a.lo)] = 2 * k
+        part[(part < 0) & np.isclose(pts[:, k], a.hi)] = 2 * k + 1
+    return np.ones(len(pts), bool), part >= 0, part
 
 
 def _dirichlet(problem: Problem, pts: np.ndarray, on: np.ndarray, part: np.ndarray) -> np.ndarray:
@@ -122,12 +138,12 @@ def _dirichlet(problem: Problem, pts: np.ndarray, on: np.ndarray, part: np.ndarr
         if region is not None:
             _require(bc.part is not None, "a geometry's conditions are given per part")
             by_part[region.parts.index(bc.part)] = bc.value  # type: ignore[arg-type]
-    if region is None:  # a box: every wall holds a Dirichlet condition
+    if region is None:  # a box: every face holds a Dirichlet condition
         walls = {(bc.axis, bc.side): bc.value for bc in problem.boundary}
         for k, a in enumerate(problem.domain.space):
-            for side, at in (("lo", a.lo), ("hi", a.hi)):
+            for j, side in enumerate(("lo", "hi")):
                 _require((a.name, side) in walls, f"no Dirichlet condition on {a.name}.{side}")
-                hit = on & np.isclose(pts[:, k], at)
+                hit = on & (part == 2 * k + j)
                 out[hit] = _evaluate(walls[(a.name, side)], pts[hit], names)
         return out
     for i in range(len(region.parts)):

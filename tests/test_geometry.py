@@ -9,8 +9,7 @@ import pytest
 import yaml
 
 from pdesolve.config import ConfigError, load_run_config, problem_to_dict
-from pdesolve.equations.base import Equation, laplacian_points
-from pdesolve.equations.split import LinearPart, Split
+from pdesolve.equations.base import Equation, laplacian_grid, laplacian_points
 from pdesolve.expr import Expression
 from pdesolve.geometry import (
     Cuboid,
@@ -224,8 +223,8 @@ class SteadyPoisson(Equation):
     def forcing(self, d, p):
         return laplacian_points(d, "u")[:, None]
 
-    def split(self, p):
-        return Split(LinearPart(diffusion=1.0))
+    def rhs(self, u, grid, p):
+        return laplacian_grid(u, grid)
 
 
 def _lshape(source: str, refine: int = 1, shape=None) -> Problem:
