@@ -332,6 +332,10 @@ def _build(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     problem, variables = _problem(spec, errors)
     settings = run_settings(spec, raw, variables, errors)
     settings["eval_params"] = family_settings(problem, spec, errors) if problem is not None else ()
+    if problem is not None and not errors and problem.reference is not None and problem.reference.kind == "fd_masked":
+        from .reference_geometry import validate  # needs the evaluation grid: is the region on its (refined) lines?
+
+        errors += validate(problem, problem.domain.grid(settings["eval_grid"]), dict(problem.reference.options))
     return dict(problem=problem, **settings), errors
 
 

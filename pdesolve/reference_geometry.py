@@ -37,19 +37,44 @@ def _require(cond: bool, msg: str) -> None:
         raise ReferenceError(f"'fd_masked': {msg}")
 
 
-def fd_masked(problem: Problem, grid: Grid, refine: int = 4) -> np.ndarray:
-    """The masked-grid finite-difference solution on ``grid`` (no time axis), ``[channel, *space]`` float64, NaN outside."""
+def check(problem: Problem, refine: Any = 4) -> str | None:
+    """Why ``fd_masked`` cannot solve ``problem`` whatever the grid (None when it can, given a fitting grid)."""
     eq = problem.equation
-    _require(isinstance(refine, int) and refine >= 1, f"option refine: expected an integer >= 1, got {refine!r}")
-    _require(eq.steady and problem.domain.time is None and grid.time is None,
-             "needs a steady problem (no time axis) and a grid without time")
-    _require(len(eq.fields) == 1, f"handles one field, {eq.name!r} has {list(eq.fields)}")
-    _require(eq.linear and eq.grid_form and eq.max_space_order <= 2,
-             f"needs a linear equation of order <= 2 with a grid form (rhs); {eq.name!r} is not")
-    _require(not any(a.periodic for a in problem.domain.space), "takes bounded axes only")
-    _require(all(bc.kind == "dirichlet" for bc in problem.boundary),
-             f"handles Dirichlet conditions only, got {sorted({bc.kind for bc in problem.boundary})}")
+    if not (isinstance(refine, int) and not isinstance(refine, bool) and refine >= 1):
+        return f"option refine: expected an integer >= 1, got {refine!r}"
+    if not eq.steady or problem.domain.time is not None:
+        return "needs a steady problem (no time axis)"
+    if len(eq.fields) != 1:
+        return f"handles one field, {eq.name!r} has {list(eq.fields)}"
+    if not (eq.linear and eq.grid_form and eq.max_space_order <= 2):
+        return f"needs a linear equation of order <= 2 with a grid form (rhs); {eq.name!r} is not"
+    if any(a.periodic for a in problem.domain.space):
+        return "takes bounded axes only"
+    if problem.is_family:
+        return "solves one problem, not a parametric family"
+    if any(bc.kind != "dirichlet" for bc in problem.boundary):
+        return f"handles Dirichlet conditions only, got {sorted({bc.kind for bc in problem.boundary})}"
+    return None
 
+
+def validate(problem: Problem, grid: Grid, options: dict[str, Any]) -> list[str]:
+    """The refusals ``fd_masked`` would raise for ``problem`` on ``grid`` with ``options``, found without solving (for
+    ``pdesolve validate``): unknown options, :func:`check`, and a region the refined grid does not fit."""
+    unknown = sorted(set(options) - {"refine"})
+    if unknown:
+        return [f"reference.options: unknown {unknown}; 'fd_masked' takes refine"]
+    why = check(problem, options.get("refine", 4))
+    if why is None:
+        try:
+            _nodes(problem, grid, options.get("refine", 4))
+        except ReferenceError as err:
+            why = str(err).removeprefix("'fd_masked': ")
+    return [] if why is None else [f"reference: 'fd_masked' {why}"]
+
+
+def _nodes(problem: Problem, grid: Grid, refine: int) -> tuple[Grid, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The refined grid, its points ``[N, d]``, their multi-indices, and per node: inside, on the boundary, its part;
+    refuses a region whose boundary does not pass through the nodes."""
     fine = Grid(tuple(GridAxis(a.name, a.lo, a.hi, (a.n - 1) * refine + 1) for a in grid.space), None)
     shape = fine.space_shape
     mesh = np.meshgrid(*(a.coords for a in fine.space), indexing="ij")
@@ -69,6 +94,19 @@ def fd_masked(problem: Problem, grid: Grid, refine: int = 4) -> np.ndarray:
                 raise ReferenceError(f"'fd_masked': the region's boundary does not pass through the grid nodes (the node {p} is "
                                      "inside, its neighbour outside); it needs a region whose edges lie on grid lines (choose "
                                      "the evaluation grid so that they do, or give an exact reference)")
+    return fine, pts, idx, inside, on, part
+
+
+def fd_masked(problem: Problem, grid: Grid, refine: int = 4) -> np.ndarray:
+    """The masked-grid finite-difference solution on ``grid`` (no time axis), ``[channel, *space]`` float64, NaN outside."""
+    why = check(problem, refine)
+    _require(why is None, str(why))
+    _require(grid.time is None, "needs a grid without time")
+    eq = problem.equation
+    fine, pts, idx, inside, on, part = _nodes(problem, grid, refine)
+    shape = fine.space_shape
+    mesh = [pts[:, k].reshape(shape) for k in range(len(shape))]
+    unknown = inside & ~on
 
     params = problem.coefficients
     src = problem.source

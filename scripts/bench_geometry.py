@@ -14,8 +14,8 @@ thread. Adam runs in interleaved blocks (ours, DeepXDE, ours, ...) so that a bus
 block both are scored (untimed) by the relative L2 error on the evaluation grid's points inside the region. Time to
 error is the training time until the first block end at or below the stated error. Lines of user input: the non-blank,
 non-comment lines of our problem file against those of the DeepXDE user code for the same problem (the function that
-builds the model, plus its import and the training call); our file also states the reference and the evaluation grid,
-which DeepXDE's code does not.
+builds the model, plus its import and the training call); our file also states a description, the reference and the
+evaluation grid, which DeepXDE's code does not: the count without them is given in brackets.
 
     python scripts/bench_geometry.py --steps 5000 --block 250 --targets 5e-2 1e-2
 """
@@ -85,9 +85,20 @@ def deepxde_disk_hole(dde):
 DEEPXDE = {"lshape": deepxde_lshape, "disk_hole": deepxde_disk_hole}
 
 
-def user_lines(text: str) -> int:
-    """Non-blank lines that are not only a comment (YAML and Python alike)."""
-    return sum(1 for line in text.splitlines() if line.strip() and not line.strip().startswith("#"))
+def user_lines(text: str, without: tuple[str, ...] = ()) -> int:
+    """Non-blank lines that are not only a comment (YAML and Python alike); ``without``: top-level YAML keys whose lines
+    are left out."""
+    count, skipping = 0, False
+    for line in text.splitlines():
+        if not line.strip() or line.strip().startswith("#"):
+            continue
+        if not line[0].isspace():
+            skipping = line.split(":")[0] in without
+        count += not skipping
+    return count
+
+
+NOT_IN_DEEPXDE = ("description", "reference", "evaluate")  # what our file states and DeepXDE's user code does not
 
 
 def deepxde_lines(fn: Callable) -> int:
@@ -108,13 +119,13 @@ def ours(path: Path, seed: int):
     solver = PINN(cfg.problem, cfg.solver_options, torch.device("cpu"))
     task = solver.task(lambda: {})
     rule = make_optimizer("adam", {"lr": 1e-3}, 0)
-    rule.bind(solver.model)
+    rule.bind(task)
     state = {"step": 0}
 
     def adam(n: int) -> None:
         for _ in range(n):
             task.before_step(state["step"])
-            rule.step(state["step"], task.loss)
+            rule.step(state["step"], task)
             state["step"] += 1
 
     def predict(grid, inside: np.ndarray) -> np.ndarray:
@@ -152,7 +163,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     from pdesolve.config import load_run_config
-    from pdesolve.metrics import relative_l2
+    from pdesolve.metrics import region_mask, relative_l2
     from pdesolve.reference import reference_solution
     from pdesolve.runner import evaluation_grid
 
@@ -161,9 +172,10 @@ def main() -> None:
         path = CASES[case]
         grid = evaluation_grid(load_run_config(path))
         t0 = time.perf_counter()
-        ref_full = reference_solution(load_run_config(path).problem, grid)[0]
+        problem = load_run_config(path).problem
+        ref_full = reference_solution(problem, grid)[0]
         ref_time = time.perf_counter() - t0
-        inside = ~np.isnan(ref_full)
+        inside = region_mask(problem.domain, grid) & ~np.isnan(ref_full)  # the region's points (fd_masked: NaN outside)
         ref = ref_full[inside]
         for seed in args.seeds:
             _, our_adam, our_predict = ours(path, seed)
@@ -182,7 +194,8 @@ def main() -> None:
                     spent[name] += time.perf_counter() - t1
                     curve[name].append((done + n, spent[name], relative_l2(predict(grid, inside), ref)))
                 done += n
-            lines = {"pdesolve": user_lines(path.read_text()), "deepxde": deepxde_lines(DEEPXDE[case])}
+            text = path.read_text()
+            lines = {"pdesolve": f"{user_lines(text)} ({user_lines(text, NOT_IN_DEEPXDE)})", "deepxde": str(deepxde_lines(DEEPXDE[case]))}
             for name in runners:
                 to_target = {f"{t:g}": next((s for _, s, e in curve[name] if e <= t), None) for t in args.targets}
                 rows.append({"case": case, "seed": seed, "solver": name, "rel_l2": curve[name][-1][2],
@@ -198,10 +211,11 @@ def main() -> None:
     print(meta)
     heads = ["case", "seed", "solver", "rel L2", "best", "s", "ms/step"] + [f"s to {t:g}" for t in args.targets] + ["lines"]
     print(" | ".join(heads))
+    print(" | ".join("---" for _ in heads))
     for r in rows:
         times = [f"{r['time_to'][f'{t:g}']:.1f}" if r["time_to"][f"{t:g}"] is not None else "-" for t in args.targets]
         print(" | ".join([r["case"], str(r["seed"]), r["solver"], f"{r['rel_l2']:.2e}", f"{r['best_rel_l2']:.2e}", f"{r['train_s']:.1f}",
-                          f"{r['ms_per_step']:.2f}", *times, str(r["lines"])]))
+                          f"{r['ms_per_step']:.2f}", *times, r["lines"]]))
 
 
 if __name__ == "__main__":

@@ -291,3 +291,15 @@ def test_mask_and_outline(tmp_path):
     u = np.zeros((41, 41))
     plot_region_fields(tmp_path / "f.png", grid, region, u, u + 1)
     assert (tmp_path / "f.png").stat().st_size > 1000
+
+
+def test_validate_refuses_an_fd_masked_reference_the_grid_does_not_fit(tmp_path):
+    """A steady problem is not available on this branch's registry alone, so the check is called as config calls it."""
+    from pdesolve.reference_geometry import validate
+
+    problem = _lshape("1")
+    assert validate(problem, _grid(17), {"refine": 2}) == []
+    assert "does not pass through the grid nodes" in validate(problem, _grid(16), {"refine": 1})[0]  # x = 0 is not a node
+    assert validate(problem, _grid(17), {"refin": 2}) == ["reference.options: unknown ['refin']; 'fd_masked' takes refine"]
+    holed = _lshape("1", shape=HOLED)
+    assert validate(holed, _grid(17), {})[0].startswith("reference: 'fd_masked' the region's boundary does not pass")
