@@ -9,15 +9,16 @@ example and on a square with a hole.
 
 Same network (4 hidden layers of 50, tanh, Glorot normal, float32), same numbers of interior and boundary points
 (1200 and 120, drawn pseudo-randomly: DeepXDE's ``train_distribution="pseudo"``; its default is Hammersley), the same
-loss (the mean squared residual plus one mean squared term per condition, unit weights), Adam with lr 1e-3, one torch
-thread. Adam runs in interleaved blocks (ours, DeepXDE, ours, ...) so that a busy machine slows both alike; after each
-block both are scored (untimed) by the relative L2 error on the evaluation grid's points inside the region. Time to
-error is the training time until the first block end at or below the stated error. Lines of user input: the non-blank,
-non-comment lines of our problem file against those of the DeepXDE user code for the same problem (the function that
-builds the model, plus its import and the training call); our file also states a description, the reference and the
+loss (the mean squared residual plus one mean squared term per condition, unit weights), Adam with lr 1e-3 and then
+L-BFGS (history 100, strong Wolfe line search; DeepXDE's example does the same), one torch thread. Training runs in
+interleaved blocks (ours, DeepXDE, ours, ...) so that a busy machine slows both alike; after each block both are
+scored (untimed) by the relative L2 error on the evaluation grid's points inside the region. Time to error is the
+training time until the first block end at or below the stated error. Lines of user input: the non-blank, non-comment
+lines of our problem file against those of the DeepXDE user code for the same problem (the function that builds the
+model, plus its import and the three training calls); our file also states a description, the reference and the
 evaluation grid, which DeepXDE's code does not: the count without them is given in brackets.
 
-    python scripts/bench_geometry.py --steps 5000 --block 250 --targets 5e-2 1e-2
+    python scripts/bench_geometry.py --adam 500 --lbfgs 500 --block 100 --targets 1e-1 2e-2 5e-3
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def deepxde_lshape(dde):
     data = dde.data.PDE(geom, pde, bc, num_domain=1200, num_boundary=120, train_distribution="pseudo")
     net = dde.nn.FNN([2] + [50] * 4 + [1], "tanh", "Glorot normal")
     model = dde.Model(data, net)
-    model.compile("adam", lr=1e-3)
+    model.compile("adam", lr=1e-3)  # then model.train(iterations=...), model.compile("L-BFGS"), model.train()
     return model
 
 
@@ -78,7 +79,7 @@ def deepxde_disk_hole(dde):
     data = dde.data.PDE(geom, pde, bcs, num_domain=1200, num_boundary=120, train_distribution="pseudo")
     net = dde.nn.FNN([2] + [50] * 4 + [1], "tanh", "Glorot normal")
     model = dde.Model(data, net)
-    model.compile("adam", lr=1e-3)
+    model.compile("adam", lr=1e-3)  # then model.train(iterations=...), model.compile("L-BFGS"), model.train()
     return model
 
 
@@ -102,9 +103,10 @@ NOT_IN_DEEPXDE = ("description", "reference", "evaluate")  # what our file state
 
 
 def deepxde_lines(fn: Callable) -> int:
-    """The body of the model-building function, plus ``import deepxde as dde`` and ``model.train(iterations=...)``."""
+    """The body of the model-building function, plus ``import deepxde as dde`` and the training calls
+    ``model.train(iterations=...)``, ``model.compile("L-BFGS")``, ``model.train()``."""
     body = inspect.getsource(fn).splitlines()[1:]  # without the def line
-    return user_lines("\n".join(body).replace("return model", "")) + 2
+    return user_lines("\n".join(body).replace("return model", "")) + 4
 
 
 # ----------------------------------------------------------------------------- runners
@@ -118,20 +120,21 @@ def ours(path: Path, seed: int):
     seed_everything(seed)
     solver = PINN(cfg.problem, cfg.solver_options, torch.device("cpu"))
     task = solver.task(lambda: {})
-    rule = make_optimizer("adam", {"lr": 1e-3}, 0)
-    rule.bind(task)
+    rules = {"adam": make_optimizer("adam", {"lr": 1e-3}, 0), "lbfgs": make_optimizer("lbfgs", {"history_size": 100}, 0)}
+    for rule in rules.values():
+        rule.bind(task)
     state = {"step": 0}
 
-    def adam(n: int) -> None:
+    def train(phase: str, n: int) -> None:
         for _ in range(n):
             task.before_step(state["step"])
-            rule.step(state["step"], task)
+            rules[phase].step(state["step"], task)
             state["step"] += 1
 
     def predict(grid, inside: np.ndarray) -> np.ndarray:
         return solver.predict(grid).numpy().reshape(grid.space_shape)[inside]
 
-    return cfg, adam, predict
+    return cfg, train, predict
 
 
 def deepxde_runner(case: str, seed: int):
@@ -140,22 +143,33 @@ def deepxde_runner(case: str, seed: int):
 
     dde.config.set_random_seed(seed)
     model = DEEPXDE[case](dde)
+    done = {"lbfgs": 0}
 
-    def adam(n: int) -> None:
-        model.train(iterations=n, display_every=10**9, verbose=0)
+    def train(phase: str, n: int) -> None:
+        if phase == "adam":
+            model.train(iterations=n, display_every=10**9, verbose=0)
+            return
+        options = dde.optimizers.config.LBFGS_options
+        if done["lbfgs"] == 0:  # the user's `model.compile("L-BFGS")`, with n iterations per call
+            options["iter_per_step"], options["fun_per_step"] = n, int(1.25 * n)
+            model.compile("L-BFGS")
+        done["lbfgs"] += n
+        options["maxiter"] = done["lbfgs"]  # DeepXDE counts L-BFGS iterations from the first call: one call of n more
+        model.train(display_every=10**9, verbose=0)
 
     def predict(grid, inside: np.ndarray) -> np.ndarray:
         mesh = np.meshgrid(*(a.coords for a in grid.space), indexing="ij")
         pts = np.stack([m[inside] for m in mesh], axis=1)
         return model.predict(pts.astype(np.float32)).ravel()
 
-    return adam, predict
+    return train, predict
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
-    ap.add_argument("--steps", type=int, default=5000)
+    ap.add_argument("--adam", type=int, default=1000)
+    ap.add_argument("--lbfgs", type=int, default=1000)
     ap.add_argument("--block", type=int, default=250)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--targets", type=float, nargs="+", default=[5e-2, 1e-2])
@@ -178,32 +192,34 @@ def main() -> None:
         inside = region_mask(problem.domain, grid) & ~np.isnan(ref_full)  # the region's points (fd_masked: NaN outside)
         ref = ref_full[inside]
         for seed in args.seeds:
-            _, our_adam, our_predict = ours(path, seed)
-            dde_adam, dde_predict = deepxde_runner(case, seed)
-            runners = {"pdesolve": (our_adam, our_predict), "deepxde": (dde_adam, dde_predict)}
-            for adam, _ in runners.values():
-                adam(1)  # warm-up, not timed
+            _, our_train, our_predict = ours(path, seed)
+            dde_train, dde_predict = deepxde_runner(case, seed)
+            runners = {"pdesolve": (our_train, our_predict), "deepxde": (dde_train, dde_predict)}
+            for train, _ in runners.values():
+                train("adam", 1)  # warm-up, not timed
             spent = {k: 0.0 for k in runners}
             curve: dict[str, list[tuple[int, float, float]]] = {k: [] for k in runners}
             done = 0
-            while done < args.steps:
-                n = min(args.block, args.steps - done)
-                for name, (adam, predict) in runners.items():
-                    t1 = time.perf_counter()
-                    adam(n)
-                    spent[name] += time.perf_counter() - t1
-                    curve[name].append((done + n, spent[name], relative_l2(predict(grid, inside), ref)))
-                done += n
+            for phase, steps in (("adam", args.adam), ("lbfgs", args.lbfgs)):
+                end = done + steps
+                while done < end:
+                    n = min(args.block, end - done)
+                    for name, (train, predict) in runners.items():
+                        t1 = time.perf_counter()
+                        train(phase, n)
+                        spent[name] += time.perf_counter() - t1
+                        curve[name].append((done + n, spent[name], relative_l2(predict(grid, inside), ref)))
+                    done += n
             text = path.read_text()
             lines = {"pdesolve": f"{user_lines(text)} ({user_lines(text, NOT_IN_DEEPXDE)})", "deepxde": str(deepxde_lines(DEEPXDE[case]))}
             for name in runners:
                 to_target = {f"{t:g}": next((s for _, s, e in curve[name] if e <= t), None) for t in args.targets}
                 rows.append({"case": case, "seed": seed, "solver": name, "rel_l2": curve[name][-1][2],
                              "best_rel_l2": min(e for _, _, e in curve[name]), "train_s": spent[name],
-                             "ms_per_step": 1000 * spent[name] / args.steps, "time_to": to_target, "lines": lines[name],
+                             "ms_per_step": 1000 * spent[name] / (args.adam + args.lbfgs), "time_to": to_target, "lines": lines[name],
                              "reference_s": ref_time, "curve": curve[name]})
     meta = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, 1 torch thread",
-            "torch": torch.__version__, "steps": args.steps, "block": args.block, "date": time.strftime("%Y-%m-%d")}
+            "torch": torch.__version__, "adam": args.adam, "lbfgs": args.lbfgs, "block": args.block, "date": time.strftime("%Y-%m-%d")}
     if args.out is not None:
         from pdesolve.io import write_json
 
