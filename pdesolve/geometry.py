@@ -28,6 +28,7 @@ composite boundary, each point with its part by construction.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import math
 import os
@@ -294,19 +295,19 @@ class Polygon(Primitive):
         v = self._array()
         if g.Rectangle.is_valid(v):  # DeepXDE's Polygon refuses rectangles and triangles: they have classes of their own
             return g.Rectangle(v.min(axis=0), v.max(axis=0))
-        base = g.Triangle if len(v) == 3 else g.Polygon
-
-        class Exact(base):  # type: ignore[misc, valid-type]
-            """DeepXDE's polygon whose boundary test is the distance to its edges (theirs compares l1 + l2 with an edge's
-            length with a relative tolerance, which takes points up to ~sqrt(1e-5 * length) from an edge as on it)."""
-
-            def on_boundary(self, x: np.ndarray) -> np.ndarray:
-                return _edge_distance(np.asarray(x, np.float64), v) <= 1e-10 * max(1.0, float(np.ptp(v)))
-
-        return Exact(*v) if len(v) == 3 else Exact(v)
+        shape = g.Triangle(*v) if len(v) == 3 else g.Polygon(v)
+        # DeepXDE's boundary test compares l1 + l2 with an edge's length with a relative tolerance, which takes points up to
+        # ~sqrt(1e-5 * length) from an edge as on it: the distance to the edges instead (a partial: the object still pickles)
+        shape.on_boundary = functools.partial(_on_edges, v, 1e-10 * max(1.0, float(np.ptp(v))))
+        return shape
 
     def to_dict(self) -> dict[str, Any]:
         return self._named({"vertices": [list(v) for v in self.vertices]})
+
+
+def _on_edges(v: np.ndarray, tol: float, x: np.ndarray) -> np.ndarray:
+    """``bool [N]``: the points within ``tol`` of the closed polyline through the vertices ``v``."""
+    return _edge_distance(np.asarray(x, np.float64).reshape(-1, 2), v) <= tol
 
 
 def _edge_distance(x: np.ndarray, v: np.ndarray) -> np.ndarray:
