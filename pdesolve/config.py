@@ -118,6 +118,8 @@ class ProblemFile(RunSettingsFile):
     initial: dict[str, Number] | None = None
     boundary: list[BoundarySpec] = []
     source: Number | None = None
+    functions: dict[str, Number] = Field({}, description="coefficient functions of the space coordinates the equation reads, "
+                                         "e.g. darcy's permeability {K: '1 + 0.5*sin(pi*x)*sin(pi*y)'}")
     reference: str | ReferenceSpec | None = None
 
 
@@ -272,6 +274,8 @@ def problem_to_dict(problem: Problem) -> dict[str, Any]:
     params: dict[str, Any] = dict(problem.params)
     params.update({k: {"range": [r.lo, r.hi], "scale": r.scale} for k, r in problem.ranges.items()})
     out: dict[str, Any] = {"name": problem.name, "equation": name, "params": params, "domain": domain}
+    if eq.bound_functions:
+        out["functions"] = {k: e.text for k, e in eq.bound_functions.items()}
     if problem.initial is not None:
         out["initial"] = {k: e.text for k, e in problem.initial.values.items()}
     out["boundary"] = [
@@ -362,6 +366,9 @@ def _problem(spec: ProblemFile, errors: _Errors) -> tuple[Problem | None, tuple[
             initial = InitialCondition(vals)
     boundary = _boundary(spec, variables, params, errors)
     source = errors.expression(spec.source, "source", variables, params) if spec.source is not None else None
+    functions = {k: errors.expression(v, f"functions.{k}", names, params) for k, v in spec.functions.items()}
+    if equation is not None and (functions or equation.functions) and all(v is not None for v in functions.values()):
+        equation = equation.with_functions(functions)
     reference = None
     if spec.reference is not None:
         ref = spec.reference if isinstance(spec.reference, ReferenceSpec) else ReferenceSpec(kind=spec.reference)
@@ -384,7 +391,9 @@ def _problem(spec: ProblemFile, errors: _Errors) -> tuple[Problem | None, tuple[
         errors.append(str(e))
         problem = None
     if problem is not None and not errors:
-        errors += probe_expressions(problem)
+        from .reference import reference_errors
+
+        errors += probe_expressions(problem) + reference_errors(problem)
     return (None if errors else problem), variables
 
 

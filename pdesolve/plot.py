@@ -28,16 +28,33 @@ def save_figure(plt: Any, fig: Any, path: Path) -> None:
     plt.close(fig)
 
 
+def _plane(grid: Grid, values: np.ndarray) -> tuple[np.ndarray, str]:
+    """A 2D (or more) space field's image plane: the last time slice, and in 3D the mid-slice of the third axis."""
+    data = values[-1] if grid.time is not None else values
+    if grid.ndim == 3:
+        c = grid.space[2]
+        return data[:, :, c.n // 2], f" at {c.name} = {c.coords[c.n // 2]:.3g}"
+    return data, ""
+
+
 def _panel(ax: Any, grid: Grid, values: np.ndarray, title: str, cmap: str = "RdBu_r", symmetric: bool = True) -> None:
-    """``values`` on a (t, x) grid as an image; in 2D space the last time slice."""
+    """``values`` on a (t, x) grid as an image; in 2D space the last time slice (3D: its mid-slice); a steady 1D
+    field as a line."""
+    if grid.time is None and grid.ndim == 1:
+        ax.plot(grid.space[0].coords, values, "k-" if symmetric else "r-", lw=1.5)
+        ax.set_xlabel(grid.space[0].name)
+        ax.set_title(title)
+        return
     if grid.time is not None and grid.ndim == 1:
         t, x = grid.coords("t"), grid.coords(grid.space[0].name)
         extent, data, xl, yl = (t[0], t[-1], x[0], x[-1]), values.T, "t", grid.space[0].name
     else:
-        data = values[-1] if grid.time is not None else values
+        data, where = _plane(grid, values)
+        title += where
         a, b = grid.space[0], grid.space[1]
         extent, data, xl, yl = (a.coords[0], a.coords[-1], b.coords[0], b.coords[-1]), data.T, a.name, b.name
-    vmax = float(np.max(np.abs(data))) or 1.0
+    finite = np.abs(data[np.isfinite(data)])  # NaN: outside a geometry's region, left blank
+    vmax = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
     kw = {"vmin": -vmax, "vmax": vmax} if symmetric else {}
     im = ax.imshow(data, origin="lower", aspect="auto", extent=extent, cmap=cmap, **kw)
     ax.set_xlabel(xl)
@@ -118,11 +135,19 @@ def plot_residual(path: Path, grid: Grid, residual: np.ndarray) -> None:
 
     plt, fig, axes = _figure(1, width=5)
     data = residual[0]
+    if grid.time is None and grid.ndim == 1:
+        axes[0].semilogy(grid.space[0].coords, np.maximum(data, 1e-16))
+        axes[0].set_xlabel(grid.space[0].name)
+        axes[0].set_title("|PDE residual|")
+        save_figure(plt, fig, path)
+        return
+    title = "|PDE residual|"
     if grid.time is not None and grid.ndim == 1:
         t, x = grid.coords("t"), grid.coords(grid.space[0].name)
         extent, img, xl, yl = (t[0], t[-1], x[0], x[-1]), data.T, "t", grid.space[0].name
     else:
-        d = data[-1] if grid.time is not None else data
+        d, where = _plane(grid, data)
+        title += where
         a, b = grid.space[0], grid.space[1]
         extent, img, xl, yl = (a.coords[0], a.coords[-1], b.coords[0], b.coords[-1]), d.T, a.name, b.name
     img = np.maximum(img, 1e-12)  # NaN (no data there) stays NaN and is left blank
@@ -133,7 +158,7 @@ def plot_residual(path: Path, grid: Grid, residual: np.ndarray) -> None:
     im = axes[0].imshow(img, origin="lower", aspect="auto", extent=extent, cmap="viridis", norm=norm)
     axes[0].set_xlabel(xl)
     axes[0].set_ylabel(yl)
-    axes[0].set_title("|PDE residual|")
+    axes[0].set_title(title)
     fig.colorbar(im, ax=axes[0])
     save_figure(plt, fig, path)
 

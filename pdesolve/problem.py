@@ -280,14 +280,17 @@ class Problem:
                 for f, e in self.initial.values.items():
                     if "t" in e.free_names() & set(e.variables):
                         errs.append(ProblemError(f"initial.{f}", "an initial condition cannot depend on t"))
+        errs += self._steady_errors()
         if self.domain.geometry is not None:
             return errs + self._geometry_errors()
         faces = set()
         for i, bc in enumerate(self.boundary):
             path = f"boundary[{i}]"
             if bc.part is not None:
-                errs.append(ProblemError(f"{path}.part", f"the domain is a box (axes {list(self.domain.space_names)}), it has no "
-                                         f"part {bc.part!r}; name a face by axis and side, or give the domain a geometry"))
+                errs += self._part_errors(bc, path)
+                if (bc.part, bc.field) in faces:
+                    errs.append(ProblemError(path, f"a second condition on part {bc.part!r} for {bc.field!r}"))
+                faces.add((bc.part, bc.field))
                 continue
             try:
                 axis = self.domain.axis(bc.axis)
@@ -338,6 +341,50 @@ class Problem:
             if missing:
                 errs.append(ProblemError("boundary", f"boundary part {part!r} has no condition for {', '.join(map(repr, missing))}; add "
                                          f"{{kind: dirichlet | neumann | robin, part: {part}, value: ...}}"))
+        return errs
+
+    def _steady_errors(self) -> list[ProblemError]:
+        """A steady equation on a domain without time (and no initial condition), an evolution one with time;
+        a steady problem's every bounded face (or geometry part) holds a condition for each field; the equation's
+        coefficient functions (Darcy's K) are given and admissible on a probe grid of the box."""
+        eq, dom, errs = self.equation, self.domain, []
+        if eq.steady and dom.time is not None:
+            errs.append(ProblemError("domain.t", f"{eq.name!r} is steady (0 = F(u) + source), so the domain takes no time axis; "
+                                     "remove t"))
+        if not eq.steady and dom.time is None:
+            errs.append(ProblemError("domain", f"{eq.name!r} evolves in time (u_t = F(u)); add a time axis t: [t0, t1], or use a "
+                                     "steady equation (poisson, helmholtz, darcy)"))
+        if eq.steady and self.initial is not None:
+            errs.append(ProblemError("initial", f"{eq.name!r} is steady: a steady problem takes no initial condition; remove initial"))
+        if eq.steady and dom.time is None:
+            errs += self._missing_conditions()
+        if eq.functions or eq.bound_functions:
+            import numpy as np
+
+            probe = np.meshgrid(*(np.linspace(a.lo, a.hi, 9) for a in dom.space), indexing="ij")
+            errs += [ProblemError(f"functions.{name}", msg) for name, msg in eq.function_errors(dict(zip(dom.space_names, probe)))]
+        return errs
+
+    def _missing_conditions(self) -> list[ProblemError]:
+        """A steady problem is well posed only with a condition on every bounded face (or geometry part), per field."""
+        eq, dom = self.equation, self.domain
+        if dom.geometry is not None:
+            return []  # _geometry_errors: every part of a geometry needs a condition, steady or not
+        held = {(bc.axis, bc.side, bc.field) for bc in self.boundary if bc.part is None}
+        return [ProblemError("boundary", f"no condition for field {f!r} on {a.name}.{side}; a steady problem needs one on every "
+                             "bounded face (dirichlet, neumann or robin), or mark the axis periodic")
+                for f in eq.fields for a in dom.space if not a.periodic for side in SIDES if (a.name, side, f) not in held]
+
+    def _part_errors(self, bc: BoundaryCondition, path: str) -> list[ProblemError]:
+        geometry, errs = self.domain.geometry, []
+        if geometry is None:
+            errs.append(ProblemError(f"{path}.part", f"the condition names the boundary part {bc.part!r}, but the domain has no "
+                                     "geometry; name a box face with axis and side instead"))
+        elif bc.part not in geometry.parts:
+            errs.append(ProblemError(f"{path}.part", f"unknown part {bc.part!r}; the geometry's parts are {list(geometry.parts)}"))
+        if bc.field not in self.equation.fields:
+            eq = self.equation
+            errs.append(ProblemError(f"{path}.field", f"unknown field {bc.field!r}; {eq.name!r} has {list(eq.fields)}"))
         return errs
 
     def _range_errors(self) -> list[ProblemError]:

@@ -23,7 +23,7 @@ for the linear methods, its class for the family-specific ones.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -31,6 +31,7 @@ import scipy.fft
 
 from .equations.families import Burgers, Reaction, ReactionDiffusion
 from .equations.split import Split
+from .expr import Expression, ExpressionError
 from .grid import Grid
 from .problem import Problem
 
@@ -322,3 +323,78 @@ def fd_masked(problem: Problem, grid: Grid, **options: Any) -> np.ndarray:
 
 
 REFERENCES["fd_masked"] = fd_masked
+
+
+# ------------------------------------------------------------------------ steady and exact
+def sparse_fd(problem: Problem, grid: Grid, **options: Any) -> np.ndarray:
+    """A steady problem by second-order finite differences and a sparse direct (Newton) solve (:mod:`pdesolve.sparse_fd`);
+    ``[channel, *space]``. Options: ``refine`` (solve on a grid that many times finer, default 1), ``tol``, ``max_newton``."""
+    from . import sparse_fd as fd
+
+    try:
+        return fd.solve(problem, grid, **options)
+    except TypeError as err:  # an option it does not take
+        raise ReferenceError(f"'sparse_fd' options: {err}") from None
+    except fd.FDError as err:
+        raise ReferenceError(str(err)) from None
+
+
+def exact_expressions(problem: Problem, options: Mapping[str, Any]) -> dict[str, Expression]:
+    """The ``exact`` reference's expression of each field (of t, when the problem has a time axis, and the space
+    coordinates; the problem's parameters are constants); raises :class:`ReferenceError` naming what is wrong."""
+    fields = problem.equation.fields
+    missing = [f for f in fields if f not in options]
+    extra = [k for k in options if k not in fields]
+    _require(not missing and not extra, f"'exact' takes one expression per field {list(fields)} (options: {{{fields[0]}: EXPRESSION}}); "
+             + (f"missing {missing}" if missing else "") + ("; " if missing and extra else "") + (f"unknown {extra}" if extra else ""))
+    constants = {k: float(v) for k, v in problem.params.items()}
+    constants.update({k: float(s.default) for k, s in problem.equation.parameters.items() if s.default is not None and k not in constants})
+    out = {}
+    for f in fields:
+        try:
+            out[f] = Expression.parse(options[f], problem.domain.names, constants)
+        except ExpressionError as err:
+            raise ReferenceError(f"'exact' options.{f}: {err}") from None
+    return out
+
+
+def exact(problem: Problem, grid: Grid, **options: Any) -> np.ndarray:
+    """A manufactured (closed-form) solution given as expressions, ``{u: "sin(pi*x)*exp(-t)"}``: ``[time, channel, *space]``
+    (``[channel, *space]`` for a steady problem)."""
+    exprs = exact_expressions(problem, options)
+    mesh = grid.mesh()
+    values = [np.broadcast_to(e.numpy(**{k: v for k, v in mesh.items() if k in e.variables}), grid.shape) for e in exprs.values()]
+    return np.stack(values, axis=1 if grid.time is not None else 0).astype(np.float64)
+
+
+REFERENCES["sparse_fd"] = sparse_fd
+REFERENCES["exact"] = exact
+
+
+def reference_errors(problem: Problem) -> list[str]:
+    """What ``validate`` can tell about the problem's reference before a run: the ``exact`` expressions (unknown symbols,
+    one per field, finite on a probe grid) and whether ``sparse_fd`` takes the problem."""
+    ref = problem.reference
+    if ref is None:
+        return []
+    if ref.kind == "exact":
+        try:
+            exprs = exact_expressions(problem, ref.options)
+        except ReferenceError as err:
+            return [f"reference: {err}"]
+        probe = problem.domain.grid({n: 9 for n in problem.domain.names}).mesh()
+        found = []
+        for f, e in exprs.items():
+            with np.errstate(all="ignore"):
+                values = e.numpy(**{k: v for k, v in probe.items() if k in e.variables})
+            if not np.all(np.isfinite(values)):
+                found.append(f"reference: 'exact' options.{f}: {e.text!r} is not finite everywhere on the domain")
+        return found
+    if ref.kind == "sparse_fd":
+        from . import sparse_fd as fd
+
+        why = fd.check(problem)
+        unknown = sorted(set(ref.options) - {"refine", "tol", "max_newton"})
+        return ([f"reference: {why}"] if why else []) + ([f"reference.options: unknown {unknown}; 'sparse_fd' takes refine, tol, "
+                                                          "max_newton"] if unknown else [])
+    return []

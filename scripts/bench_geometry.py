@@ -116,7 +116,7 @@ def ours(path: Path, seed: int):
     from pdesolve.solvers.pinn import PINN
     from pdesolve.train import seed_everything
 
-    cfg = load_run_config(path, ["solvers.pinn.points.sampler=random"])
+    cfg = load_run_config(path)  # the geometry draws its points pseudo-randomly (DeepXDE's random_points)
     seed_everything(seed)
     solver = PINN(cfg.problem, cfg.solver_options, torch.device("cpu"))
     task = solver.task(lambda: {})

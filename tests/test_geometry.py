@@ -3,6 +3,8 @@ finite-difference reference against a closed form (with its order under refineme
 
 import dataclasses
 import math
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -209,7 +211,7 @@ def test_an_axis_condition_on_a_geometry_and_a_part_on_a_box_are_refused(tmp_pat
                                               {"kind": "dirichlet", "part": "hole"}]))
     assert any("boundary[0].axis: the domain is a geometry: name one of its boundary parts" in e for e in errors), errors
     box = _with(domain={"x": [0, 1], "y": [0, 1], "t": [0, 1]}, boundary=[{"kind": "dirichlet", "part": "hole"}])
-    assert any("boundary[0].part: the domain is a box" in e for e in _errors(tmp_path, box))
+    assert any("but the domain has no geometry" in e for e in _errors(tmp_path, box))
 
 
 # ----------------------------------------------------------------------------- the masked FD reference
@@ -303,3 +305,17 @@ def test_validate_refuses_an_fd_masked_reference_the_grid_does_not_fit(tmp_path)
     assert validate(problem, _grid(17), {"refin": 2}) == ["reference.options: unknown ['refin']; 'fd_masked' takes refine"]
     holed = _lshape("1", shape=HOLED)
     assert validate(holed, _grid(17), {})[0].startswith("reference: 'fd_masked' the region's boundary does not pass")
+
+
+# ----------------------------------------------------------------------------- end to end (needs steady's poisson and PINN)
+def test_the_pinn_solves_the_shipped_disk_with_a_hole_and_draws_its_shape(tmp_path):
+    import pdesolve as ps
+
+    path = Path(__file__).resolve().parents[1] / "problems" / "poisson_disk_hole.yaml"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the note that the geometry's conditions are soft
+        res = ps.solve(path, "pinn", options={"width": 20, "depth": 3, "points": {"interior": 300, "boundary": 80}},
+                       settings={"train": {"steps": 300, "optimizer": {"name": "adam_lbfgs", "lr": 0.005, "adam_steps": 150}},
+                                 "evaluate": {"grid": {"x": 33, "y": 33}}}, out=tmp_path / "run", quiet=True)
+    assert res.metrics["rel_l2"] < 3e-2  # 1.04e-2 measured (seed 0)
+    assert (tmp_path / "run" / "fields_u.png").stat().st_size > 1000

@@ -12,6 +12,7 @@ SHIPPED = {
     "burgers", "heat", "heat2d_modes", "convection", "convection_diffusion", "reaction", "reaction_diffusion",
     "ns2d", "heat2d", "advection_diffusion2d", "allen_cahn", "kdv", "kuramoto_sivashinsky", "diffusion_sorption", "burgers_shock_periodic",
 }
+SHIPPED |= {"poisson_lshape", "poisson_disk_hole"}  # geometry beyond boxes (docs/geometry.md)
 
 
 def test_the_problem_folder_holds_the_expected_files():

@@ -16,11 +16,13 @@ from .kdv import KdV
 from .kuramoto_sivashinsky import KuramotoSivashinsky
 from .navier_stokes import NavierStokes2D
 from .split import LinearPart, Nonlinear, Remainder, Split
+from .steady import Darcy, Helmholtz, Poisson
 
 EQUATIONS: dict[str, type[Equation]] = {
     cls.name: cls
     for cls in (Convection, ConvectionDiffusion, Heat, Burgers, Reaction, ReactionDiffusion)
     + (AllenCahn, KdV, KuramotoSivashinsky, DiffusionSorption, NavierStokes2D, AdvectionDiffusion2D)
+    + (Poisson, Helmholtz, Darcy)
 }
 
 

@@ -13,6 +13,7 @@ and the rest (:mod:`pdesolve.equations.split`) for spectral and IMEX schemes.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -68,6 +69,8 @@ class Equation:
     steady: ClassVar[bool] = False  # True: ``0 = F(u) + source`` on a domain without a time axis
     max_space_order: ClassVar[int] = 2  # highest space-derivative order in F
     auxiliary_fields: ClassVar[tuple[str, ...]] = ()  # fields the grid face derives non-locally from the state (psi)
+    functions: ClassVar[Mapping[str, str]] = {}  # coefficient functions of the space coordinates it reads: name -> meaning
+    _bound: Mapping[str, Any] = {}  # the instance's coefficient functions (with_functions); never mutated in place
     pointwise: ClassVar[bool] = False  # derived: the class implements forcing (F at points)
     grid_form: ClassVar[bool] = False  # derived: the class implements rhs (F on a grid)
 
@@ -116,11 +119,53 @@ class Equation:
             r = torch.stack([d(f, "t") for f in self.fields], dim=-1) - self.forcing(d, p)
         return r if source is None else r - source
 
+    # ------------------------------------------------------------------ coefficient functions (Darcy's K(x))
+    def with_functions(self, functions: Mapping[str, Any]) -> Equation:
+        """A copy of this equation that reads the given coefficient functions (``Expression`` of the space
+        coordinates, one per name of :attr:`functions`); the problem's own, like its parameters."""
+        out = copy.copy(self)
+        out._bound = dict(functions)
+        return out
+
+    def function(self, name: str) -> Any:
+        """The ``Expression`` bound to coefficient function ``name`` (:meth:`with_functions`)."""
+        bound = self._bound
+        if name not in bound:
+            raise KeyError(f"the {self.name!r} equation reads the function {name!r} ({self.functions.get(name, '')}); none was given "
+                           "(functions: {" + f"{name}: EXPRESSION" + "})")
+        return bound[name]
+
+    @property
+    def bound_functions(self) -> dict[str, Any]:
+        """The coefficient functions bound to this instance, name -> ``Expression`` (empty for most equations)."""
+        return dict(self._bound)
+
+    def function_errors(self, coords: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """``(name, message)`` for each declared function that is missing or not admissible at the probe points
+        ``coords`` (name -> numpy array); subclasses add their own conditions (a permeability > 0)."""
+        import numpy as np
+
+        found, bound = [], self.bound_functions
+        for name, meaning in self.functions.items():
+            if name not in bound:
+                found.append((name, f"missing; {self.name!r} reads {name} ({meaning}) as an expression of the coordinates"))
+                continue
+            with np.errstate(all="ignore"):
+                values = bound[name].numpy(**{k: v for k, v in coords.items() if k in bound[name].variables})
+            if not np.all(np.isfinite(values)):
+                found.append((name, f"{bound[name].text!r} is not finite everywhere on the domain"))
+        found += [(name, f"unknown function of {self.name!r}; it reads {sorted(self.functions) or 'none'}")
+                  for name in bound if name not in self.functions]
+        return found
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
     def __eq__(self, other: object) -> bool:
-        return type(self) is type(other)
+        if type(self) is not type(other):
+            return False
+        texts = {k: e.text for k, e in self.bound_functions.items()}
+        return texts == {k: e.text for k, e in other.bound_functions.items()}  # type: ignore[attr-defined]
 
     def __hash__(self) -> int:
         return hash(type(self))

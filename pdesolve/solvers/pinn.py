@@ -10,6 +10,7 @@ pass, then one backward pass for the parameters.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ from torch import Tensor, nn
 from .. import sampling
 from ..distributed import Ranks
 from ..grid import Grid
+from ..metrics import outside_as_nan, region_mask
 from ..nn import sparsity
 from ..nn.features import CoordinateFeatures, FourierFeatures
 from ..nn.hard import HardConstraint
@@ -29,6 +31,7 @@ from ..nn.rwf import factorize
 from ..problem import BoundaryCondition, Domain, Problem
 from ..solution import Solution
 from ..task import JetBlockTask
+from . import pinn_region
 from .base import PointSolver, SolverMismatch, pointwise_mismatches
 from .pinn_marching import edges, window_constraints, window_of
 from .pinn_options import PINN_NETWORKS, PINNOptions, option_mismatches
@@ -69,7 +72,8 @@ class PINNModel(nn.Module):
         nets = [self._network(problem, options) for _ in range(windows)]
         self.net = nets[0]  # the network of the first (or only) time window
         self.later = nn.ModuleList(nets[1:])  # the later windows' networks (time marching; empty otherwise)
-        self.hard = HardConstraint(problem) if options.hard_constraints else None
+        # the exact transform of Dirichlet walls exists on boxes only: with a geometry its conditions are soft terms
+        self.hard = HardConstraint(problem, dirichlet=problem.domain.geometry is None) if options.hard_constraints else None
         # second derivatives are carried along the space axes only (t is column 0 when present)
         self.hess = slice(1 if problem.domain.time is not None else 0, len(problem.domain.names))
         self.names, self.channels = problem.domain.names, len(problem.equation.fields)
@@ -198,10 +202,10 @@ class PINNTask(JetBlockTask):
             label.startswith("initial:") for label in hard
         )
         self.soft_walls = [bc for bc in problem.boundary if bc.label not in hard]
+        self.region = problem.domain.geometry is not None  # points from the geometry, not the box (pinn_region)
         self.interior = self._tensor(self._interior(options.points.interior))
-        self.initial_pts = self._tensor(sampling.initial(problem.domain, options.points.initial, options.points.sampler, self.rng)) \
-            if self.soft_initial else None
-        self.walls = self._wall_points()
+        self.initial_pts = self._tensor(self._initial_points(options.points.initial)) if self.soft_initial else None
+        self.walls, self.normals = self._wall_points()
         self.initial_target = self._initial_values(self.initial_pts) if self.initial_pts is not None else None
         w = options.weights
         self.term_names = ["residual"] + (["initial"] if self.soft_initial else []) + [bc.label for bc in self.soft_walls]
@@ -222,13 +226,25 @@ class PINNTask(JetBlockTask):
         return torch.as_tensor(a, dtype=self.dtype, device=self.device)
 
     def _interior(self, n: int) -> np.ndarray:
+        if self.region:
+            return pinn_region.interior(self.domain, n, self.rng)
         return sampling.interior(self.domain, n, self.options.points.sampler, self.rng)
 
-    def _wall_points(self) -> list[Tensor]:
-        """Points on each soft wall (sharing ``points.boundary``), in the domain being trained."""
+    def _initial_points(self, n: int) -> np.ndarray:
+        if self.region:
+            return pinn_region.initial(self.domain, n, self.rng)
+        return sampling.initial(self.domain, n, self.options.points.sampler, self.rng)
+
+    def _wall_points(self) -> tuple[list[Tensor], list[Tensor | None]]:
+        """Points on each soft wall (sharing ``points.boundary``), in the domain being trained, and the outward normals
+        there for a condition on a geometry's part (None for a box face: its normal is the axis)."""
         p = self.options.points
+        if self.region:
+            parts = pinn_region.part_points(self.domain, self.soft_walls, p.boundary, self.rng)
+            return [self._tensor(pts) for pts, _ in parts], [self._tensor(n) for _, n in parts]
         per_face = max(p.boundary // max(len(self.soft_walls), 1), 1)
-        return [self._tensor(sampling.face(self.domain, bc.axis, bc.side, per_face, p.sampler, self.rng)) for bc in self.soft_walls]
+        walls = [self._tensor(sampling.face(self.domain, bc.axis, bc.side, per_face, p.sampler, self.rng)) for bc in self.soft_walls]
+        return walls, [None] * len(walls)
 
     def _window_domain(self, window: int) -> Domain:
         """The problem's domain, its time interval cut to one window of time marching (the whole one without)."""
@@ -251,7 +267,7 @@ class PINNTask(JetBlockTask):
             if self.causal is not None:
                 self.causal.level = 0
             self.interior = self._tensor(self._interior(self.options.points.interior))
-            self.walls = self._wall_points()
+            self.walls, self.normals = self._wall_points()
         else:
             self.interior = self.interior  # the window's cached frame is rebuilt
 
@@ -294,12 +310,16 @@ class PINNTask(JetBlockTask):
             source = self.problem.source.torch(**env).unsqueeze(-1)
         return self.problem.equation.residual(d, self.params, source)
 
-    def wall_violation(self, bc: BoundaryCondition, pts: Tensor, out: Jet | None = None) -> Tensor:
-        """``alpha u + beta du/dn - value`` at wall points ``[N]`` (``out``: the jet there, if computed)."""
+    def wall_violation(self, bc: BoundaryCondition, pts: Tensor, out: Jet | None = None, normals: Tensor | None = None) -> Tensor:
+        """``alpha u + beta du/dn - value`` at wall points ``[N]`` (``out``: the jet there, if computed; ``normals``
+        ``[N, d]``: the outward normals on a geometry's part, where ``du/dn = grad u . n``)."""
         out = out if out is not None else self.model.routed_jet(pts, order=1)
         c = self.problem.equation.fields.index(bc.field)
         lhs = bc.alpha * out.v[:, c]
-        if bc.beta:
+        if bc.beta and normals is not None:
+            space = [self.names.index(a) for a in self.problem.domain.space_names]
+            lhs = lhs + bc.beta * (out.g[:, space, c] * normals).sum(-1)
+        elif bc.beta:
             sign = -1.0 if bc.side == "lo" else 1.0  # outward normal
             lhs = lhs + bc.beta * sign * out.g[:, self.names.index(bc.axis), c]
         env = dict(zip(self.names, pts.unbind(-1)))
@@ -336,8 +356,8 @@ class PINNTask(JetBlockTask):
         values = [self._residual(out.points(next(parts)), self.interior)]
         if self.initial_pts is not None:
             values.append(out.v[next(parts)] - self.initial_target)
-        for bc, wall in zip(self.soft_walls, self.walls):
-            values.append(self.wall_violation(bc, wall, out.points(next(parts))))
+        for bc, wall, normals in zip(self.soft_walls, self.walls, self.normals):
+            values.append(self.wall_violation(bc, wall, out.points(next(parts)), normals))
         return values
 
     def terms_of(self, out: Jet) -> Tensor:
@@ -395,7 +415,8 @@ class PINNTask(JetBlockTask):
         if p.resample_every and step and step % p.resample_every == 0:
             self.interior = self._tensor(self._interior(p.interior))
         if rar.every and step and step % rar.every == 0 and (rar.until is None or step <= rar.until):
-            cand = self._tensor(sampling.interior(self.domain, rar.candidates, "random", self.rng))
+            cand = self._tensor(pinn_region.box_interior(self.domain, rar.candidates, "random", self.rng) if self.region
+                                else sampling.interior(self.domain, rar.candidates, "random", self.rng))
             with torch.no_grad():
                 score = self.residual(cand).abs().sum(-1)
             worst = cand[torch.topk(score, min(rar.add, len(cand))).indices]
@@ -428,6 +449,7 @@ class PINN(PointSolver):
 
     name = "pinn"
     Options = PINNOptions
+    takes_geometry = True  # interior and part points from the geometry, soft conditions (pinn_region)
 
     @classmethod
     def mismatches(cls, problem: Problem) -> list[str]:
@@ -441,6 +463,9 @@ class PINN(PointSolver):
         if refused:
             raise SolverMismatch(f"solver 'pinn' cannot use these options on problem {problem.name!r}: " + "; ".join(refused))
         self.model = PINNModel(problem, options).to(device=device, dtype=dtype)
+        self.notes = [pinn_region.SOFT_NOTE] if problem.domain.geometry is not None and problem.boundary else []
+        for note in self.notes:
+            warnings.warn(f"solver 'pinn' on problem {problem.name!r}: {note}", stacklevel=2)
         if options.time_marching is not None and self.model.hard is not None and \
                 not {f"initial:{f}" for f in problem.equation.fields} <= self.model.hard.enforced():
             raise SolverMismatch(f"solver 'pinn' cannot march in time on problem {problem.name!r}: its initial condition is not "
@@ -456,12 +481,13 @@ class PINN(PointSolver):
         return torch.as_tensor(grid.points(), dtype=self.dtype, device=self.device)
 
     def predict(self, grid: Grid) -> Solution:
+        """The fields on ``grid``; with a geometry, NaN at the points outside the region."""
         pts = self._points(grid)
         with torch.no_grad():
             out = torch.cat([self.model(chunk) for chunk in pts.split(65536)])
         values = out.double().cpu().numpy().reshape(grid.shape + (-1,))
         values = np.moveaxis(values, -1, 1 if grid.time is not None else 0)[None]
-        return Solution(grid, self.problem.equation.fields, values)
+        return Solution(grid, self.problem.equation.fields, outside_as_nan(values, region_mask(self.problem.domain, grid)))
 
     def diagnostics(self, grid: Grid) -> dict[str, Any]:
         """The residual map on ``grid`` and each condition's RMS violation."""
@@ -469,16 +495,24 @@ class PINN(PointSolver):
         pts = self._points(grid)
         with torch.no_grad():
             res = torch.cat([task.residual(c) for c in pts.split(16384)])
-        res_map = res.abs().double().cpu().numpy().reshape(grid.shape + (-1,))
-        out: dict[str, Any] = {"residual_map": np.moveaxis(res_map, -1, 0), "violations": {}}
+        res_map = np.moveaxis(res.abs().double().cpu().numpy().reshape(grid.shape + (-1,)), -1, 0)
+        res_map = outside_as_nan(res_map, region_mask(self.problem.domain, grid))  # the region's points only
+        out: dict[str, Any] = {"residual_map": res_map, "violations": {}}
         rng = np.random.default_rng(0)
         dom = self.problem.domain
+        region = dom.geometry is not None
         with torch.no_grad():
             if self.problem.initial is not None and dom.time is not None:
-                ip = torch.as_tensor(sampling.initial(dom, 2000, "random", rng), dtype=self.dtype, device=self.device)
+                ip = pinn_region.initial(dom, 2000, rng) if region else sampling.initial(dom, 2000, "random", rng)
+                ip = torch.as_tensor(ip, dtype=self.dtype, device=self.device)
                 out["violations"]["initial"] = float(((self.model(ip) - task._initial_values(ip)) ** 2).mean().sqrt())
-            for bc in self.problem.boundary:
-                fp = torch.as_tensor(sampling.face(dom, bc.axis, bc.side, 1000, "random", rng), dtype=self.dtype, device=self.device)
-                out["violations"][bc.label] = float((task.wall_violation(bc, fp) ** 2).mean().sqrt())
-        out["violations"]["residual_rms"] = float(np.sqrt((res_map**2).mean()))
+            parts = pinn_region.part_points(dom, list(self.problem.boundary), 4000, rng) if region else []
+            for i, bc in enumerate(self.problem.boundary):
+                fp, normals = parts[i] if region else (sampling.face(dom, bc.axis, bc.side, 1000, "random", rng), None)
+                fp = torch.as_tensor(fp, dtype=self.dtype, device=self.device)
+                normals = None if normals is None else torch.as_tensor(normals, dtype=self.dtype, device=self.device)
+                out["violations"][bc.label] = float((task.wall_violation(bc, fp, normals=normals) ** 2).mean().sqrt())
+        out["violations"]["residual_rms"] = float(np.sqrt(np.nanmean(res_map**2)))
+        if self.notes:
+            out["notes"] = list(self.notes)
         return out

@@ -115,4 +115,7 @@ def option_mismatches(problem: Problem, options: PINNOptions) -> list[str]:
         out.append("solvers.pinn.weight_factorization and solvers.pinn.sparsity both rewrite the dense layers; choose one")
     if options.fourier_features is not None and all(a.periodic for a in problem.domain.space) and problem.domain.time is None:
         out.append("solvers.pinn.fourier_features embed non-periodic coordinates, and every axis of this problem is periodic")
+    if problem.domain.geometry is not None and "sampler" in options.points.model_fields_set:
+        out.append(f"solvers.pinn.points.sampler: the domain's geometry draws its own points (its sample_interior and "
+                   f"sample_boundary), so sampler {options.points.sampler!r} would not be used; drop it")
     return out

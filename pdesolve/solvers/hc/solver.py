@@ -74,8 +74,6 @@ class HardConstrainedSolver(PointSolver, HCSolves):
         eq, out = problem.equation, pointwise_mismatches(problem, 2, "the basis")
         if len(eq.fields) != 1:
             out.append(f"got {len(eq.fields)} fields {list(eq.fields)}, expected one (the basis solve is scalar)")
-        if problem.domain.time is None:
-            out.append("got a steady problem, expected a time axis")
         return out
 
     def expert_counts(self) -> dict[str, int]:
@@ -125,6 +123,9 @@ class HardConstrainedSolver(PointSolver, HCSolves):
             with torch.no_grad():  # every rank starts from rank 0's backbone and solve points
                 for x in self.model.state_dict().values():
                     self.ranks.broadcast_tensor(x)
+        if options.family is not None and problem.domain.time is None:
+            raise SolverMismatch(f"solvers.{self.name}.family: the family setting varies initial conditions; problem {problem.name!r} "
+                                 "is steady (no initial condition): drop family")
         try:
             self.ic_family = None if options.family is None else ICFamily(problem, options.family, family)
         except ValueError as err:
@@ -382,7 +383,7 @@ class HardConstrainedSolver(PointSolver, HCSolves):
         return torch.cat(out)
 
     def _predict(self, grid: Grid, ics: ICBatch | None) -> np.ndarray:
-        """``[S, time, 1, *space]`` for every IC of the batch (the problem's own IC when None)."""
+        """``[S, time, 1, *space]`` (``[S, 1, *space]`` steady) for every IC of the batch (the problem's own IC when None)."""
         ics = ics if ics is not None else self.problem_ics()
         w, _ = self.weights(ics)
         K = self.boxes.count
@@ -391,7 +392,8 @@ class HardConstrainedSolver(PointSolver, HCSolves):
         with torch.no_grad():
             for i in range(len(w) // K):
                 u = self.values(pts, w[i * K:(i + 1) * K], None if ics is None else ics.sensors[i])
-                out.append(u.double().cpu().numpy().reshape(grid.shape)[:, None])
+                v = u.double().cpu().numpy().reshape(grid.shape)
+                out.append(v[:, None] if grid.time is not None else v[None])  # the channel axis after time (if any)
         return np.stack(out)
 
     def predict(self, grid: Grid) -> Solution:
