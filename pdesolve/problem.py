@@ -336,7 +336,7 @@ class Problem:
             if (bc.part, bc.field) in covered:
                 errs.append(ProblemError(path, f"a second condition on part {bc.part!r} for {bc.field!r}"))
             covered.add((bc.part, bc.field))
-        for part in geo.parts:
+        for part in geo.parts if not (eq.steady and self.domain.time is None) else ():  # steady: _missing_conditions says it
             missing = [f for f in eq.fields if (part, f) not in covered]
             if missing:
                 errs.append(ProblemError("boundary", f"boundary part {part!r} has no condition for {', '.join(map(repr, missing))}; add "
@@ -369,7 +369,10 @@ class Problem:
         """A steady problem is well posed only with a condition on every bounded face (or geometry part), per field."""
         eq, dom = self.equation, self.domain
         if dom.geometry is not None:
-            return []  # _geometry_errors: every part of a geometry needs a condition, steady or not
+            held = {(bc.part, bc.field) for bc in self.boundary if bc.part is not None}
+            return [ProblemError("boundary", f"no condition for field {f!r} on the geometry's part {part!r}; a steady problem needs "
+                                 "one on every part (dirichlet, neumann or robin)")
+                    for f in eq.fields for part in dom.geometry.parts if (part, f) not in held]
         held = {(bc.axis, bc.side, bc.field) for bc in self.boundary if bc.part is None}
         return [ProblemError("boundary", f"no condition for field {f!r} on {a.name}.{side}; a steady problem needs one on every "
                              "bounded face (dirichlet, neumann or robin), or mark the axis periodic")
