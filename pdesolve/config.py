@@ -38,7 +38,8 @@ class AxisSpec(_Strict):
 
 class BoundarySpec(_Strict):
     kind: Literal["dirichlet", "neumann", "robin", "periodic"]
-    axis: str
+    axis: str | None = None  # a face of the box (with side), or
+    part: str | None = None  # a named boundary part of the domain's geometry
     side: Literal["lo", "hi", "both"] = "both"
     value: Number = 0.0
     field: str = "u"
@@ -115,7 +116,7 @@ class ProblemFile(RunSettingsFile):
     equation: str | dict[str, Any] = Field(..., description="a registered equation's name, or an equation written as expressions: "
                                            "{fields: [u], u_t: F} or {fields: [u, v], residual: [R_u, R_v]}")
     params: dict[str, Number | RangeSpec] = {}
-    domain: dict[str, tuple[Number, Number] | AxisSpec]
+    domain: dict[str, tuple[Number, Number] | AxisSpec | dict[str, Any]]  # a dict: the geometry (or a mistyped axis)
     initial: dict[str, Number] | None = None
     boundary: list[BoundarySpec] = []
     source: Number | None = None
@@ -281,6 +282,8 @@ def problem_to_dict(problem: Problem) -> dict[str, Any]:
     """The problem-file form of a Problem (the inverse of the problem keys of the schema)."""
     dom = problem.domain
     domain: dict[str, Any] = {a.name: ({"bounds": [a.lo, a.hi], "periodic": True} if a.periodic else [a.lo, a.hi]) for a in dom.space}
+    if dom.geometry is not None:
+        domain = {"geometry": geometry_to_dict(dom.geometry)}
     if dom.time is not None:
         domain["t"] = list(dom.time)
     eq = problem.equation
@@ -296,7 +299,8 @@ def problem_to_dict(problem: Problem) -> dict[str, Any]:
     if problem.initial is not None:
         out["initial"] = {k: e.text for k, e in problem.initial.values.items()}
     out["boundary"] = [
-        {"kind": bc.kind, "axis": bc.axis, "side": bc.side, "value": bc.value.text, "field": bc.field, "alpha": bc.alpha, "beta": bc.beta}
+        {"kind": bc.kind, **({"part": bc.part} if bc.part is not None else {"axis": bc.axis, "side": bc.side}), "value": bc.value.text,
+         "field": bc.field, "alpha": bc.alpha, "beta": bc.beta}
         for bc in problem.boundary
     ]
     if problem.source is not None:
@@ -349,6 +353,10 @@ def _build(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     problem, variables = _problem(spec, errors)
     settings = run_settings(spec, raw, variables, errors)
     settings["eval_params"] = family_settings(problem, spec, errors) if problem is not None else ()
+    if problem is not None and not errors and problem.reference is not None and problem.reference.kind == "fd_masked":
+        from .reference_geometry import validate  # needs the evaluation grid: is the region on its (refined) lines?
+
+        errors += validate(problem, problem.domain.grid(settings["eval_grid"]), dict(problem.reference.options))
     return dict(problem=problem, **settings), errors
 
 
@@ -357,7 +365,7 @@ def _problem(spec: ProblemFile, errors: _Errors) -> tuple[Problem | None, tuple[
     params = {k: errors.number(v, f"params.{k}") for k, v in spec.params.items() if not isinstance(v, RangeSpec)}
     ranges = {k: ParameterRange(errors.number(v.range[0], f"params.{k}.range[0]"), errors.number(v.range[1], f"params.{k}.range[1]"),
                                 v.scale) for k, v in spec.params.items() if isinstance(v, RangeSpec)}
-    space, time = _domain(spec, errors)
+    space, time, geometry = _domain(spec, errors)
     names = tuple(a.name for a in space)
     equation: Equation | None = None
     if isinstance(spec.equation, dict):
@@ -397,7 +405,7 @@ def _problem(spec: ProblemFile, errors: _Errors) -> tuple[Problem | None, tuple[
     reported = {e.split(":")[0].split(".")[0].split("[")[0] for e in errors}
     try:
         problem, problem_errors = Problem.validated(
-            name=spec.name, equation=equation, params=params, domain=Domain(tuple(space), time), initial=initial,
+            name=spec.name, equation=equation, params=params, domain=Domain(tuple(space), time, geometry), initial=initial,
             boundary=tuple(boundary), reference=reference, source=source, ranges=ranges,
         )
         errors += [str(e) for e in problem_errors if e.path.split(".")[0].split("[")[0] not in reported]
@@ -504,6 +512,9 @@ def probe_expressions(problem: Problem, points: int = 9) -> list[str]:
     coords = dict(zip(grid.names, np.meshgrid(*(a.coords for a in grid.axes), indexing="ij")))
     space = {a.name: c for a, c in zip(problem.domain.space, np.meshgrid(*(a.coords for a in grid.space), indexing="ij"))}
     found = []
+    region = problem.domain.geometry  # only its points count (a value singular in a hole is fine)
+    mesh = list(space.values())
+    mask = None if region is None else region.inside(np.stack([c.ravel() for c in mesh], 1)).reshape(mesh[0].shape)
 
     def check(where: str, expr: Any, env: dict[str, Any]) -> None:
         try:
@@ -513,6 +524,8 @@ def probe_expressions(problem: Problem, points: int = 9) -> list[str]:
             found.append(f"{where}: cannot be evaluated on the domain ({err})")
             return
         bad = ~np.isfinite(values)
+        if mask is not None and bad.ndim >= mask.ndim:
+            bad = bad & mask
         if bad.any():
             at = {k: float(np.broadcast_to(v, values.shape)[bad][0]) for k, v in env.items() if k in expr.variables}
             found.append(f"{where}: {expr.text!r} is not finite at {at} (got {values[bad][0]}) on the domain")
@@ -527,10 +540,22 @@ def probe_expressions(problem: Problem, points: int = 9) -> list[str]:
     return found
 
 
-def _domain(spec: ProblemFile, errors: _Errors) -> tuple[list[Axis], tuple[float, float] | None]:
-    """The space axes (periodic where an axis or a ``periodic`` boundary entry says so) and the time interval."""
-    space, time = [], None
+def _domain(spec: ProblemFile, errors: _Errors) -> tuple[list[Axis], tuple[float, float] | None, Any]:
+    """The space axes (periodic where an axis or a ``periodic`` boundary entry says so), the time interval and the
+    geometry (None: the domain is the box of the axes; else the axes are its bounding box, named x, y, z)."""
+    space, time, geometry = [], None, None
     for name, ax in spec.domain.items():
+        if name == "geometry":
+            space, geometry = _geometry(spec.domain["geometry"], [n for n in spec.domain if n not in ("geometry", "t")], errors)
+            continue
+        if isinstance(ax, dict):  # not the geometry: an axis with a mistake in its keys
+            try:
+                ax = AxisSpec.model_validate(ax)
+            except ValidationError as err:
+                errors += validation_errors(err, AxisSpec, prefix=f"domain.{name}")
+                continue
+        if name != "t" and "geometry" in spec.domain:
+            continue  # reported by _geometry
         bounds, periodic = (ax.bounds, ax.periodic) if isinstance(ax, AxisSpec) else (ax, False)
         lo, hi = errors.number(bounds[0], f"domain.{name}[0]"), errors.number(bounds[1], f"domain.{name}[1]")
         if not lo < hi:
@@ -547,13 +572,57 @@ def _domain(spec: ProblemFile, errors: _Errors) -> tuple[list[Axis], tuple[float
     for i, b in enumerate(spec.boundary):  # periodic listed as a boundary condition marks the axis periodic
         if b.kind != "periodic":
             continue
+        if geometry is not None:
+            errors.append(f"boundary[{i}].kind: a periodic axis cannot be combined with a geometry (domain.geometry); give its parts "
+                          "dirichlet, neumann or robin conditions")
+            continue
         names = [a.name for a in space]
-        if b.axis not in names:
+        if b.axis is None:
+            errors.append(f"boundary[{i}].axis: a periodic entry names its axis, one of {names}")
+        elif b.axis not in names:
             errors.append(f"boundary[{i}].axis: unknown axis {b.axis!r}; the domain has {names}")
         else:
             k = names.index(b.axis)
             space[k] = Axis(space[k].name, space[k].lo, space[k].hi, True)
-    return space, time
+    return space, time, geometry
+
+
+def _geometry(raw: Any, axes: list[str], errors: _Errors) -> tuple[list[Axis], Any]:
+    """The region of ``domain.geometry`` and its bounding box as space axes ``x, y, z`` (``axes``: other space keys given)."""
+    from .config_geometry import AXIS_NAMES, parse_shape
+    from .geometry import GeometryError, Region, shape_errors
+
+    for name in axes:
+        errors.append(f"domain.{name}: with a geometry the space axes are its coordinates ({', '.join(AXIS_NAMES)}) over its "
+                      "bounding box; give only the geometry (and t) under domain")
+    if isinstance(raw, str) and raw.startswith(PYTHON_EQUATION):
+        errors.append(f"domain.geometry: {raw[len(PYTHON_EQUATION):]} is a geometry defined in Python; solve this problem from Python")
+        return [], None
+    before = len(errors)
+    shape = parse_shape(raw, "domain.geometry", errors)
+    if shape is None or len(errors) > before:
+        return [], None
+    problems = shape_errors(shape)
+    if problems:
+        errors += problems
+        return [], None
+    try:
+        region = Region(shape)
+    except GeometryError as err:
+        errors += err.errors
+        return [], None
+    lo, hi = region.bbox()
+    return [Axis(n, float(a), float(b)) for n, a, b in zip(AXIS_NAMES, lo, hi)], region
+
+
+def geometry_to_dict(geometry: Any) -> Any:
+    """The problem-file form of a domain's geometry: a :class:`~pdesolve.geometry.Region`'s shape; a geometry class of a
+    user's own is recorded as ``python:<module>.<class>`` (it cannot be read back from a file)."""
+    from .geometry import Region
+
+    if isinstance(geometry, Region):
+        return geometry.shape.to_dict()
+    return f"{PYTHON_EQUATION}{type(geometry).__module__}.{type(geometry).__qualname__}"
 
 
 def _boundary(spec: ProblemFile, variables: tuple[str, ...], params: dict[str, float], errors: _Errors) -> list[BoundaryCondition]:
@@ -561,8 +630,18 @@ def _boundary(spec: ProblemFile, variables: tuple[str, ...], params: dict[str, f
     for i, b in enumerate(spec.boundary):
         if b.kind == "periodic":
             continue
+        if (b.axis is None) == (b.part is None):
+            errors.append(f"boundary[{i}]: expected either axis (a face of the box, with side) or part (a named part of "
+                          f"domain.geometry), got {'both' if b.axis is not None else 'neither'}")
+            continue
         value = errors.expression(b.value, f"boundary[{i}].value", variables, params)
         if value is None:
+            continue
+        if b.part is not None:
+            try:
+                out.append(BoundaryCondition(b.kind, "", "lo", value, b.field, b.alpha, b.beta, part=b.part))
+            except ProblemError as e:
+                errors.append(f"boundary[{i}].{e.path.split('.')[-1]}: {e.message}")
             continue
         for side in ("lo", "hi") if b.side == "both" else (b.side,):
             try:

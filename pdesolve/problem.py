@@ -281,6 +281,8 @@ class Problem:
                     if "t" in e.free_names() & set(e.variables):
                         errs.append(ProblemError(f"initial.{f}", "an initial condition cannot depend on t"))
         errs += self._steady_errors()
+        if self.domain.geometry is not None:
+            return errs + self._geometry_errors()
         faces = set()
         for i, bc in enumerate(self.boundary):
             path = f"boundary[{i}]"
@@ -302,6 +304,43 @@ class Problem:
             if (bc.axis, bc.side, bc.field) in faces:
                 errs.append(ProblemError(path, f"a second condition on {bc.axis}.{bc.side} for {bc.field!r}"))
             faces.add((bc.axis, bc.side, bc.field))
+        return errs
+
+    def _geometry_errors(self) -> list[ProblemError]:
+        """The boundary conditions of a domain with a geometry: one per (part, field), every part covered, no periodic axis."""
+        from .config_messages import _did_you_mean
+
+        eq, geo, errs = self.equation, self.domain.geometry, []
+        assert geo is not None
+        if geo.dim != len(self.domain.space):
+            names = list(self.domain.space_names)
+            errs.append(ProblemError("domain.geometry", f"a {geo.dim}D geometry needs {geo.dim} space axes, got {names}"))
+        for a in self.domain.space:
+            if a.periodic:
+                errs.append(ProblemError(f"domain.{a.name}", "a periodic axis cannot be combined with a geometry; give its parts "
+                                         "dirichlet, neumann or robin conditions"))
+        covered = set()
+        for i, bc in enumerate(self.boundary):
+            path = f"boundary[{i}]"
+            if bc.part is None:
+                errs.append(ProblemError(f"{path}.axis", f"the domain is a geometry: name one of its boundary parts {list(geo.parts)} "
+                                         f"(part: ...) instead of the face {bc.axis}.{bc.side}"))
+                continue
+            if bc.part not in geo.parts:
+                errs.append(ProblemError(f"{path}.part", f"unknown boundary part {bc.part!r}; the geometry's parts are "
+                                         f"{list(geo.parts)}" + _did_you_mean(bc.part, geo.parts)))
+                continue
+            if bc.field not in eq.fields:
+                errs.append(ProblemError(f"{path}.field", f"unknown field {bc.field!r}; {eq.name!r} has {list(eq.fields)}"))
+                continue
+            if (bc.part, bc.field) in covered:
+                errs.append(ProblemError(path, f"a second condition on part {bc.part!r} for {bc.field!r}"))
+            covered.add((bc.part, bc.field))
+        for part in geo.parts if not (eq.steady and self.domain.time is None) else ():  # steady: _missing_conditions says it
+            missing = [f for f in eq.fields if (part, f) not in covered]
+            if missing:
+                errs.append(ProblemError("boundary", f"boundary part {part!r} has no condition for {', '.join(map(repr, missing))}; add "
+                                         f"{{kind: dirichlet | neumann | robin, part: {part}, value: ...}}"))
         return errs
 
     def _steady_errors(self) -> list[ProblemError]:

@@ -312,6 +312,19 @@ def simulator(problem: Problem, grid: Grid, **options: Any) -> np.ndarray:
 REFERENCES["simulator"] = simulator
 
 
+def fd_masked(problem: Problem, grid: Grid, **options: Any) -> np.ndarray:
+    """A steady linear problem on a region whose edges lie on grid lines (:mod:`pdesolve.reference_geometry`)."""
+    from .reference_geometry import fd_masked as solve
+
+    try:
+        return solve(problem, grid, **options)
+    except TypeError as err:  # an option it does not take
+        raise ReferenceError(f"'fd_masked' options: {err}") from None
+
+
+REFERENCES["fd_masked"] = fd_masked
+
+
 # ------------------------------------------------------------------------ steady and exact
 def sparse_fd(problem: Problem, grid: Grid, **options: Any) -> np.ndarray:
     """A steady problem by second-order finite differences and a sparse direct (Newton) solve (:mod:`pdesolve.sparse_fd`);

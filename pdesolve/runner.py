@@ -27,12 +27,14 @@ from . import __version__
 from .config import RunConfig, load_run_config
 from .distributed import Ranks, join_torchrun_group
 from .errors import UserError
+from .geometry import Geometry
 from .grid import Grid
 from .io import write_json, write_text, write_with
 from .metrics import error_metrics, outside_as_nan, region_mask
 from .optim import Optimizer, make_optimizer
 from .parametric import HeldOut, ParametricSolver, held_out
 from .plot import plot_fields, plot_history, plot_residual, plot_slices
+from .plot_geometry import plot_region_fields
 from .reference import ReferenceError, reference_solution
 from .solution import Solution
 from .solvers import SOLVERS, get_solver
@@ -61,13 +63,14 @@ class Result:
     run_dir: Path | None
     history: list[dict[str, float]] = field(default_factory=list)
     diagnostics: dict[str, Any] = field(default_factory=dict)
+    geometry: Geometry | None = None  # the problem's region, if any (figures draw its shape)
 
     def plot(self, folder: str | Path | None = None) -> list[Path]:
         """Write the figures (to the run folder by default) and return their paths."""
         target = Path(folder) if folder is not None else self.run_dir
         if target is None:
             raise ValueError("this result has no run folder; pass a folder to plot()")
-        return write_figures(target, self.solution, self.reference, self.history, self.diagnostics)
+        return write_figures(target, self.solution, self.reference, self.history, self.diagnostics, self.geometry)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -309,12 +312,12 @@ def run(cfg: RunConfig, out: str | Path | None = None, *, resume: bool = False, 
                        else family_scores(members, solution, diagnostics))
     metrics.update({k: diagnostics[k] for k in METRIC_DIAGNOSTICS if k in diagnostics})
     if not current.ranks.primary:
-        return Result(metrics, solution, ref, result.status, None, result.history, diagnostics)
+        return Result(metrics, solution, ref, result.status, None, result.history, diagnostics, cfg.problem.domain.geometry)
     run_dir = current.folder
     write_json(run_dir / "metrics.json", metrics)
     write_history(run_dir / "history.csv", result.history)
     write_solution(run_dir / "solution.h5", solution, ref, diagnostics)
-    res = Result(metrics, solution, ref, result.status, run_dir, result.history, diagnostics)
+    res = Result(metrics, solution, ref, result.status, run_dir, result.history, diagnostics, cfg.problem.domain.geometry)
     res.plot()
     return res
 
@@ -430,15 +433,18 @@ def _read_solution(path: Path) -> tuple[Solution, np.ndarray | None, dict[str, A
 
 
 def write_figures(folder: Path, solution: Solution, ref: np.ndarray | None, history: list[dict[str, float]],
-                  diagnostics: dict[str, Any]) -> list[Path]:
-    """Draw the standard figures and the solver's own; a figure that fails is logged and skipped, never the run."""
+                  diagnostics: dict[str, Any], geometry: Geometry | None = None) -> list[Path]:
+    """Draw the standard figures and the solver's own; a figure that fails is logged and skipped, never the run.
+    A steady 2D solution on a ``geometry`` is drawn on the region's shape (blank outside, its parts outlined)."""
     folder = Path(folder)
     grid = solution.grid
     pred = solution.numpy()[0]
     lead = 1 if grid.time is not None else 0
     figures: dict[str, Callable[[Path], None]] = {}
+    on_region = geometry is not None and grid.time is None and grid.ndim == 2
     for c, name in enumerate(solution.fields):
-        figures[f"fields_{name}"] = partial(plot_fields, grid=grid, pred=np.take(pred, c, axis=lead),
+        draw = partial(plot_region_fields, geometry=geometry) if on_region else plot_fields
+        figures[f"fields_{name}"] = partial(draw, grid=grid, pred=np.take(pred, c, axis=lead),
                                             ref=None if ref is None else np.take(ref[0], c, axis=lead), field=name)
     if grid.time is not None and grid.ndim == 1:
         figures["slices"] = partial(plot_slices, grid=grid, pred=pred[:, 0], ref=None if ref is None else ref[0][:, 0])

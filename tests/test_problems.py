@@ -13,6 +13,7 @@ SHIPPED = {
     "ns2d", "heat2d", "advection_diffusion2d", "allen_cahn", "kdv", "kuramoto_sivashinsky", "diffusion_sorption", "burgers_shock_periodic",
     "custom_equation", "coupled_reaction_diffusion",
 }
+SHIPPED |= {"poisson_lshape", "poisson_disk_hole"}  # geometry beyond boxes (docs/geometry.md)
 
 
 def test_the_problem_folder_holds_the_expected_files():

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import UserError
-from ..runner import read_history, read_solution, write_figures
+from ..runner import load_run, read_history, read_solution, write_figures
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -18,6 +18,10 @@ def run(args: argparse.Namespace) -> int:
     if not (folder / "solution.h5").exists():
         raise UserError(f"{folder}: no solution.h5 (is it a finished run folder?)")
     solution, ref, diagnostics = read_solution(folder / "solution.h5")
-    for p in write_figures(folder, solution, ref, read_history(folder / "history.csv"), diagnostics):
+    try:  # the problem's region, so that the fields are drawn on its shape
+        geometry = load_run(folder).problem.domain.geometry
+    except UserError:  # no readable config.yaml (an equation defined in Python): the plain figures
+        geometry = None
+    for p in write_figures(folder, solution, ref, read_history(folder / "history.csv"), diagnostics, geometry):
         print(p)
     return 0
