@@ -22,6 +22,7 @@ from ..distributed import Ranks
 from ..grid import Grid
 from ..nn import sparsity
 from ..nn.features import CoordinateFeatures, FourierFeatures
+from ..nn.fused_mlp import fusable, fused_forward_jet
 from ..nn.hard import HardConstraint
 from ..nn.jet import MAX_ORDER, Jet, JetDerivatives
 from ..nn.jet_blocks import JetBlock, JetCarry
@@ -77,6 +78,8 @@ class PINNModel(nn.Module):
         self.bounds = edges(*problem.domain.time, windows) if marching is not None and problem.domain.time is not None else []
         self.hards = [self.hard] if marching is None or self.hard is None else \
             window_constraints(self.hard, self.bounds, self._solution_of, self.names)
+        # a plain MLP's jet pass runs as one autograd Function with a hand-written backward (nn/fused_mlp.py)
+        self.fused = all(fusable(net) for net in nets)
 
     def _network(self, problem: Problem, options: PINNOptions) -> nn.Module:
         net = PINN_NETWORKS[options.network](self.features.size, len(problem.equation.fields), options.width, options.depth,
@@ -101,7 +104,8 @@ class PINNModel(nn.Module):
 
     def window_jet(self, window: int, cols: list[Jet], frame: list | None = None) -> Jet:
         """The fields' jet of one time window's network (and its exact transform) at coordinate jets ``cols``."""
-        out = self.network(window).forward_jet(self.features.jet(cols))
+        net, x = self.network(window), self.features.jet(cols)
+        out = fused_forward_jet(net, x) if self.fused else net.forward_jet(x)
         hard = self.hards[window]
         return hard(cols, out, frame) if hard is not None and hard.active else out
 

@@ -1,0 +1,226 @@
+"""The plain MLP's jet pass as one autograd Function: stacked rows, a hand-written backward.
+
+The generic jet pass (:meth:`pdesolve.nn.mlp.MLP.forward_jet` on :class:`~pdesolve.nn.jet.Jet`) records every
+elementwise product of the chain rule in the autograd graph: about forty tensors per layer for a second-order
+jet, each walked back by its own small kernels, plus the zero-filled gradients of every row slice. A PINN step on
+a few thousand points is bound by that dispatch and memory traffic, not by arithmetic (~0.1 GFLOP).
+
+Here the whole network is one :class:`torch.autograd.Function`. The jet rows stay stacked ``[R, N, width]``
+(row 0 the value, rows ``1 .. d`` the gradient, then one block of ``k`` rows per higher order along the ``hess``
+axes, the :meth:`Jet.rows` order), so each layer is one matmul over all rows; the activation's derivatives come
+from its value by closed identities (tanh: ``t' = 1 - t^2``, ``t'' = -2 t t'``, ...) and only up to the jet's
+order; the forward keeps each layer's input rows and pre-activation rows, nothing else, and the backward is
+written out (Faa di Bruno's formula differentiated by hand, Griewank and Walther, "Evaluating Derivatives",
+ch. 13): per layer, three matmuls (weight gradient, bias gradient as a row sum, input rows) and a dozen
+elementwise kernels over ``[rows, N, width]``.
+
+The derivative of a chain-rule row with respect to the pre-activation value is the same row with every
+derivative of the activation moved up by one (``d/dz (f1 x2 + f2 x1^2) = f2 x2 + f3 x1^2``), so the backward
+reuses the forward's row formula on the shifted derivatives.
+
+Same numbers as the generic pass to round-off (tests/test_fused_mlp.py); used by the PINN automatically when its
+network is a plain :class:`~pdesolve.nn.mlp.MLP` with an activation of :data:`DERIVATIVES`
+(:func:`fusable`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
+
+from .jet import Jet
+from .mlp import MLP
+
+
+def _tanh_derivatives(z: Tensor, t: Tensor, count: int) -> list[Tensor]:
+    """tanh's derivatives 1 .. ``count`` (at most 5) from its value ``t``, in the generic jet's operation order."""
+    s = 1 - t * t
+    out = [s, -2 * t * s]
+    if count >= 3:
+        out.append(-2 * s * (1 - 3 * t * t))
+    if count >= 4:
+        out.append(8 * t * s * (2 - 3 * t * t))
+    if count >= 5:
+        t2 = t * t
+        out.append(8 * s * (15 * t2 * t2 - 15 * t2 + 2))
+    return out[:count]
+
+
+def _sin_derivatives(z: Tensor, s: Tensor, count: int) -> list[Tensor]:
+    """sin's derivatives 1 .. ``count``: cos, -sin, -cos, sin, cos."""
+    c = torch.cos(z)
+    cycle = [c, -s, -c, s]
+    return [cycle[i % 4] for i in range(count)]
+
+
+DERIVATIVES: dict[str, tuple[Callable[[Tensor], Tensor], Callable[[Tensor, Tensor, int], list[Tensor]]]] = {
+    "tanh": (torch.tanh, _tanh_derivatives),
+    "sin": (torch.sin, _sin_derivatives),
+}
+"""Activation name -> (the function, its derivatives ``(z, f(z), count) -> [f', f'', ...]``); up to the fifth."""
+
+
+@dataclass(frozen=True)
+class RowLayout:
+    """Where the rows of a stacked jet ``[R, N, C]`` lie: value, ``d`` gradient rows, then ``order - 1`` blocks of
+    ``k`` rows (the pure derivatives along the coordinates ``hess_start .. hess_start + k``)."""
+
+    d: int
+    hess_start: int
+    k: int
+    order: int
+
+    @property
+    def rows(self) -> int:
+        return 1 + self.d + (self.order - 1) * self.k
+
+    def block(self, j: int) -> slice:
+        """The rows of derivative order ``j``: ``j = 1`` the hess axes' gradient rows, ``j >= 2`` the higher blocks."""
+        if j == 1:
+            return slice(1 + self.hess_start, 1 + self.hess_start + self.k)
+        start = 1 + self.d + (j - 2) * self.k
+        return slice(start, start + self.k)
+
+    @staticmethod
+    def of(jet: Jet) -> RowLayout:
+        k = jet.hess.stop - jet.hess.start
+        return RowLayout(jet.dim, jet.hess.start, k if jet.h is not None else 0, jet.order)
+
+
+def stack_rows(jet: Jet) -> Tensor:
+    """A jet ``[N, C]`` as stacked rows ``[R, N, C]`` (one copy)."""
+    rows = jet.rows()
+    return torch.cat([rows[0].unsqueeze(0)] + [r.transpose(0, 1) for r in rows[1:]])
+
+
+def unstack_rows(rows: Tensor, layout: RowLayout, like: Jet) -> Jet:
+    """Stacked rows ``[R, N, C]`` as a jet of ``like``'s axes (views)."""
+    g = rows[1 : 1 + layout.d].transpose(0, 1)
+    if layout.order == 1:
+        return like.from_rows([rows[0], g])
+    higher = [rows[layout.block(j)].transpose(0, 1) for j in range(2, layout.order + 1)]
+    return like.from_rows([rows[0], g, *higher])
+
+
+def _chain(z: Tensor, f: Sequence[Tensor], layout: RowLayout, out: Tensor) -> None:
+    """Rows ``1 ..`` of an elementwise function of the jet ``z`` ``[R, N, C]`` into ``out``, given the function's
+    derivatives ``f = [f1, f2, ...]`` ``[N, C]`` at the value (Faa di Bruno along each hess axis)."""
+    d, order = layout.d, layout.order
+    f1 = f[0]
+    torch.mul(z[1 : 1 + d], f1, out=out[1 : 1 + d])
+    if order < 2:
+        return
+    x1, x2 = z[layout.block(1)], z[layout.block(2)]
+    f2 = f[1]
+    out[layout.block(2)] = f1 * x2 + f2 * x1 * x1
+    if order < 3:
+        return
+    f3, x3 = f[2], z[layout.block(3)]
+    x1sq = x1 * x1
+    out[layout.block(3)] = f1 * x3 + 3 * f2 * x1 * x2 + f3 * x1sq * x1
+    if order < 4:
+        return
+    f4, x4 = f[3], z[layout.block(4)]
+    out[layout.block(4)] = f1 * x4 + f2 * (4 * x1 * x3 + 3 * x2 * x2) + 6 * f3 * x1sq * x2 + f4 * x1sq * x1sq
+
+
+def _chain_backward(z: Tensor, f: Sequence[Tensor], layout: RowLayout, grad: Tensor) -> Tensor:
+    """The gradient with respect to the rows ``z`` ``[R, N, C]`` of an elementwise function's jet, given the
+    gradient ``grad`` of its rows and the function's derivatives ``f = [f1, .., f_{order + 1}]`` at the value."""
+    d, order = layout.d, layout.order
+    f1 = f[0]
+    gz = torch.empty_like(z)
+    shifted = torch.empty_like(z)
+    _chain(z, f[1:], layout, shifted)  # d(row)/d(value): the row with every derivative moved up by one
+    gz[0] = f1 * grad[0] + (grad[1:] * shifted[1:]).sum(0)
+    torch.mul(grad[1 : 1 + d], f1, out=gz[1 : 1 + d])
+    if order < 2:
+        return gz
+    b1, b2 = layout.block(1), layout.block(2)
+    x1, x2, g2 = z[b1], z[b2], grad[b2]
+    f2 = f[1]
+    gz2 = f1 * g2
+    gx1 = 2 * f2 * x1 * g2
+    if order >= 3:
+        b3 = layout.block(3)
+        x3, g3, f3 = z[b3], grad[b3], f[2]
+        gz2 = gz2 + 3 * f2 * x1 * g3
+        gz3 = f1 * g3
+        gx1 = gx1 + g3 * (3 * f2 * x2 + 3 * f3 * x1 * x1)
+        if order >= 4:
+            b4 = layout.block(4)
+            g4, f4 = grad[b4], f[3]
+            gz2 = gz2 + g4 * (6 * f2 * x2 + 6 * f3 * x1 * x1)
+            gz3 = gz3 + 4 * f2 * x1 * g4
+            gx1 = gx1 + g4 * (4 * f2 * x3 + 12 * f3 * x1 * x2 + 4 * f4 * x1 * x1 * x1)
+            gz[b4] = f1 * g4
+        gz[b3] = gz3
+    gz[b2] = gz2
+    gz[b1] += gx1
+    return gz
+
+
+class FusedMLPJet(torch.autograd.Function):
+    """Stacked input rows ``[R, N, in]`` -> output rows ``[R, N, out]`` of an MLP ``(W0, b0, W1, b1, ...)`` with the
+    activation ``act`` after every layer but the last."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, layout: RowLayout, act: str, *params: Tensor) -> Tensor:  # type: ignore[override]
+        fn, derivatives = DERIVATIVES[act]
+        weights, biases = params[0::2], params[1::2]
+        saved = []
+        h = x
+        for i, (w, b) in enumerate(zip(weights, biases)):
+            z = torch.matmul(h, w.t())
+            z[0] += b
+            saved.append(h)
+            if i == len(weights) - 1:
+                h = z
+                break
+            y = torch.empty_like(z)
+            y[0] = fn(z[0])
+            _chain(z, derivatives(z[0], y[0], layout.order), layout, y)
+            saved.append(z)
+            h = y
+        ctx.layout, ctx.act = layout, act
+        ctx.save_for_backward(*saved, *weights)
+        return h
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        layout, act = ctx.layout, ctx.act
+        _, derivatives = DERIVATIVES[act]
+        n = (len(ctx.saved_tensors) + 1) // 3  # layers: inputs (n), pre-activations (n - 1), weights (n)
+        saved, weights = ctx.saved_tensors[: 2 * n - 1], ctx.saved_tensors[2 * n - 1 :]
+        inputs, pre = saved[0::2], saved[1::2]
+        grads: list[Tensor] = []
+        g = grad  # [R, N, out]: the gradient of the last layer's output rows
+        for i in reversed(range(n)):
+            h, w = inputs[i], weights[i]
+            grads = [g.reshape(-1, g.shape[-1]).t() @ h.reshape(-1, h.shape[-1]), g[0].sum(0)] + grads
+            if i == 0:
+                break
+            g = torch.matmul(g, w)  # the gradient of layer i's input rows: the activation rows of layer i - 1
+            z = pre[i - 1]
+            g = _chain_backward(z, derivatives(z[0], h[0], layout.order + 1), layout, g)
+        gx = torch.matmul(g, weights[0]) if ctx.needs_input_grad[0] else None
+        return (gx, None, None, *grads)
+
+
+def fusable(net: nn.Module) -> bool:
+    """Whether :func:`fused_forward_jet` computes ``net``'s jet: a plain :class:`MLP` (not a subclass) of plain,
+    unparametrized ``nn.Linear`` layers with an activation of :data:`DERIVATIVES`."""
+    return type(net) is MLP and net.act_name in DERIVATIVES and all(
+        type(layer) is nn.Linear and layer.bias is not None and not parametrize.is_parametrized(layer) for layer in net.layers)
+
+
+def fused_forward_jet(net: MLP, x: Jet) -> Jet:
+    """``net.forward_jet(x)`` by :class:`FusedMLPJet` (the same jet to round-off); ``net`` must be :func:`fusable`."""
+    layout = RowLayout.of(x)
+    params = [p for layer in net.layers for p in (layer.weight, layer.bias)]
+    rows = FusedMLPJet.apply(stack_rows(x), layout, net.act_name, *params)
+    return unstack_rows(rows, layout, x)
