@@ -36,6 +36,12 @@ from .jet import Jet
 from .mlp import MLP
 
 
+def _tanh(z: Tensor, out: Tensor) -> Tensor:
+    """``tanh z = 2 sigmoid(2 z) - 1`` into ``out``: the same function to round-off, and on CPUs three to four times
+    faster than ``torch.tanh`` (measured here: 50 against 160 us on 50k floats)."""
+    return torch.sigmoid(z * 2, out=out).mul_(2).sub_(1)
+
+
 def _tanh_derivatives(z: Tensor, t: Tensor, count: int) -> list[Tensor]:
     """tanh's derivatives 1 .. ``count`` (at most 5) from its value ``t``, in the generic jet's operation order."""
     s = 1 - t * t
@@ -58,10 +64,11 @@ def _sin_derivatives(z: Tensor, s: Tensor, count: int) -> list[Tensor]:
 
 
 DERIVATIVES: dict[str, tuple[Callable[[Tensor], Tensor], Callable[[Tensor, Tensor, int], list[Tensor]]]] = {
-    "tanh": (torch.tanh, _tanh_derivatives),
-    "sin": (torch.sin, _sin_derivatives),
+    "tanh": (_tanh, _tanh_derivatives),
+    "sin": (lambda z, out: torch.sin(z, out=out), _sin_derivatives),
 }
-"""Activation name -> (the function, its derivatives ``(z, f(z), count) -> [f', f'', ...]``); up to the fifth."""
+"""Activation name -> (the function ``(z, out) -> out``, its derivatives ``(z, f(z), count) -> [f', f'', ...]``, up to
+the fifth)."""
 
 
 @dataclass(frozen=True)
@@ -115,17 +122,19 @@ def _chain(z: Tensor, f: Sequence[Tensor], layout: RowLayout, out: Tensor) -> No
     if order < 2:
         return
     x1, x2 = z[layout.block(1)], z[layout.block(2)]
-    f2 = f[1]
-    out[layout.block(2)] = f1 * x2 + f2 * x1 * x1
+    x1sq = x1 * x1
+    y = torch.mul(x2, f1, out=out[layout.block(2)])  # f1 x2 + f2 x1^2
+    y.addcmul_(f[1], x1sq)
     if order < 3:
         return
-    f3, x3 = f[2], z[layout.block(3)]
-    x1sq = x1 * x1
-    out[layout.block(3)] = f1 * x3 + 3 * f2 * x1 * x2 + f3 * x1sq * x1
+    x3 = z[layout.block(3)]
+    y = torch.mul(x3, f1, out=out[layout.block(3)])  # f1 x3 + 3 f2 x1 x2 + f3 x1^3
+    y.addcmul_(f[1], x1 * x2, value=3).addcmul_(f[2], x1sq * x1)
     if order < 4:
         return
-    f4, x4 = f[3], z[layout.block(4)]
-    out[layout.block(4)] = f1 * x4 + f2 * (4 * x1 * x3 + 3 * x2 * x2) + 6 * f3 * x1sq * x2 + f4 * x1sq * x1sq
+    y = torch.mul(z[layout.block(4)], f1, out=out[layout.block(4)])  # f1 x4 + f2 (4 x1 x3 + 3 x2^2) + 6 f3 x1^2 x2 + f4 x1^4
+    y.addcmul_(f[1], torch.mul(x1, x3).mul_(4).addcmul_(x2, x2, value=3))
+    y.addcmul_(f[2], x1sq * x2, value=6).addcmul_(f[3], x1sq * x1sq)
 
 
 def _chain_backward(z: Tensor, f: Sequence[Tensor], layout: RowLayout, grad: Tensor) -> Tensor:
@@ -134,34 +143,45 @@ def _chain_backward(z: Tensor, f: Sequence[Tensor], layout: RowLayout, grad: Ten
     d, order = layout.d, layout.order
     f1 = f[0]
     gz = torch.empty_like(z)
-    shifted = torch.empty_like(z)
-    _chain(z, f[1:], layout, shifted)  # d(row)/d(value): the row with every derivative moved up by one
-    gz[0] = f1 * grad[0] + (grad[1:] * shifted[1:]).sum(0)
+    _chain(z, f[1:], layout, gz)  # d(row)/d(value): each row with every derivative moved up by one
+    torch.addcmul(torch.mul(grad[1:], gz[1:]).sum(0), f1, grad[0], out=gz[0])
     torch.mul(grad[1 : 1 + d], f1, out=gz[1 : 1 + d])
     if order < 2:
         return gz
     b1, b2 = layout.block(1), layout.block(2)
-    x1, x2, g2 = z[b1], z[b2], grad[b2]
-    f2 = f[1]
-    gz2 = f1 * g2
-    gx1 = 2 * f2 * x1 * g2
-    if order >= 3:
-        b3 = layout.block(3)
-        x3, g3, f3 = z[b3], grad[b3], f[2]
-        gz2 = gz2 + 3 * f2 * x1 * g3
-        gz3 = f1 * g3
-        gx1 = gx1 + g3 * (3 * f2 * x2 + 3 * f3 * x1 * x1)
-        if order >= 4:
-            b4 = layout.block(4)
-            g4, f4 = grad[b4], f[3]
-            gz2 = gz2 + g4 * (6 * f2 * x2 + 6 * f3 * x1 * x1)
-            gz3 = gz3 + 4 * f2 * x1 * g4
-            gx1 = gx1 + g4 * (4 * f2 * x3 + 12 * f3 * x1 * x2 + 4 * f4 * x1 * x1 * x1)
-            gz[b4] = f1 * g4
-        gz[b3] = gz3
-    gz[b2] = gz2
-    gz[b1] += gx1
+    x1, g2, f2 = z[b1], grad[b2], f[1]
+    gz1 = gz[b1]
+    gz1.addcmul_(f2 * x1, g2, value=2)  # d(f2 x1^2)/dx1
+    gz2 = torch.mul(g2, f1, out=gz[b2])
+    if order < 3:
+        return gz
+    b3 = layout.block(3)
+    x2, g3, f3 = z[b2], grad[b3], f[2]
+    gz2.addcmul_(f2 * x1, g3, value=3)  # d(3 f2 x1 x2 + f3 x1^3)/dx2, /dx1
+    gz1.addcmul_(g3, torch.mul(f2, x2).addcmul_(f3, x1 * x1), value=3)
+    gz3 = torch.mul(g3, f1, out=gz[b3])
+    if order < 4:
+        return gz
+    b4 = layout.block(4)
+    x3, g4, f4 = z[b3], grad[b4], f[3]
+    x1sq = x1 * x1
+    gz3.addcmul_(f2 * x1, g4, value=4)  # d(f2 (4 x1 x3 + 3 x2^2) + 6 f3 x1^2 x2 + f4 x1^4)/dx3, /dx2, /dx1
+    gz2.addcmul_(g4, torch.mul(f2, x2).addcmul_(f3, x1sq), value=6)
+    gz1.addcmul_(g4, torch.mul(f2, x3).addcmul_(f3, x1 * x2, value=3).addcmul_(f4, x1sq * x1), value=4)
+    torch.mul(g4, f1, out=gz[b4])
     return gz
+
+
+def _weight_gradient(g: Tensor, h: Tensor) -> Tensor:
+    """``sum over rows and points of g^T h`` ``[out, in]`` from ``g`` ``[R, N, out]`` and ``h`` ``[R, N, in]``: one matmul,
+    its long dimension inside (a narrow ``in`` or ``out`` leads: MKL is several times slower with it outside)."""
+    g2, h2 = g.reshape(-1, g.shape[-1]), h.reshape(-1, h.shape[-1])
+    return (h2.t() @ g2).t() if h2.shape[1] < g2.shape[1] else g2.t() @ h2
+
+
+def _input_gradient(g: Tensor, w: Tensor) -> Tensor:
+    """``g W`` ``[R, N, in]``; a single output is a broadcast product (an outer product is slow as a matmul)."""
+    return g * w[0] if w.shape[0] == 1 else torch.matmul(g, w)
 
 
 class FusedMLPJet(torch.autograd.Function):
@@ -182,7 +202,7 @@ class FusedMLPJet(torch.autograd.Function):
                 h = z
                 break
             y = torch.empty_like(z)
-            y[0] = fn(z[0])
+            fn(z[0], out=y[0])
             _chain(z, derivatives(z[0], y[0], layout.order), layout, y)
             saved.append(z)
             h = y
@@ -201,13 +221,13 @@ class FusedMLPJet(torch.autograd.Function):
         g = grad  # [R, N, out]: the gradient of the last layer's output rows
         for i in reversed(range(n)):
             h, w = inputs[i], weights[i]
-            grads = [g.reshape(-1, g.shape[-1]).t() @ h.reshape(-1, h.shape[-1]), g[0].sum(0)] + grads
+            grads = [_weight_gradient(g, h), g[0].sum(0)] + grads
             if i == 0:
                 break
-            g = torch.matmul(g, w)  # the gradient of layer i's input rows: the activation rows of layer i - 1
+            g = _input_gradient(g, w)  # the gradient of layer i's input rows: the activation rows of layer i - 1
             z = pre[i - 1]
             g = _chain_backward(z, derivatives(z[0], h[0], layout.order + 1), layout, g)
-        gx = torch.matmul(g, weights[0]) if ctx.needs_input_grad[0] else None
+        gx = _input_gradient(g, weights[0]) if ctx.needs_input_grad[0] else None
         return (gx, None, None, *grads)
 
 
