@@ -238,9 +238,13 @@ def fusable(net: nn.Module) -> bool:
         type(layer) is nn.Linear and layer.bias is not None and not parametrize.is_parametrized(layer) for layer in net.layers)
 
 
+def fused_forward_rows(net: MLP, rows: Tensor, layout: RowLayout) -> Tensor:
+    """The output rows ``[R, N, out]`` of ``net`` (:func:`fusable`) from its input rows ``[R, N, in]``."""
+    params = [p for layer in net.layers for p in (layer.weight, layer.bias)]
+    return FusedMLPJet.apply(rows, layout, net.act_name, *params)
+
+
 def fused_forward_jet(net: MLP, x: Jet) -> Jet:
     """``net.forward_jet(x)`` by :class:`FusedMLPJet` (the same jet to round-off); ``net`` must be :func:`fusable`."""
     layout = RowLayout.of(x)
-    params = [p for layer in net.layers for p in (layer.weight, layer.bias)]
-    rows = FusedMLPJet.apply(stack_rows(x), layout, net.act_name, *params)
-    return unstack_rows(rows, layout, x)
+    return unstack_rows(fused_forward_rows(net, stack_rows(x), layout), layout, x)

@@ -22,7 +22,7 @@ from ..distributed import Ranks
 from ..grid import Grid
 from ..nn import sparsity
 from ..nn.features import CoordinateFeatures, FourierFeatures
-from ..nn.fused_mlp import fusable, fused_forward_jet
+from ..nn.fused_mlp import RowLayout, fusable, fused_forward_rows, stack_rows, unstack_rows
 from ..nn.hard import HardConstraint
 from ..nn.jet import MAX_ORDER, Jet, JetDerivatives
 from ..nn.jet_blocks import JetBlock, JetCarry
@@ -102,17 +102,32 @@ class PINNModel(nn.Module):
     def _solution_of(self, window: int) -> Callable[[list[Jet]], Jet]:
         return lambda cols: self.window_jet(window, cols)
 
-    def window_jet(self, window: int, cols: list[Jet], frame: list | None = None) -> Jet:
-        """The fields' jet of one time window's network (and its exact transform) at coordinate jets ``cols``."""
-        net, x = self.network(window), self.features.jet(cols)
-        out = fused_forward_jet(net, x) if self.fused else net.forward_jet(x)
+    def window_jet(self, window: int, cols: list[Jet], frame: list | None = None, inputs: Tensor | None = None) -> Jet:
+        """The fields' jet of one time window's network (and its exact transform) at coordinate jets ``cols``;
+        ``inputs``: :meth:`inputs` there, if kept (the fused pass only)."""
+        net = self.network(window)
+        if self.fused:
+            layout = RowLayout.of(cols[0])
+            rows = stack_rows(self.features.jet(cols)) if inputs is None else inputs
+            out = unstack_rows(fused_forward_rows(net, rows, layout), layout, cols[0])
+        else:
+            out = net.forward_jet(self.features.jet(cols))
         hard = self.hards[window]
         return hard(cols, out, frame) if hard is not None and hard.active else out
 
-    def jet(self, coords: Tensor, order: int = 2, frame: list | None = None) -> Jet:
+    def jet(self, coords: Tensor, order: int = 2, frame: list | None = None, inputs: Tensor | None = None) -> Jet:
         """The fields' jet at ``coords`` (of the window being trained); ``frame``: the exact transform's
-        :meth:`HardConstraint.frame` there, if kept."""
-        return self.window_jet(self.active, Jet.variables(coords, order, self.hess), frame)
+        :meth:`HardConstraint.frame` there, ``inputs``: :meth:`inputs` there, if kept."""
+        return self.window_jet(self.active, Jet.variables(coords, order, self.hess), frame, inputs)
+
+    def inputs(self, coords: Tensor, order: int = 2) -> Tensor | None:
+        """The networks' input rows ``[R, N, features]`` at ``coords`` for the fused pass (the coordinate features' jet
+        stacked, :func:`~pdesolve.nn.fused_mlp.stack_rows`); they have no parameters, so a solver with fixed points
+        computes them once. None on the generic path."""
+        if not self.fused:
+            return None
+        with torch.no_grad():
+            return stack_rows(self.features.jet(Jet.variables(coords, order, self.hess)))
 
     def frame(self, coords: Tensor, order: int = 2) -> list | None:
         """The exact transform's parameter-free part at ``coords`` (None without one)."""
@@ -319,6 +334,7 @@ class PINNTask(JetBlockTask):
         self._interior_pts = pts
         self._chunk_of: Tensor | None = None
         self._kept: tuple[Tensor, list[slice], list | None] | None = None
+        self._inputs: Tensor | None = None  # the fused pass's input rows at the points of _points()
 
     def _points(self) -> tuple[Tensor, list[slice], list | None]:
         """All points of one loss pass, the slice of each group, and the exact transform's frame there."""
@@ -332,7 +348,9 @@ class PINNTask(JetBlockTask):
     def loss_terms(self) -> Tensor:
         """Mean squares of the residual and of each soft condition, ``[terms]``, from one jet pass over all points."""
         pts, _, frame = self._points()
-        return self.terms_of(self.model.jet(pts, self.order, frame))
+        if self._inputs is None:
+            self._inputs = self.model.inputs(pts, self.order)
+        return self.terms_of(self.model.jet(pts, self.order, frame, self._inputs if self.model.fused else None))
 
     def term_values(self, out: Jet) -> list[Tensor]:
         """Each loss term's values per point: the residual ``[N, channels]``, then each soft condition's violations."""
