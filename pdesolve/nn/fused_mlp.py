@@ -42,33 +42,40 @@ def _tanh(z: Tensor, out: Tensor) -> Tensor:
     return torch.sigmoid(z * 2, out=out).mul_(2).sub_(1)
 
 
-def _tanh_derivatives(z: Tensor, t: Tensor, count: int) -> list[Tensor]:
-    """tanh's derivatives 1 .. ``count`` (at most 5) from its value ``t``, in the generic jet's operation order."""
-    s = 1 - t * t
-    out = [s, -2 * t * s]
-    if count >= 3:
-        out.append(-2 * s * (1 - 3 * t * t))
-    if count >= 4:
-        out.append(8 * t * s * (2 - 3 * t * t))
-    if count >= 5:
-        t2 = t * t
-        out.append(8 * s * (15 * t2 * t2 - 15 * t2 + 2))
-    return out[:count]
+def _tanh_derivatives(z: Tensor, t: Tensor, count: int, known: Sequence[Tensor] = ()) -> list[Tensor]:
+    """tanh's derivatives 1 .. ``count`` (at most 5) from its value ``t``, extending ``known`` (the first few).
+
+    With ``s = 1 - t^2``, the first to fifth derivatives are ``s``, ``-2 t s``, ``s (4 - 6 s)``, ``f2 (4 - 12 s)`` and
+    ``8 s (2 - 15 s (1 - s))`` (the usual polynomials in ``t`` with ``t^2 = 1 - s``).
+    """
+    f = list(known)
+    if not f:
+        f.append(1 - t * t)
+    s = f[0]
+    if count >= 2 and len(f) < 2:
+        f.append(-2 * t * s)
+    if count >= 3 and len(f) < 3:
+        f.append(s * (4 - 6 * s))
+    if count >= 4 and len(f) < 4:
+        f.append(f[1] * (4 - 12 * s))
+    if count >= 5 and len(f) < 5:
+        f.append(8 * s * (2 - 15 * s * (1 - s)))
+    return f[:count]
 
 
-def _sin_derivatives(z: Tensor, s: Tensor, count: int) -> list[Tensor]:
-    """sin's derivatives 1 .. ``count``: cos, -sin, -cos, sin, cos."""
+def _sin_derivatives(z: Tensor, s: Tensor, count: int, known: Sequence[Tensor] = ()) -> list[Tensor]:
+    """sin's derivatives 1 .. ``count``: cos, -sin, -cos, sin, cos (``known`` is not needed: one cosine)."""
     c = torch.cos(z)
     cycle = [c, -s, -c, s]
     return [cycle[i % 4] for i in range(count)]
 
 
-DERIVATIVES: dict[str, tuple[Callable[[Tensor], Tensor], Callable[[Tensor, Tensor, int], list[Tensor]]]] = {
+DERIVATIVES: dict[str, tuple[Callable[[Tensor, Tensor], Tensor], Callable[..., list[Tensor]]]] = {
     "tanh": (_tanh, _tanh_derivatives),
     "sin": (lambda z, out: torch.sin(z, out=out), _sin_derivatives),
 }
-"""Activation name -> (the function ``(z, out) -> out``, its derivatives ``(z, f(z), count) -> [f', f'', ...]``, up to
-the fifth)."""
+"""Activation name -> (the function ``(z, out) -> out``, its derivatives ``(z, f(z), count, known) -> [f1, f2, ...]``,
+up to the fifth, extending the ``known`` first ones)."""
 
 
 @dataclass(frozen=True)
@@ -192,31 +199,35 @@ class FusedMLPJet(torch.autograd.Function):
     def forward(ctx, x: Tensor, layout: RowLayout, act: str, *params: Tensor) -> Tensor:  # type: ignore[override]
         fn, derivatives = DERIVATIVES[act]
         weights, biases = params[0::2], params[1::2]
-        saved = []
+        inputs, pre, kept = [], [], []
         h = x
         for i, (w, b) in enumerate(zip(weights, biases)):
             z = torch.matmul(h, w.t())
-            z[0] += b
-            saved.append(h)
+            z[0].add_(b)
+            inputs.append(h)
             if i == len(weights) - 1:
                 h = z
                 break
             y = torch.empty_like(z)
             fn(z[0], out=y[0])
-            _chain(z, derivatives(z[0], y[0], layout.order), layout, y)
-            saved.append(z)
+            f = derivatives(z[0], y[0], layout.order)
+            _chain(z, f, layout, y)
+            pre.append(z)
+            kept.append(f)  # the backward extends them by one order
             h = y
-        ctx.layout, ctx.act = layout, act
-        ctx.save_for_backward(*saved, *weights)
+        ctx.layout, ctx.act, ctx.orders = layout, act, [len(f) for f in kept]
+        ctx.save_for_backward(*inputs, *pre, *weights, *[d for f in kept for d in f])
         return h
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         layout, act = ctx.layout, ctx.act
         _, derivatives = DERIVATIVES[act]
-        n = (len(ctx.saved_tensors) + 1) // 3  # layers: inputs (n), pre-activations (n - 1), weights (n)
-        saved, weights = ctx.saved_tensors[: 2 * n - 1], ctx.saved_tensors[2 * n - 1 :]
-        inputs, pre = saved[0::2], saved[1::2]
+        saved, n = ctx.saved_tensors, len(ctx.orders) + 1  # layers
+        inputs, pre, weights = saved[:n], saved[n : 2 * n - 1], saved[2 * n - 1 : 3 * n - 1]
+        flat = saved[3 * n - 1 :]
+        ends = [sum(ctx.orders[: j + 1]) for j in range(n - 1)]
+        kept = [flat[e - m : e] for e, m in zip(ends, ctx.orders)]
         grads: list[Tensor] = []
         g = grad  # [R, N, out]: the gradient of the last layer's output rows
         for i in reversed(range(n)):
@@ -226,7 +237,7 @@ class FusedMLPJet(torch.autograd.Function):
                 break
             g = _input_gradient(g, w)  # the gradient of layer i's input rows: the activation rows of layer i - 1
             z = pre[i - 1]
-            g = _chain_backward(z, derivatives(z[0], h[0], layout.order + 1), layout, g)
+            g = _chain_backward(z, derivatives(z[0], h[0], layout.order + 1, kept[i - 1]), layout, g)
         gx = _input_gradient(g, weights[0]) if ctx.needs_input_grad[0] else None
         return (gx, None, None, *grads)
 
