@@ -107,3 +107,12 @@ def test_networks_it_does_not_cover_keep_the_generic_path(overrides):
 def test_plain_mlp_default_is_fused():
     solver, _ = _task("burgers.yaml", "float32")
     assert solver.model.fused and fusable(solver.model.net)
+
+
+def test_a_second_derivative_through_the_pass_is_refused():
+    net = MLP(3, 1, 5, 2).double()
+    x = _input_jet(2, torch.float64, n=4)
+    rows = stack_rows(x).detach().requires_grad_(True)
+    out = FusedMLPJet.apply(rows, RowLayout.of(x), "tanh", *net.parameters())
+    with pytest.raises(RuntimeError, match="differentiable once"):
+        torch.autograd.grad(out.sum(), rows, create_graph=True)

@@ -221,6 +221,9 @@ class FusedMLPJet(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        if torch.is_grad_enabled() and not torch.compiler.is_compiling():
+            raise RuntimeError("the fused MLP jet pass is differentiable once (its backward is written out): a second "
+                               "derivative through it (create_graph=True) needs the generic jets (PINNModel.fused = False)")
         layout, act = ctx.layout, ctx.act
         _, derivatives = DERIVATIVES[act]
         saved, n = ctx.saved_tensors, len(ctx.orders) + 1  # layers

@@ -106,7 +106,7 @@ class PINNModel(nn.Module):
         """The fields' jet of one time window's network (and its exact transform) at coordinate jets ``cols``;
         ``inputs``: :meth:`inputs` there, if kept (the fused pass only)."""
         net = self.network(window)
-        if self.fused:
+        if self.fused and not cols[0].v.requires_grad:  # coordinates that need gradients (nested autograd): generic jets
             layout = RowLayout.of(cols[0])
             rows = stack_rows(self.features.jet(cols)) if inputs is None else inputs
             out = unstack_rows(fused_forward_rows(net, rows, layout), layout, cols[0])
