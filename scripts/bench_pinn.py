@@ -18,6 +18,10 @@ from __future__ import annotations
 
 import argparse
 import os
+
+# one thread throughout: torch.compile's C++ kernels otherwise open an OpenMP team per core, which on a shared
+# machine made the compiled step 5x slower than the eager one (measured); set before torch starts its pool
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 import platform
 import time
 from pathlib import Path
