@@ -343,13 +343,12 @@ class PINNTask(JetBlockTask):
             pts = torch.cat(groups) if len(groups) > 1 else self.interior
             ends = np.cumsum([len(g) for g in groups]).tolist()
             self._kept = (pts, [slice(a, b) for a, b in zip([0] + ends[:-1], ends)], self.model.frame(pts, self.order))
+            self._inputs = self.model.inputs(pts, self.order)
         return self._kept
 
     def loss_terms(self) -> Tensor:
         """Mean squares of the residual and of each soft condition, ``[terms]``, from one jet pass over all points."""
         pts, _, frame = self._points()
-        if self._inputs is None:
-            self._inputs = self.model.inputs(pts, self.order)
         return self.terms_of(self.model.jet(pts, self.order, frame, self._inputs if self.model.fused else None))
 
     def term_values(self, out: Jet) -> list[Tensor]:
