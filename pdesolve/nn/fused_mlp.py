@@ -9,7 +9,7 @@ Here the whole network is one :class:`torch.autograd.Function`. The jet rows sta
 (row 0 the value, rows ``1 .. d`` the gradient, then one block of ``k`` rows per higher order along the ``hess``
 axes, the :meth:`Jet.rows` order), so each layer is one matmul over all rows; the activation's derivatives come
 from its value by closed identities (tanh: ``t' = 1 - t^2``, ``t'' = -2 t t'``, ...) and only up to the jet's
-order; the forward keeps each layer's input rows and pre-activation rows, nothing else, and the backward is
+order; the forward keeps each layer's input rows, pre-activation rows and activation derivatives ``[N, width]``, and the backward is
 written out (Faa di Bruno's formula differentiated by hand, Griewank and Walther, "Evaluating Derivatives",
 ch. 13): per layer, three matmuls (weight gradient, bias gradient as a row sum, input rows) and a dozen
 elementwise kernels over ``[rows, N, width]``.
