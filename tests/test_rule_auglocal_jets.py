@@ -63,9 +63,13 @@ def test_jet_blocks_compose_to_the_model_jet_and_loss_of_is_the_loss(overrides):
     out = compose_jets(list(task.jet_blocks()), task.jet_input())
     pts, _, frame = task._points()
     own = task.model.jet(pts, task.order, frame)
+    for a, b in zip(out.rows(), own.rows()):  # the model's own jet is the fused pass (nn/fused_mlp.py): equal to round-off
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    task.model.fused = False
+    own = task.model.jet(pts, task.order, frame)  # the generic pass: the same operations as the blocks
     assert torch.equal(out.v, own.v) and torch.equal(out.g, own.g) and torch.equal(out.h, own.h)
     value, named = task.loss_of(out)
-    torch.testing.assert_close(value, loss, rtol=1e-6, atol=0)  # measured: bit-identical
+    torch.testing.assert_close(value, loss, rtol=1e-6, atol=0)  # the loss runs the fused pass: equal to round-off
     assert named.keys() == terms.keys() and len(terms) == (1 if not overrides else 4)  # soft: residual, initial, two walls
     kinds = [type(b).__name__ for b in task.jet_blocks()]
     assert kinds == ["FeatureLayer", "JetLayer", "JetLayer", "JetLayer"] + (["HardTransform"] if not overrides else [])
@@ -89,6 +93,7 @@ def test_lowers_the_residual_and_the_error_against_the_exact_solution():
 
 def test_holds_less_activation_memory_than_backprop():
     adam, task = _heat(256), _heat(256)
+    adam.model.fused = False  # backprop through the same generic jet layers that the blocks run (the fused pass keeps less)
     backprop_rule = make_optimizer("adam", {"lr": 1e-3}, 2)
     rule = make_optimizer("auglocal_jets", {"lr": 1e-3}, 2)
     backprop_rule.bind(adam)

@@ -24,6 +24,7 @@ from ..grid import Grid
 from ..metrics import outside_as_nan, region_mask
 from ..nn import sparsity
 from ..nn.features import CoordinateFeatures, FourierFeatures
+from ..nn.fused_mlp import RowLayout, fusable, fused_forward_rows, stack_rows, unstack_rows
 from ..nn.hard import HardConstraint
 from ..nn.jet import MAX_ORDER, Jet, JetDerivatives
 from ..nn.jet_blocks import JetBlock, JetCarry
@@ -83,6 +84,8 @@ class PINNModel(nn.Module):
         self.bounds = edges(*problem.domain.time, windows) if marching is not None and problem.domain.time is not None else []
         self.hards = [self.hard] if marching is None or self.hard is None else \
             window_constraints(self.hard, self.bounds, self._solution_of, self.names)
+        # a plain MLP's jet pass runs as one autograd Function with a hand-written backward (nn/fused_mlp.py)
+        self.fused = all(fusable(net) for net in nets) and not self.mixed  # the fused rows carry no mixed derivatives
 
     def _network(self, problem: Problem, options: PINNOptions) -> nn.Module:
         net = PINN_NETWORKS[options.network](self.features.size, len(problem.equation.fields), options.width, options.depth,
@@ -105,13 +108,20 @@ class PINNModel(nn.Module):
     def _solution_of(self, window: int) -> Callable[[list[Jet]], Jet]:
         return lambda cols: self.window_jet(window, cols)
 
-    def window_jet(self, window: int, cols: list[Jet], frame: list | None = None) -> Jet:
-        """The fields' jet of one time window's network (and its exact transform) at coordinate jets ``cols``.
+    def window_jet(self, window: int, cols: list[Jet], frame: list | None = None, inputs: Tensor | None = None) -> Jet:
+        """The fields' jet of one time window's network (and its exact transform) at coordinate jets ``cols``;
+        ``inputs``: :meth:`inputs` there, if kept (the fused pass only).
 
         With time marching, a window's network reads its window stretched onto the whole time interval (as if it
         were the only window): a short window would otherwise be a sliver of the network's input range, across
         which the solution would need steep weights to change as much as it does."""
-        out = self.network(window).forward_jet(self.features.jet(self.window_inputs(window, cols)))
+        net = self.network(window)
+        if self.fused and not cols[0].v.requires_grad:  # coordinates that need gradients (nested autograd): generic jets
+            layout = RowLayout.of(cols[0])
+            rows = stack_rows(self.features.jet(self.window_inputs(window, cols))) if inputs is None else inputs
+            out = unstack_rows(fused_forward_rows(net, rows, layout), layout, cols[0])
+        else:
+            out = net.forward_jet(self.features.jet(self.window_inputs(window, cols)))
         hard = self.hards[window]
         return hard(cols, out, frame) if hard is not None and hard.active else out
 
@@ -122,10 +132,19 @@ class PINNModel(nn.Module):
         (t0, t1), lo, hi = (self.bounds[0], self.bounds[-1]), self.bounds[window], self.bounds[window + 1]
         return [(cols[0] - lo) * ((t1 - t0) / (hi - lo)) + t0, *cols[1:]]
 
-    def jet(self, coords: Tensor, order: int = 2, frame: list | None = None) -> Jet:
+    def jet(self, coords: Tensor, order: int = 2, frame: list | None = None, inputs: Tensor | None = None) -> Jet:
         """The fields' jet at ``coords`` (of the window being trained); ``frame``: the exact transform's
-        :meth:`HardConstraint.frame` there, if kept."""
-        return self.window_jet(self.active, Jet.variables(coords, order, self.hess, self.mixed), frame)
+        :meth:`HardConstraint.frame` there, ``inputs``: :meth:`inputs` there, if kept."""
+        return self.window_jet(self.active, Jet.variables(coords, order, self.hess, self.mixed), frame, inputs)
+
+    def inputs(self, coords: Tensor, order: int = 2) -> Tensor | None:
+        """The active window's network input rows ``[R, N, features]`` at ``coords`` for the fused pass (the coordinate
+        features' jet stacked, :func:`~pdesolve.nn.fused_mlp.stack_rows`); they have no parameters, so a solver with
+        fixed points computes them once. None on the generic path."""
+        if not self.fused:
+            return None
+        with torch.no_grad():
+            return stack_rows(self.features.jet(self.window_inputs(self.active, Jet.variables(coords, order, self.hess))))
 
     def frame(self, coords: Tensor, order: int = 2) -> list | None:
         """The exact transform's parameter-free part at ``coords`` (None without one)."""
@@ -348,6 +367,7 @@ class PINNTask(JetBlockTask):
         self._interior_pts = pts
         self._chunk_of: Tensor | None = None
         self._kept: tuple[Tensor, list[slice], list | None] | None = None
+        self._inputs: Tensor | None = None  # the fused pass's input rows at the points of _points()
 
     def _points(self) -> tuple[Tensor, list[slice], list | None]:
         """All points of one loss pass, the slice of each group, and the exact transform's frame there."""
@@ -356,12 +376,13 @@ class PINNTask(JetBlockTask):
             pts = torch.cat(groups) if len(groups) > 1 else self.interior
             ends = np.cumsum([len(g) for g in groups]).tolist()
             self._kept = (pts, [slice(a, b) for a, b in zip([0] + ends[:-1], ends)], self.model.frame(pts, self.order))
+            self._inputs = self.model.inputs(pts, self.order)
         return self._kept
 
     def loss_terms(self) -> Tensor:
         """Mean squares of the residual and of each soft condition, ``[terms]``, from one jet pass over all points."""
         pts, _, frame = self._points()
-        return self.terms_of(self.model.jet(pts, self.order, frame))
+        return self.terms_of(self.model.jet(pts, self.order, frame, self._inputs if self.model.fused else None))
 
     def term_values(self, out: Jet) -> list[Tensor]:
         """Each loss term's values per point: the residual ``[N, channels]``, then each soft condition's violations."""
