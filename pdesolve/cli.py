@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 import traceback
+import warnings
 
 from . import __version__
 from .errors import UserError
@@ -43,7 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: object = None,
+                  line: str | None = None) -> None:
+    """A warning on the command line is a note for the user (what pdesolve chose for them), not a source location."""
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
+    warnings.showwarning = _show_warning
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.command:
