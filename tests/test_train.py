@@ -83,3 +83,38 @@ def test_a_loss_that_is_not_finite_before_any_update_blames_the_inputs_not_the_l
     result = train(_NaNFromTheStart(), make_optimizer("adam", {}, 5), TrainSettings(steps=5, quiet=True))
     assert result.status.kind == "diverged" and result.status.step == 0
     assert "before any update: an input" in result.status.message and "learning rate is not the cause" in result.status.message
+
+
+class _Quadratic(Task):
+    """An ill-conditioned quadratic in 6 parameters: L-BFGS's own playground, counting its loss evaluations."""
+
+    owner = "quadratic"
+
+    def __init__(self):
+        self.model = torch.nn.Linear(6, 1, bias=False).double()
+        torch.nn.init.ones_(self.model.weight)
+        self.scales = torch.logspace(0, 3, 6, dtype=torch.float64)
+        self.evaluations = 0
+
+    def loss(self):
+        self.evaluations += 1
+        w = self.model.weight[0]
+        return (self.scales * (w - 0.5) ** 2).sum() + (w[0] * w[1]) ** 2, {}
+
+    def evaluate(self):
+        return {}
+
+
+def test_lbfgs_iterations_per_step_follow_the_same_path_with_fewer_loss_evaluations():
+    """k iterations in one step are k steps of one iteration (torch's L-BFGS keeps its history between calls), minus the
+    evaluation each call makes at its start, where the last line search already evaluated."""
+    runs = {}
+    for k, steps in ((1, 6), (6, 1)):
+        task = _Quadratic()
+        rule = make_optimizer("lbfgs", {"iterations": k}, steps)
+        rule.bind(task)
+        for s in range(steps):
+            rule.step(s, task)
+        runs[k] = (task.model.weight.detach().clone(), task.evaluations)
+    torch.testing.assert_close(runs[6][0], runs[1][0], rtol=1e-12, atol=1e-12)
+    assert runs[6][1] <= runs[1][1] - 5

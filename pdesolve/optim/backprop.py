@@ -30,6 +30,8 @@ class LBFGSOptions(BaseModel):
     history_size: int = Field(50, gt=0)
     line_search: Literal["strong_wolfe", "none"] = "strong_wolfe"
     max_evals: int = Field(25, gt=1, description="loss evaluations allowed per iteration (line search)")
+    iterations: int = Field(1, ge=1, description="L-BFGS iterations per training step: each step evaluates the loss once "
+                                                 "at its start, so k iterations per step save up to k - 1 evaluations")
     tolerance_grad: float = Field(1e-9, ge=0)
     tolerance_change: float = Field(1e-12, ge=0)
 
@@ -108,7 +110,9 @@ class AdamW(_TorchRule):
 
 
 class LBFGS(_TorchRule):
-    """One L-BFGS iteration per training step (its line search may evaluate the loss a few times)."""
+    """``iterations`` L-BFGS iterations per training step (default one; each line search may evaluate the loss a few
+    times). torch's L-BFGS evaluates the loss at the start of every call, where the last line search already did: a
+    training step of several iterations shares that evaluation (DeepXDE runs its L-BFGS in calls of many iterations)."""
 
     name = "lbfgs"
 
@@ -117,10 +121,10 @@ class LBFGS(_TorchRule):
         self.opt = torch.optim.LBFGS(
             task.model.parameters(),
             lr=o.lr,
-            max_iter=1,
+            max_iter=o.iterations,
             # torch caps the line search at max_eval - 1 evaluations; its default (1 for max_iter=1) would
             # leave no room to shrink a rejected step and stall the run
-            max_eval=o.max_evals,
+            max_eval=o.max_evals * o.iterations,
             history_size=o.history_size,
             tolerance_grad=o.tolerance_grad,
             tolerance_change=o.tolerance_change,
