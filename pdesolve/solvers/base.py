@@ -44,6 +44,7 @@ class Solver(abc.ABC):
     name: ClassVar[str]
     Options: ClassVar[type[BaseModel]]
     parametric: ClassVar[bool] = False  # solves a parametric family (Problem.ranges) as a whole: docs/hypernetworks.md
+    learns_coefficients: ClassVar[bool] = False  # learns unknown coefficients from observations (Problem.unknowns): docs/inverse.md
     model: nn.Module
 
     def __init__(self, problem: Problem, options: BaseModel, device: torch.device, dtype: torch.dtype = torch.float32, *,
@@ -52,6 +53,9 @@ class Solver(abc.ABC):
         if problem.is_family and not self.parametric:
             problems.append(f"it takes one value per parameter, and {sorted(problem.ranges)} span ranges (a parametric family: "
                             "solve it with a parametric solver, hyper_pinn)")
+        if (problem.unknowns or problem.observations is not None) and not self.learns_coefficients:
+            problems.append(f"it cannot learn coefficients from observations, and {sorted(problem.unknowns) or 'the data'} are "
+                            "given (an inverse problem: solve it with pinn)")
         if problems:
             raise SolverMismatch(f"solver {self.name!r} cannot solve problem {problem.name!r}: " + "; ".join(problems))
         self.problem, self.options, self.device, self.dtype = problem, options, device, dtype
