@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 
 from .config_messages import unknown_name, validation_errors
 from .equations import EQUATIONS, get_equation
@@ -67,6 +67,18 @@ class UnknownSpec(_Strict):
     true_value: Number | None = Field(None, description="the value that made the data, when known: references use it and "
                                       "metrics report the recovered value's error (a bare `true:` key, which YAML reads as a "
                                       "boolean, is taken as this key)")
+
+
+def _parameter_kind(value: Any) -> str:
+    """Which form a ``params`` entry takes: a value, a range (a parametric family) or an unknown (an inverse problem)."""
+    if isinstance(value, dict):
+        return "UnknownSpec" if "unknown" in value else "RangeSpec"
+    return {RangeSpec: "RangeSpec", UnknownSpec: "UnknownSpec"}.get(type(value), "float | str")
+
+
+# a tagged union: a mistake in one form is reported for that form only (the tags name the classes, which the messages drop)
+ParameterSpec = Annotated[Annotated[Number, Tag("float | str")] | Annotated[RangeSpec, Tag("RangeSpec")]
+                          | Annotated[UnknownSpec, Tag("UnknownSpec")], Discriminator(_parameter_kind)]
 
 
 class DataSpec(_Strict):
@@ -138,7 +150,7 @@ class ProblemFile(RunSettingsFile):
     name: Annotated[str, AfterValidator(check_run_name)]
     description: str = ""
     equation: str
-    params: dict[str, Number | RangeSpec | UnknownSpec] = {}
+    params: dict[str, ParameterSpec] = {}
     data: DataSpec | None = None
     domain: dict[str, tuple[Number, Number] | AxisSpec]
     initial: dict[str, Number] | None = None
@@ -273,9 +285,9 @@ def resolve_paths(raw: dict[str, Any], folder: Path) -> dict[str, Any]:
 
     out = raw
     params = raw.get("params")
-    if isinstance(params, dict) and any(isinstance(v, dict) and True in v for v in params.values()):
+    if isinstance(params, dict) and any(isinstance(v, dict) and (True in v or "true" in v) for v in params.values()):
         out = copy.deepcopy(raw)  # YAML 1.1 reads the key `true:` as the boolean True
-        out["params"] = {k: ({("true_value" if key is True else key): x for key, x in v.items()} if isinstance(v, dict) else v)
+        out["params"] = {k: ({("true_value" if key in (True, "true") else key): x for key, x in v.items()} if isinstance(v, dict) else v)
                          for k, v in params.items()}
     data = raw.get("data")
     if isinstance(data, dict) and "file" in data:
