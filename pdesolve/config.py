@@ -69,6 +69,9 @@ class UnknownSpec(_Strict):
                                       "boolean, is taken as this key)")
 
 
+UNKNOWN_KEYS = ("initial", "minimum", "maximum", "true_value")  # UnknownSpec's numbers, in Unknown's field order
+
+
 def _parameter_kind(value: Any) -> str:
     """Which form a ``params`` entry takes: a value, a range (a parametric family) or an unknown (an inverse problem)."""
     if isinstance(value, dict):
@@ -416,7 +419,7 @@ def _problem(spec: ProblemFile, errors: _Errors) -> tuple[Problem | None, tuple[
         equation = get_equation(spec.equation)
     params = {k: errors.number(v, f"params.{k}") for k, v in spec.params.items() if not isinstance(v, (RangeSpec, UnknownSpec))}
     unknowns = {k: Unknown(*(None if x is None else errors.number(x, f"params.{k}.{n}")
-                             for n, x in (("initial", v.initial), ("minimum", v.minimum), ("maximum", v.maximum), ("true_value", v.true_value))))
+                             for n, x in zip(UNKNOWN_KEYS, (v.initial, v.minimum, v.maximum, v.true_value))))
                 for k, v in spec.params.items() if isinstance(v, UnknownSpec)}
     ranges = {k: ParameterRange(errors.number(v.range[0], f"params.{k}.range[0]"), errors.number(v.range[1], f"params.{k}.range[1]"),
                                 v.scale) for k, v in spec.params.items() if isinstance(v, RangeSpec)}
