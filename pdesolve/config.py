@@ -67,6 +67,8 @@ class UnknownSpec(_Strict):
     true_value: Number | None = Field(None, description="the value that made the data, when known: references use it and "
                                       "metrics report the recovered value's error (a bare `true:` key, which YAML reads as a "
                                       "boolean, is taken as this key)")
+    scale: Literal["linear", "log"] | None = Field(None, description="log: learned through its logarithm (positive values); "
+                                                   "default: log where the equation requires the coefficient >= 0")
 
 
 UNKNOWN_KEYS = ("initial", "minimum", "maximum", "true_value")  # UnknownSpec's numbers, in Unknown's field order
@@ -419,7 +421,7 @@ def _problem(spec: ProblemFile, errors: _Errors) -> tuple[Problem | None, tuple[
         equation = get_equation(spec.equation)
     params = {k: errors.number(v, f"params.{k}") for k, v in spec.params.items() if not isinstance(v, (RangeSpec, UnknownSpec))}
     unknowns = {k: Unknown(*(None if x is None else errors.number(x, f"params.{k}.{n}")
-                             for n, x in zip(UNKNOWN_KEYS, (v.initial, v.minimum, v.maximum, v.true_value))))
+                             for n, x in zip(UNKNOWN_KEYS, (v.initial, v.minimum, v.maximum, v.true_value))), scale=v.scale)
                 for k, v in spec.params.items() if isinstance(v, UnknownSpec)}
     ranges = {k: ParameterRange(errors.number(v.range[0], f"params.{k}.range[0]"), errors.number(v.range[1], f"params.{k}.range[1]"),
                                 v.scale) for k, v in spec.params.items() if isinstance(v, RangeSpec)}

@@ -228,10 +228,18 @@ class Unknown:
     minimum: float | None = None
     maximum: float | None = None
     true: float | None = None
+    scale: str | None = None  # "linear" or "log" (learned through its logarithm); None: log where the equation requires >= 0
 
     def errors(self, name: str, spec: Any) -> list[ProblemError]:
         """What is wrong with this declaration for the equation's :class:`~pdesolve.equations.base.Parameter` ``spec``."""
         where, out = f"params.{name}", []
+        if self.scale not in (None, *SCALES):
+            out.append(ProblemError(f"{where}.scale", f"expected one of {list(SCALES)}, got {self.scale!r}"))
+        elif self.scale == "log":
+            low = self.minimum if self.minimum is not None else self.initial
+            if low <= 0 or self.initial <= 0:
+                out.append(ProblemError(f"{where}.scale", f"a log scale needs a positive initial value (and minimum), got "
+                                        f"{low if low <= 0 else self.initial}"))
         if (self.minimum is None) != (self.maximum is None):
             out.append(ProblemError(where, "give both minimum and maximum (a box the value is learned in) or neither"))
         elif self.minimum is not None and not self.minimum < self.maximum:  # type: ignore[operator]

@@ -92,6 +92,12 @@ def test_parametrisations_start_at_the_initial_value_and_stay_admissible():
         p = Parametrisation.of(unknown, positive if kind != "plain" else Parameter(0.0))
         assert p.kind == kind
         assert float(p.value(torch.tensor(p.raw(unknown.initial), dtype=torch.float64))) == pytest.approx(unknown.initial, rel=1e-12)
+    free = Parameter(None)  # a coefficient with no admissible range (an expression equation's)
+    for unknown, kind in [(Unknown(1e-3, 1e-4, 1e-1, scale="log"), "logbox"), (Unknown(1e-3, scale="log"), "log"), (Unknown(1e-3), "plain")]:
+        p = Parametrisation.of(unknown, free)
+        assert p.kind == kind
+        assert float(p.value(torch.tensor(p.raw(unknown.initial), dtype=torch.float64))) == pytest.approx(unknown.initial, rel=1e-12)
+    assert [e.path for e in Unknown(-1.0, scale="log").errors("c", free)] == ["params.c.scale"]
     box = Parametrisation("box", 0.1, 0.5)
     low, high = (float(box.value(torch.tensor(r, dtype=torch.float64))) for r in (-50.0, 50.0))
     assert 0.1 <= low <= 0.1 + 1e-12 and 0.5 - 1e-12 <= high <= 0.5

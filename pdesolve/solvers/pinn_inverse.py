@@ -7,9 +7,9 @@ optimizer updates network and coefficients together; the coefficients are parame
 carry them and a resumed run continues exactly.
 
 Parametrisations (which the problem declaration chooses, :class:`Parametrisation`): a box ``[minimum, maximum]`` is
-learned through a sigmoid; a coefficient the equation requires positive (its ``Parameter.minimum`` is 0) through its
-logarithm, which keeps it admissible and makes steps relative (a diffusivity of 2e-3 and a rate of 0.1 move alike);
-any other coefficient as it is.
+learned through a sigmoid (of the logarithm with ``scale: log``); a coefficient with ``scale: log``, or that the equation
+requires non-negative (its ``Parameter.minimum`` is 0) and starts positive, through its logarithm, which keeps it
+admissible and makes steps relative (a diffusivity of 2e-3 and a rate of 0.1 move alike); any other as it is.
 """
 
 from __future__ import annotations
@@ -34,29 +34,36 @@ DATA_TERM = "data"  # the loss term of the observations' misfit
 
 @dataclass(frozen=True)
 class Parametrisation:
-    """How a coefficient's value is computed from its unconstrained trainable number ``r``."""
+    """How a coefficient's value is computed from its unconstrained trainable number ``r``.
 
-    kind: str  # "box", "log" or "plain"
+    ``box``: ``lo + (hi - lo) sigmoid(r)``; ``logbox``: the same in ``log`` (a box spanning decades); ``log``: ``exp(r)``;
+    ``plain``: ``r``.
+    """
+
+    kind: str
     lo: float = 0.0
     hi: float = 1.0
 
     @classmethod
     def of(cls, unknown: Unknown, parameter: Parameter) -> Parametrisation:
+        log = unknown.scale == "log" or (unknown.scale is None and parameter.minimum == 0 and unknown.initial > 0)
         if unknown.minimum is not None and unknown.maximum is not None:
+            if unknown.scale == "log":
+                return cls("logbox", math.log(unknown.minimum), math.log(unknown.maximum))
             return cls("box", unknown.minimum, unknown.maximum)
-        if parameter.minimum == 0 and unknown.initial > 0:
-            return cls("log")
-        return cls("plain")
+        return cls("log") if log else cls("plain")
 
     def value(self, r: Tensor) -> Tensor:
-        if self.kind == "box":
-            return self.lo + (self.hi - self.lo) * torch.sigmoid(r)
+        if self.kind in ("box", "logbox"):
+            v = self.lo + (self.hi - self.lo) * torch.sigmoid(r)
+            return torch.exp(v) if self.kind == "logbox" else v
         return torch.exp(r) if self.kind == "log" else r
 
     def raw(self, value: float) -> float:
         """The inverse of :meth:`value` (the starting number of a coefficient that starts at ``value``)."""
-        if self.kind == "box":
-            g = (value - self.lo) / (self.hi - self.lo)
+        if self.kind in ("box", "logbox"):
+            v = math.log(value) if self.kind == "logbox" else value
+            g = (v - self.lo) / (self.hi - self.lo)
             return math.log(g / (1 - g))
         return math.log(value) if self.kind == "log" else value
 
