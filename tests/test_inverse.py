@@ -93,7 +93,8 @@ def test_parametrisations_start_at_the_initial_value_and_stay_admissible():
         assert p.kind == kind
         assert float(p.value(torch.tensor(p.raw(unknown.initial), dtype=torch.float64))) == pytest.approx(unknown.initial, rel=1e-12)
     free = Parameter(None)  # a coefficient with no admissible range (an expression equation's)
-    for unknown, kind in [(Unknown(1e-3, 1e-4, 1e-1, scale="log"), "logbox"), (Unknown(1e-3, scale="log"), "log"), (Unknown(1e-3), "plain")]:
+    cases = [(Unknown(1e-3, 1e-4, 1e-1, scale="log"), "logbox"), (Unknown(1e-3, scale="log"), "log"), (Unknown(1e-3), "plain")]
+    for unknown, kind in cases:
         p = Parametrisation.of(unknown, free)
         assert p.kind == kind
         assert float(p.value(torch.tensor(p.raw(unknown.initial), dtype=torch.float64))) == pytest.approx(unknown.initial, rel=1e-12)
