@@ -17,7 +17,8 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 
 from .config_messages import unknown_name, validation_errors
-from .equations import EQUATIONS, get_equation
+from .equations import EQUATIONS, Equation, get_equation
+from .equations.expression import EquationDefinitionError, ExpressionEquation
 from .errors import UserError
 from .expr import ExpressionError, constant
 from .problem import Axis, BoundaryCondition, Domain, InitialCondition, ParameterRange, Problem, ProblemError, Reference, Unknown
@@ -154,7 +155,8 @@ class ProblemFile(RunSettingsFile):
 
     name: Annotated[str, AfterValidator(check_run_name)]
     description: str = ""
-    equation: str
+    equation: str | dict[str, Any] = Field(..., description="a registered equation's name, or an equation written as expressions: "
+                                           "{fields: [u], u_t: F} or {fields: [u, v], residual: [R_u, R_v]}")
     params: dict[str, ParameterSpec] = {}
     data: DataSpec | None = None
     domain: dict[str, tuple[Number, Number] | AxisSpec]
@@ -336,7 +338,9 @@ def problem_to_dict(problem: Problem) -> dict[str, Any]:
         domain["t"] = list(dom.time)
     eq = problem.equation
     registered = EQUATIONS.get(eq.name) is type(eq)
-    name = eq.name if registered else f"{PYTHON_EQUATION}{type(eq).__module__}.{type(eq).__qualname__}"
+    name: str | dict[str, Any] = eq.name if registered else f"{PYTHON_EQUATION}{type(eq).__module__}.{type(eq).__qualname__}"
+    if isinstance(eq, ExpressionEquation):
+        name = eq.definition.to_dict()
     params: dict[str, Any] = dict(problem.params)
     params.update({k: {"range": [r.lo, r.hi], "scale": r.scale} for k, r in problem.ranges.items()})
     params.update({k: {"unknown": True, **{("true_value" if f == "true" else f): v for f, v in vars(u).items() if v is not None}}
@@ -411,14 +415,6 @@ def _build(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
 
 def _problem(spec: ProblemFile, errors: _Errors) -> tuple[Problem | None, tuple[str, ...]]:
     """The Problem of a file (None after any error) and its coordinate names (t first)."""
-    equation = None
-    if spec.equation.startswith(PYTHON_EQUATION):
-        errors.append(f"equation: {spec.equation[len(PYTHON_EQUATION):]} is a class defined in Python, not a registered "
-                      "equation; solve (or resume) this problem from Python with pdesolve.solve(problem, ...)")
-    elif spec.equation not in EQUATIONS:
-        errors.append(unknown_name("equation", "equation", spec.equation, EQUATIONS))
-    else:
-        equation = get_equation(spec.equation)
     params = {k: errors.number(v, f"params.{k}") for k, v in spec.params.items() if not isinstance(v, (RangeSpec, UnknownSpec))}
     unknowns = {k: Unknown(*(None if x is None else errors.number(x, f"params.{k}.{n}")
                              for n, x in zip(UNKNOWN_KEYS, (v.initial, v.minimum, v.maximum, v.true_value))), scale=v.scale)
@@ -427,6 +423,19 @@ def _problem(spec: ProblemFile, errors: _Errors) -> tuple[Problem | None, tuple[
                                 v.scale) for k, v in spec.params.items() if isinstance(v, RangeSpec)}
     space, time = _domain(spec, errors)
     names = tuple(a.name for a in space)
+    equation: Equation | None = None
+    if isinstance(spec.equation, dict):
+        equation = _expression_equation(spec.equation, names, time is not None, tuple(spec.params), errors)
+        if isinstance(equation, ExpressionEquation):
+            errors += equation.coefficient_errors(params)
+    elif spec.equation.startswith(PYTHON_EQUATION):
+        errors.append(f"equation: {spec.equation[len(PYTHON_EQUATION):]} is a class defined in Python, not a registered "
+                      "equation; solve (or resume) this problem from Python with pdesolve.solve(problem, ...)")
+    elif spec.equation not in EQUATIONS:
+        errors.append(unknown_name("equation", "equation", spec.equation, EQUATIONS) + "; or write the equation as expressions "
+                      "(equation: {fields: [u], u_t: ...}, see docs/equations.md)")
+    else:
+        equation = get_equation(spec.equation)
     variables = (("t",) if time is not None else ()) + names
     initial = None
     if spec.initial is not None:
@@ -514,6 +523,42 @@ def inverse_settings(problem: Problem, solver_name: str) -> list[str]:
                       f"{', '.join(f'params.{k}.true_value' for k in missing)} (the values that made the data), use reference kind "
                       "'file', or leave the reference out")
     return errors
+
+
+EXPRESSION_KEYS = ("fields", "residual")  # an expression equation's keys besides one <field>_t per field
+
+
+def _expression_equation(data: dict[str, Any], space: tuple[str, ...], time: bool, params: tuple[str, ...],
+                         errors: list[str]) -> Equation | None:
+    """The equation of an ``equation:`` mapping (fields and residual, or one ``<field>_t`` per field); None after errors."""
+    fields = data.get("fields")
+    if not isinstance(fields, list) or not fields or not all(isinstance(f, str) for f in fields):
+        errors.append(f"equation.fields: expected a list of field names, e.g. [u] or [u, v], got {fields!r}")
+        return None
+    found = len(errors)
+    residual = data.get("residual")
+    if residual is not None and (not isinstance(residual, list) or not all(
+            isinstance(r, (str, int, float)) and not isinstance(r, bool) for r in residual)):
+        errors.append(f"equation.residual: expected a list of expressions, one per field, got {residual!r}")
+    evolution: dict[str, str] = {}
+    for key, value in data.items():
+        if key in EXPRESSION_KEYS:
+            continue
+        if key.endswith("_t") and key[:-2] in fields:
+            if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+                errors.append(f"equation.{key}: expected an expression, got {value!r}")
+            evolution[key[:-2]] = str(value)
+            continue
+        valid = list(EXPRESSION_KEYS) + [f"{f}_t" for f in fields]
+        errors.append(unknown_name(f"equation.{key}", "key", key, dict.fromkeys(valid)).replace("valid keys are", "valid keys of an "
+                      "equation written as expressions are"))
+    if len(errors) > found:
+        return None
+    try:
+        return ExpressionEquation.build(fields, space, time, params, residual=residual, evolution=evolution or None)
+    except EquationDefinitionError as err:
+        errors += err.errors
+        return None
 
 
 def family_settings(problem: Problem, spec: RunSettingsFile, errors: list[str]) -> tuple[dict[str, float], ...]:

@@ -68,21 +68,7 @@ class Expression:
         """Parse and check ``text``; raises :class:`ExpressionError` on anything outside the grammar."""
         variables = tuple(variables)
         bound = {**CONSTANTS, **(constants or {})}
-        if isinstance(text, bool) or not isinstance(text, (str, int, float)):
-            raise ExpressionError(f"expected a number or a math expression string, got {type(text).__name__} {text!r}")
-        source = str(text).strip()
-        if not source:
-            raise ExpressionError("empty expression")
-        if len(source) > 2000:
-            raise ExpressionError(f"expression too long ({len(source)} characters, at most 2000)")
-        try:
-            tree = ast.parse(source.replace("^", "**"), mode="eval").body
-        except SyntaxError as err:
-            raise ExpressionError(f"cannot parse {source!r}: {err.msg}") from None
-        except (RecursionError, MemoryError):
-            raise ExpressionError(f"expression nested too deeply (at most {MAX_DEPTH} levels)") from None
-        if _depth(tree) > MAX_DEPTH:
-            raise ExpressionError(f"expression nested too deeply (at most {MAX_DEPTH} levels)")
+        source, tree = _syntax(text)
         _check(tree, set(variables) | set(bound), source)
         return cls(source, variables, dict(bound), tree)
 
@@ -139,6 +125,38 @@ class Expression:
         return {**self.constants, **values}
 
 
+def checked_tree(text: str | float | int) -> tuple[str, ast.expr, set[str]]:
+    """The checked tree of ``text`` with any names allowed, and the names it uses: ``(source, tree, names)``.
+
+    For callers that classify names themselves (the symbols of an equation written in a problem file,
+    :mod:`pdesolve.equations.expression`); the grammar (numbers, + - * / **, whitelisted calls) is enforced as in
+    :meth:`Expression.parse`.
+    """
+    source, tree = _syntax(text)
+    _check(tree, None, source)
+    called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    return source, tree, {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and id(n) not in called}
+
+
+def _syntax(text: str | float | int) -> tuple[str, ast.expr]:
+    if isinstance(text, bool) or not isinstance(text, (str, int, float)):
+        raise ExpressionError(f"expected a number or a math expression string, got {type(text).__name__} {text!r}")
+    source = str(text).strip()
+    if not source:
+        raise ExpressionError("empty expression")
+    if len(source) > 2000:
+        raise ExpressionError(f"expression too long ({len(source)} characters, at most 2000)")
+    try:
+        tree = ast.parse(source.replace("^", "**"), mode="eval").body
+    except SyntaxError as err:
+        raise ExpressionError(f"cannot parse {source!r}: {err.msg}") from None
+    except (RecursionError, MemoryError):
+        raise ExpressionError(f"expression nested too deeply (at most {MAX_DEPTH} levels)") from None
+    if _depth(tree) > MAX_DEPTH:
+        raise ExpressionError(f"expression nested too deeply (at most {MAX_DEPTH} levels)")
+    return source, tree
+
+
 def constant(text: str | float | int, constants: Mapping[str, float] | None = None) -> float:
     """Evaluate a constant expression such as ``"0.01/pi"`` or ``2*pi``."""
     return Expression.parse(text, (), constants).value()
@@ -155,12 +173,13 @@ def _depth(tree: ast.AST) -> int:
     return deepest
 
 
-def _check(node: ast.AST, names: set[str], source: str) -> None:
+def _check(node: ast.AST, names: set[str] | None, source: str) -> None:
+    """Refuse anything outside the grammar; ``names``: the allowed names (None: any name)."""
     if isinstance(node, ast.Constant):
         if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
             raise ExpressionError(f"in {source!r}: only numbers are allowed as literals, got {node.value!r}")
     elif isinstance(node, ast.Name):
-        if node.id not in names:
+        if names is not None and node.id not in names:
             allowed = sorted(names - set(CONSTANTS)) + sorted(CONSTANTS)
             raise ExpressionError(f"in {source!r}: unknown name {node.id!r}; allowed names are {allowed}")
     elif isinstance(node, ast.BinOp):

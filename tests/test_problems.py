@@ -11,6 +11,7 @@ PROBLEMS = sorted(p for p in (Path(__file__).resolve().parents[1] / "problems").
 SHIPPED = {
     "burgers", "heat", "heat2d_modes", "convection", "convection_diffusion", "reaction", "reaction_diffusion",
     "ns2d", "heat2d", "advection_diffusion2d", "allen_cahn", "kdv", "kuramoto_sivashinsky", "diffusion_sorption", "burgers_shock_periodic",
+    "custom_equation", "coupled_reaction_diffusion",
 }
 
 

@@ -67,6 +67,7 @@ class Equation:
     linear: ClassVar[bool] = True
     steady: ClassVar[bool] = False  # True: ``0 = F(u) + source`` on a domain without a time axis
     max_space_order: ClassVar[int] = 2  # highest space-derivative order in F
+    mixed_derivatives: ClassVar[tuple[tuple[str, str], ...]] = ()  # the pairs of space axes of the mixed u_ab that F reads
     auxiliary_fields: ClassVar[tuple[str, ...]] = ()  # fields the grid face derives non-locally from the state (psi)
     pointwise: ClassVar[bool] = False  # derived: the class implements forcing (F at points)
     grid_form: ClassVar[bool] = False  # derived: the class implements rhs (F on a grid)

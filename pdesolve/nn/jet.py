@@ -13,6 +13,12 @@ fourth derivatives along the same axes (``hi[0]`` = d3/dx_i3, ``hi[1]`` = d4/dx_
 unless an equation needs them. Every shipped equation needs only pure derivatives along each axis (no mixed
 or time second derivatives), and carrying those alone keeps the stacked rows at ``1 + d + (order - 1) k``
 instead of growing like ``d^order``: the cost of a jet pass is memory traffic proportional to that row count.
+An equation that reads mixed second derivatives (``u_xy``) asks for exactly those: ``mixed`` lists the pairs of
+coordinate columns ``(i, j)``, ``i < j``, and ``m`` ``[N, len(mixed), *S]`` carries d2/dx_i dx_j for each (the last
+row; none when ``mixed`` is empty). Their rules are the second-order ones across two directions::
+
+    y_ij = f1 x_ij + f2 x_i x_j                    (elementwise function)
+    (ab)_ij = a b_ij + a_i b_j + a_j b_i + a_ij b  (product)
 
 The chain rule along one axis is Faa di Bruno's formula; with ``x1 .. x4`` the derivatives of the
 argument and ``f1 .. f4`` those of an elementwise function at the value::
@@ -47,31 +53,39 @@ def _value(f: Lazy) -> Tensor:
 class Jet:
     """A value with its derivatives with respect to the ``d`` input coordinates."""
 
-    __slots__ = ("v", "g", "h", "hess", "hi")
+    __slots__ = ("v", "g", "h", "hess", "hi", "mixed", "m")
 
-    def __init__(self, v: Tensor, g: Tensor, h: Tensor | None, hess: slice = slice(0, 0), hi: tuple[Tensor, ...] = ()):
+    def __init__(self, v: Tensor, g: Tensor, h: Tensor | None, hess: slice = slice(0, 0), hi: tuple[Tensor, ...] = (),
+                 mixed: tuple[tuple[int, int], ...] = (), m: Tensor | None = None):
         self.v, self.g, self.h, self.hess, self.hi = v, g, h, hess, hi
+        self.mixed, self.m = (mixed, m) if m is not None else ((), None)
 
     # ------------------------------------------------------------------ construction
     @staticmethod
-    def variables(coords: Tensor, order: int = 2, hess: slice | None = None) -> list[Jet]:
+    def variables(coords: Tensor, order: int = 2, hess: slice | None = None, mixed: Sequence[tuple[int, int]] = ()) -> list[Jet]:
         """One jet per column of ``coords`` ``[N, d]``: the coordinate itself, unit gradient, zero higher derivatives.
 
         ``order`` (1 to 4) is the highest derivative carried; ``hess`` selects the columns whose pure higher
-        derivatives are carried (default: all).
+        derivatives are carried (default: all); ``mixed`` the pairs of columns ``(i, j)`` whose mixed second
+        derivative is carried too (order 2 or more).
         """
         if not 1 <= order <= MAX_ORDER:
             raise ValueError(f"jets carry derivatives of order 1 to {MAX_ORDER}, got order {order}")
         n, d = coords.shape
         hess = slice(0, d) if hess is None else slice(*hess.indices(d)[:2])
         k = hess.stop - hess.start
+        pairs = tuple((min(i, j), max(i, j)) for i, j in mixed)
+        if any(i == j or not 0 <= i < d or not 0 <= j < d for i, j in pairs):
+            raise ValueError(f"mixed derivatives are pairs of two different columns among {d}, got {list(mixed)}")
+        pairs = pairs if order >= 2 else ()
         eye = torch.eye(d, dtype=coords.dtype, device=coords.device)
         out = []
         for i in range(d):
             g = eye[i].expand(n, d)
             h = coords.new_zeros(n, k) if order >= 2 else None
             hi = tuple(coords.new_zeros(n, k) for _ in range(order - 2))
-            out.append(Jet(coords[:, i], g, h, hess, hi))
+            m = coords.new_zeros(n, len(pairs)) if pairs else None
+            out.append(Jet(coords[:, i], g, h, hess, hi, pairs, m))
         return out
 
     @staticmethod
@@ -96,12 +110,14 @@ class Jet:
         return 1 if self.h is None else 2 + len(self.hi)
 
     def rows(self) -> list[Tensor]:
-        """The jet's tensors in order: value ``[N, *S]``, gradient ``[N, d, *S]``, then each higher order ``[N, k, *S]``."""
-        return [self.v, self.g] + ([] if self.h is None else [self.h, *self.hi])
+        """The jet's tensors in order: value ``[N, *S]``, gradient ``[N, d, *S]``, then each higher order ``[N, k, *S]``,
+        then the mixed second derivatives ``[N, len(mixed), *S]`` if carried."""
+        return [self.v, self.g] + ([] if self.h is None else [self.h, *self.hi]) + ([] if self.m is None else [self.m])
 
     def from_rows(self, rows: Sequence[Tensor]) -> Jet:
         """A jet of this one's axes from tensors shaped like :meth:`rows`."""
-        return Jet(rows[0], rows[1], rows[2] if len(rows) > 2 else None, self.hess, tuple(rows[3:]))
+        rows, m = (rows[:-1], rows[-1]) if self.m is not None else (rows, None)
+        return Jet(rows[0], rows[1], rows[2] if len(rows) > 2 else None, self.hess, tuple(rows[3:]), self.mixed, m)
 
     def map(self, fn: Callable[[Tensor], Tensor]) -> Jet:
         """``fn`` applied to every tensor of the jet (detach, move, index, ...)."""
@@ -111,8 +127,13 @@ class Jet:
         v = torch.as_tensor(c, dtype=self.v.dtype, device=self.v.device).expand_as(self.v)
         return self.from_rows([v] + [torch.zeros_like(r) for r in self.rows()[1:]])
 
-    def _like(self, v: Tensor, g: Tensor, h: Tensor | None, hi: tuple[Tensor, ...] = ()) -> Jet:
-        return Jet(v, g, h, self.hess, hi)
+    def _like(self, v: Tensor, g: Tensor, h: Tensor | None, hi: tuple[Tensor, ...] = (), m: Tensor | None = None) -> Jet:
+        return Jet(v, g, h, self.hess, hi, self.mixed, m)
+
+    def _pair_grads(self) -> tuple[Tensor, Tensor]:
+        """The first derivatives along the two columns of each mixed pair, ``[N, len(mixed), *S]`` each."""
+        i, j = zip(*self.mixed)
+        return self.g[:, list(i)], self.g[:, list(j)]
 
     @property
     def gh(self) -> Tensor:
@@ -123,13 +144,15 @@ class Jet:
     def linear(self, weight: Tensor, bias: Tensor | None) -> Jet:
         """``x W^T + b`` on the last dimension: one matmul over all stacked rows."""
         d = self.g.shape[1]
-        parts = [self.v.unsqueeze(1), self.g] + ([] if self.h is None else [self.h, *self.hi])
-        rows = torch.cat(parts, dim=1) @ weight.T  # [N, 1 + d + (order - 1) k, out]
+        parts = [self.v.unsqueeze(1)] + self.rows()[1:]
+        rows = torch.cat(parts, dim=1) @ weight.T  # [N, 1 + d + (order - 1) k (+ mixed), out]
         v = rows[:, 0] + bias if bias is not None else rows[:, 0]
         if self.h is None:
             return self._like(v, rows[:, 1 : 1 + d], None)
-        higher = rows[:, 1 + d :].split(self.h.shape[1], dim=1)
-        return self._like(v, rows[:, 1 : 1 + d], higher[0], tuple(higher[1:]))
+        sizes = [self.h.shape[1]] * (1 + len(self.hi)) + ([] if self.m is None else [self.m.shape[1]])
+        higher = rows[:, 1 + d :].split(sizes, dim=1)
+        m = higher[-1] if self.m is not None else None
+        return self._like(v, rows[:, 1 : 1 + d], higher[0], tuple(higher[1 : 1 + len(self.hi)]), m)
 
     def apply(self, f0: Tensor, f1: Tensor, *f: Lazy) -> Jet:
         """Chain rule for an elementwise function with value ``f0`` and derivatives ``f1, f2, ...`` at ``self.v``.
@@ -151,13 +174,17 @@ class Jet:
             if len(self.hi) > 1:
                 f4 = _value(f[2]).unsqueeze(1)
                 hi += (a1 * self.hi[1] + f2 * (4 * x1 * x3 + 3 * x2 * x2) + 6 * f3 * x1sq * x2 + f4 * x1sq * x1sq,)
-        return self._like(f0, g, h, hi)
+        m = None
+        if self.m is not None:
+            xi, xj = self._pair_grads()
+            m = a1 * self.m + f2 * xi * xj
+        return self._like(f0, g, h, hi, m)
 
     # ------------------------------------------------------------------ arithmetic
     def __add__(self, o: Any) -> Jet:
         if isinstance(o, Jet):
             return self.from_rows([a + b for a, b in zip(self.rows(), o.rows())])
-        return self._like(self.v + o, self.g, self.h, self.hi)
+        return self._like(self.v + o, self.g, self.h, self.hi, self.m)
 
     __radd__ = __add__
 
@@ -188,7 +215,11 @@ class Jet:
             hi = (sa * b3 + 3 * (a1 * b2 + a2 * b1) + a3 * oa,)
             if len(self.hi) > 1:
                 hi += (sa * o.hi[1] + 4 * (a1 * b3 + a3 * b1) + 6 * a2 * b2 + self.hi[1] * oa,)
-        return self._like(self.v * o.v, g, h, hi)
+        m = None
+        if self.m is not None:
+            (ai, aj), (bi, bj) = self._pair_grads(), o._pair_grads()
+            m = sa * o.m + ai * bj + aj * bi + self.m * oa
+        return self._like(self.v * o.v, g, h, hi, m)
 
     __rmul__ = __mul__
 
@@ -339,6 +370,12 @@ class JetDerivatives:
         if len(idx) == 1:
             return self.out.g[:, idx[0], c]
         out, hess = self.out, self.out.hess
+        if len(idx) == 2 and idx[0] != idx[1]:
+            pair = (min(idx), max(idx))
+            if pair not in out.mixed:
+                raise ValueError(f"the mixed derivative along {axes} was not propagated; jets carry pure derivatives (u_aa, ...) "
+                                 f"and the mixed pairs {[(self.names[i], self.names[j]) for i, j in out.mixed]} only")
+            return out.m[:, out.mixed.index(pair), c]  # type: ignore[index]
         if len(set(idx)) > 1 or not hess.start <= idx[0] < hess.stop:
             raise ValueError(f"the derivative along {axes} was not propagated; jets carry pure derivatives (u_aa, u_aaa, ...) "
                              f"along the axes {self.names[hess]} only")

@@ -92,15 +92,19 @@ class Solver(abc.ABC):
         return {}
 
 
-def pointwise_mismatches(problem: Problem, max_order: int, carrier: str) -> list[str]:
+def pointwise_mismatches(problem: Problem, max_order: int, carrier: str, mixed: bool = False) -> list[str]:
     """Why the equation's pointwise face cannot be evaluated by a solver whose ``carrier`` (its jets, its basis)
-    holds space derivatives up to ``max_order``."""
+    holds space derivatives up to ``max_order`` (and mixed second derivatives such as u_xy when ``mixed``)."""
     eq, out = problem.equation, []
     if not eq.pointwise:
         out.append(f"the {eq.name!r} equation has no pointwise residual (it is defined on grids only); use a grid solver")
     if eq.max_space_order > max_order:
         out.append(f"the {eq.name!r} equation needs space derivatives of order {eq.max_space_order}; {carrier} carries up to "
                    f"order {max_order}")
+    if eq.mixed_derivatives and not mixed:
+        wanted = ", ".join(f"d2/d{a}d{b}" for a, b in eq.mixed_derivatives)
+        out.append(f"the {eq.name!r} equation reads mixed derivatives ({wanted}); {carrier} carries pure derivatives along each "
+                   "axis only; use solver 'pinn'")
     return out
 
 

@@ -74,6 +74,8 @@ class PINNModel(nn.Module):
         self.unknowns = UnknownCoefficients(problem)  # an inverse problem's coefficients (none for a forward problem)
         # second derivatives are carried along the space axes only (t is column 0 when present)
         self.hess = slice(1 if problem.domain.time is not None else 0, len(problem.domain.names))
+        # and the mixed second derivatives the equation reads (u_xy), as pairs of coordinate columns
+        self.mixed = tuple((problem.domain.names.index(a), problem.domain.names.index(b)) for a, b in problem.equation.mixed_derivatives)
         self.names, self.channels = problem.domain.names, len(problem.equation.fields)
         self.active = 0  # the time window being trained
         self.bounds = edges(*problem.domain.time, windows) if marching is not None and problem.domain.time is not None else []
@@ -110,7 +112,7 @@ class PINNModel(nn.Module):
     def jet(self, coords: Tensor, order: int = 2, frame: list | None = None) -> Jet:
         """The fields' jet at ``coords`` (of the window being trained); ``frame``: the exact transform's
         :meth:`HardConstraint.frame` there, if kept."""
-        return self.window_jet(self.active, Jet.variables(coords, order, self.hess), frame)
+        return self.window_jet(self.active, Jet.variables(coords, order, self.hess, self.mixed), frame)
 
     def frame(self, coords: Tensor, order: int = 2) -> list | None:
         """The exact transform's parameter-free part at ``coords`` (None without one)."""
@@ -118,14 +120,14 @@ class PINNModel(nn.Module):
         if hard is None or not hard.active:
             return None
         with torch.no_grad():
-            return hard.frame(Jet.variables(coords, order, self.hess))
+            return hard.frame(Jet.variables(coords, order, self.hess, self.mixed))
 
     def routed_jet(self, coords: Tensor, order: int = 2) -> Jet:
         """The fields' jet at ``coords``, each point from the time window it falls in (all windows, trained or not)."""
         if self.windows == 1:
             return self.jet(coords, order)
         window = torch.bucketize(coords[:, 0].contiguous(), coords.new_tensor(self.bounds[1:-1]), right=True)
-        parts = [(rows, self.window_jet(k, Jet.variables(coords[rows], order, self.hess)))
+        parts = [(rows, self.window_jet(k, Jet.variables(coords[rows], order, self.hess, self.mixed)))
                  for k in range(self.windows) if (rows := window == k).any()]
         template = parts[0][1].rows()
         out = [r.new_empty((len(coords),) + r.shape[1:]) for r in template]
@@ -153,7 +155,7 @@ class PINNModel(nn.Module):
 
     def jet_input(self, coords: Tensor, order: int = 2, frame: list | None = None) -> JetCarry:
         """The carry :meth:`jet_blocks` start from: the coordinates' jet ``[N, d]``, their columns and the frame."""
-        cols = Jet.variables(coords, order, self.hess)
+        cols = Jet.variables(coords, order, self.hess, self.mixed)
         return JetCarry(Jet.stack(cols), tuple(cols), frame)
 
 
@@ -445,7 +447,7 @@ class PINN(PointSolver):
 
     @classmethod
     def mismatches(cls, problem: Problem) -> list[str]:
-        return pointwise_mismatches(problem, MAX_ORDER, "the PINN's jets")
+        return pointwise_mismatches(problem, MAX_ORDER, "the PINN's jets", mixed=True)
 
     def __init__(self, problem: Problem, options: PINNOptions, device: torch.device, dtype: torch.dtype | None = None, *,
                  ranks: Ranks | None = None, family: InitialConditionFamily | None = None):

@@ -183,7 +183,7 @@ class Constraints:
         target, start = [], 0
         for kind, bc, n in values:
             part = {k: v[start:start + n] for k, v in env.items()}
-            expr = problem.initial.values["u"] if kind == "initial" else bc.value  # type: ignore[union-attr]
+            expr = problem.initial.values[problem.equation.fields[0]] if kind == "initial" else bc.value  # type: ignore[union-attr]
             target.append(torch.broadcast_to(torch.as_tensor(expr.torch(**part), dtype=torch.float64), (n,)))
             start += n
         self.target = torch.cat(target) if target else torch.zeros(0, dtype=torch.float64)
