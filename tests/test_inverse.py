@@ -68,7 +68,7 @@ def test_inverse_heat_recovers_nu_from_one_percent_noise(tmp_path):
     assert written["recovered"]["nu"]["value"] == nu["value"]
     history = runner.read_history(tmp_path / "run" / "history.csv")
     assert "param_nu" in history[0] and "data" in history[0]
-    assert history[-1]["param_nu"] == pytest.approx(nu["value"], rel=1e-6)
+    assert history[-1]["param_nu"] == pytest.approx(nu["value"], rel=1e-3)  # the value at the last logged loss, steps before
     assert (tmp_path / "run" / "parameters.png").exists()
 
 
