@@ -25,10 +25,10 @@ from torch import Tensor, nn
 
 from ..equations.base import Parameter
 from ..observations import Observations
+from ..plot import PARAMETER_COLUMN  # the history column of a learned coefficient, param_<name>
 from ..problem import Problem, Unknown
 from .pinn_options import PINNOptions
 
-PARAMETER_COLUMN = "param_"  # history column of a learned coefficient (pdesolve.plot reads the same prefix)
 DATA_TERM = "data"  # the loss term of the observations' misfit
 
 
