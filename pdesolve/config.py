@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 
 from .config_messages import unknown_name, validation_errors
 from .equations import EQUATIONS, Equation, get_equation
 from .equations.expression import EquationDefinitionError, ExpressionEquation
 from .errors import UserError
 from .expr import ExpressionError, constant
-from .problem import Axis, BoundaryCondition, Domain, InitialCondition, ParameterRange, Problem, ProblemError, Reference
+from .problem import Axis, BoundaryCondition, Domain, InitialCondition, ParameterRange, Problem, ProblemError, Reference, Unknown
 
 Number = float | str  # a number or a constant expression such as "0.01/pi"
 PYTHON_EQUATION = "python:"  # how a run folder's config.yaml names an equation class defined in a user's script
@@ -57,6 +57,49 @@ class RangeSpec(_Strict):
 
     range: tuple[Number, Number]
     scale: Literal["linear", "log"] = "linear"
+
+
+class UnknownSpec(_Strict):
+    """A coefficient learned from the observations (an inverse problem): ``params: {nu: {unknown: true, initial: 0.05}}``."""
+
+    unknown: Literal[True]
+    initial: Number = Field(..., description="the value the learning starts from")
+    minimum: Number | None = Field(None, description="with maximum: a box the value is learned in (through a sigmoid)")
+    maximum: Number | None = None
+    true_value: Number | None = Field(None, description="the value that made the data, when known: references use it and "
+                                      "metrics report the recovered value's error (a bare `true:` key, which YAML reads as a "
+                                      "boolean, is taken as this key)")
+    scale: Literal["linear", "log"] | None = Field(None, description="log: learned through its logarithm (positive values); "
+                                                   "default: log where the equation requires the coefficient >= 0")
+
+
+UNKNOWN_KEYS = ("initial", "minimum", "maximum", "true_value")  # UnknownSpec's numbers, in Unknown's field order
+
+
+def _parameter_kind(value: Any) -> str:
+    """Which form a ``params`` entry takes: a value, a range (a parametric family) or an unknown (an inverse problem)."""
+    if isinstance(value, dict):
+        return "UnknownSpec" if "unknown" in value else "RangeSpec"
+    return {RangeSpec: "RangeSpec", UnknownSpec: "UnknownSpec"}.get(type(value), "float | str")
+
+
+# a tagged union: a mistake in one form is reported for that form only (the tags name the classes, which the messages drop)
+ParameterSpec = Annotated[Annotated[Number, Tag("float | str")] | Annotated[RangeSpec, Tag("RangeSpec")]
+                          | Annotated[UnknownSpec, Tag("UnknownSpec")], Discriminator(_parameter_kind)]
+
+
+class DataSpec(_Strict):
+    """Observations of the fields: ``data: {file: obs.csv, fields: [u], noise: 0.01, weight: 1.0}``.
+
+    The file (CSV with a header row, HDF5 with a dataset per column, npz or mat with an array per column) has one
+    coordinate column per axis of the domain (``t``, ``x``, ...) and one value column per observed field. A relative
+    path is read from the problem file's folder.
+    """
+
+    file: str
+    fields: list[str] | None = Field(None, description="the observed fields (default: every field of the equation)")
+    noise: float | None = Field(None, ge=0, description="the stated standard deviation of the measurement noise")
+    weight: float = Field(1.0, gt=0, description="the weight of the data misfit in the loss")
 
 
 class DrawSpec(_Strict):
@@ -115,7 +158,8 @@ class ProblemFile(RunSettingsFile):
     description: str = ""
     equation: str | dict[str, Any] = Field(..., description="a registered equation's name, or an equation written as expressions: "
                                            "{fields: [u], u_t: F} or {fields: [u, v], residual: [R_u, R_v]}")
-    params: dict[str, Number | RangeSpec] = {}
+    params: dict[str, ParameterSpec] = {}
+    data: DataSpec | None = None
     domain: dict[str, tuple[Number, Number] | AxisSpec | dict[str, Any]]  # a dict: the geometry (or a mistyped axis)
     initial: dict[str, Number] | None = None
     boundary: list[BoundarySpec] = []
@@ -250,10 +294,36 @@ def load_run_config(path: str | Path, overrides: Sequence[str] = (), data: dict[
     # overrides apply before the solver's own sections are resolved (so --set solvers.<name>.train.x=... counts)
     # and after (so --set train.x=... outranks the solver's section)
     raw = apply_overrides(with_solver_train(apply_overrides(data, overrides, str(path)), str(solver), str(path)), overrides, str(path))
+    raw = resolve_paths(raw, Path(path).parent)
     cfg, errors = _build(raw)
     if errors:
         raise ConfigError(str(path), errors)
     return RunConfig(path=str(path), raw=raw, **cfg)
+
+
+def resolve_paths(raw: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """``raw`` with the data files it names (``data.file``, a ``file`` reference's ``options.path``) made absolute,
+    relative ones read from ``folder`` (the problem file's): the run folder's ``config.yaml`` then finds them too."""
+    import copy
+
+    def absolute(value: Any) -> Any:
+        return str((folder / value).resolve()) if isinstance(value, str) and value and not Path(value).is_absolute() else value
+
+    out = raw
+    params = raw.get("params")
+    if isinstance(params, dict) and any(isinstance(v, dict) and (True in v or "true" in v) for v in params.values()):
+        out = copy.deepcopy(raw)  # YAML 1.1 reads the key `true:` as the boolean True
+        out["params"] = {k: ({("true_value" if key in (True, "true") else key): x for key, x in v.items()} if isinstance(v, dict) else v)
+                         for k, v in params.items()}
+    data = raw.get("data")
+    if isinstance(data, dict) and "file" in data:
+        out = copy.deepcopy(out) if out is raw else out
+        out["data"]["file"] = absolute(data["file"])
+    ref = raw.get("reference")
+    if isinstance(ref, dict) and ref.get("kind") == "file" and isinstance(ref.get("options"), dict) and "path" in ref["options"]:
+        out = copy.deepcopy(out) if out is raw else out
+        out["reference"]["options"]["path"] = absolute(ref["options"]["path"])
+    return out
 
 
 def python_run_config(problem: Problem, settings: dict[str, Any], overrides: Sequence[str] = ()) -> RunConfig:
@@ -273,6 +343,7 @@ def python_run_config(problem: Problem, settings: dict[str, Any], overrides: Seq
     errors: list[str] = []
     cfg = run_settings(spec, data, problem.domain.names, errors)
     cfg["eval_params"] = family_settings(problem, spec, errors)
+    errors += inverse_settings(problem, spec.solver)
     if errors:
         raise ConfigError(path, errors)
     return RunConfig(path=path, problem=problem, raw={**problem_to_dict(problem), **data}, **cfg)
@@ -293,9 +364,14 @@ def problem_to_dict(problem: Problem) -> dict[str, Any]:
         name = eq.definition.to_dict()
     params: dict[str, Any] = dict(problem.params)
     params.update({k: {"range": [r.lo, r.hi], "scale": r.scale} for k, r in problem.ranges.items()})
+    params.update({k: {"unknown": True, **{("true_value" if f == "true" else f): v for f, v in vars(u).items() if v is not None}}
+                   for k, u in problem.unknowns.items()})
     out: dict[str, Any] = {"name": problem.name, "equation": name, "params": params, "domain": domain}
     if eq.bound_functions:
         out["functions"] = {k: e.text for k, e in eq.bound_functions.items()}
+    obs = problem.observations
+    if obs is not None:
+        out["data"] = {"file": obs.source, "fields": list(obs.fields), "weight": obs.weight, **({"noise": obs.noise} if obs.noise else {})}
     if problem.initial is not None:
         out["initial"] = {k: e.text for k, e in problem.initial.values.items()}
     out["boundary"] = [
@@ -357,12 +433,17 @@ def _build(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         from .reference_geometry import validate  # needs the evaluation grid: is the region on its (refined) lines?
 
         errors += validate(problem, problem.domain.grid(settings["eval_grid"]), dict(problem.reference.options))
+    if problem is not None:
+        errors += inverse_settings(problem, spec.solver)
     return dict(problem=problem, **settings), errors
 
 
 def _problem(spec: ProblemFile, errors: _Errors) -> tuple[Problem | None, tuple[str, ...]]:
     """The Problem of a file (None after any error) and its coordinate names (t first)."""
-    params = {k: errors.number(v, f"params.{k}") for k, v in spec.params.items() if not isinstance(v, RangeSpec)}
+    params = {k: errors.number(v, f"params.{k}") for k, v in spec.params.items() if not isinstance(v, (RangeSpec, UnknownSpec))}
+    unknowns = {k: Unknown(*(None if x is None else errors.number(x, f"params.{k}.{n}")
+                             for n, x in zip(UNKNOWN_KEYS, (v.initial, v.minimum, v.maximum, v.true_value))), scale=v.scale)
+                for k, v in spec.params.items() if isinstance(v, UnknownSpec)}
     ranges = {k: ParameterRange(errors.number(v.range[0], f"params.{k}.range[0]"), errors.number(v.range[1], f"params.{k}.range[1]"),
                                 v.scale) for k, v in spec.params.items() if isinstance(v, RangeSpec)}
     space, time, geometry = _domain(spec, errors)
@@ -401,12 +482,14 @@ def _problem(spec: ProblemFile, errors: _Errors) -> tuple[Problem | None, tuple[
         reference = Reference(ref.kind, ref.options)
     if equation is None or not space:
         return None, variables
+    observations = _observations(spec, equation.fields, variables, errors)
     # checked even after other errors (every error at once), leaving out keys already reported
     reported = {e.split(":")[0].split(".")[0].split("[")[0] for e in errors}
     try:
         problem, problem_errors = Problem.validated(
             name=spec.name, equation=equation, params=params, domain=Domain(tuple(space), time, geometry), initial=initial,
-            boundary=tuple(boundary), reference=reference, source=source, ranges=ranges,
+            boundary=tuple(boundary), reference=reference, source=source, ranges=ranges, unknowns=unknowns,
+            observations=observations,
         )
         errors += [str(e) for e in problem_errors if e.path.split(".")[0].split("[")[0] not in reported]
     except ProblemError as e:
@@ -416,7 +499,60 @@ def _problem(spec: ProblemFile, errors: _Errors) -> tuple[Problem | None, tuple[
         from .reference import reference_errors
 
         errors += probe_expressions(problem) + reference_errors(problem)
+    if problem is not None and not errors and reference is not None and reference.kind == "file":
+        from .reference import ReferenceError, file_grid
+
+        try:
+            file_grid(problem, **dict(reference.options))
+        except ReferenceError as err:
+            errors.append(f"reference.options.path: {err}")
+        except TypeError as err:
+            errors.append(f"reference.options: {err}")
     return (None if errors else problem), variables
+
+
+def _observations(spec: ProblemFile, fields: Sequence[str], names: tuple[str, ...], errors: _Errors) -> Any:
+    """The problem's observations (``data:``), read from their file; None without them or after an error."""
+    from .observations import DataFileError, load_observations
+
+    if spec.data is None:
+        return None
+    observed = spec.data.fields if spec.data.fields is not None else list(fields)
+    extra = [f for f in observed if f not in fields]
+    if extra or not observed:
+        errors.append(f"data.fields: expected some of the equation's fields {list(fields)}, got {observed}")
+        return None
+    try:
+        return load_observations(spec.data.file, names, observed, spec.data.weight, spec.data.noise)
+    except DataFileError as err:
+        errors.append(f"data.file: {err}")
+        return None
+
+
+def inverse_settings(problem: Problem, solver_name: str) -> list[str]:
+    """Why an inverse problem (unknown coefficients, observations) cannot run with this solver and reference (empty when
+    it can): only a solver that learns coefficients takes unknowns or data; a reference needs values for the unknowns."""
+    from .solvers import SOLVERS
+
+    errors = []
+    solver = SOLVERS.get(solver_name)
+    learners = sorted(n for n, c in SOLVERS.items() if c.learns_coefficients)
+    if solver is not None and not solver.learns_coefficients:
+        for k in problem.unknowns:
+            errors.append(f"params.{k}: an unknown coefficient is learned from the observations, which solver {solver_name!r} "
+                          f"cannot do; use solver {' or '.join(map(repr, learners))}, or give {k} a value")
+        if problem.observations is not None and not problem.unknowns:
+            errors.append(f"data: solver {solver_name!r} does not fit observations; use solver {' or '.join(map(repr, learners))}")
+    if problem.unknowns and problem.observations is None:
+        errors.append(f"params.{next(iter(problem.unknowns))}: an unknown coefficient is learned from observations; add "
+                      "data: {file: OBSERVATIONS.csv, fields: [...]}")
+    ref = problem.reference
+    if problem.unknowns and ref is not None and ref.kind != "file" and problem.truth() is None:
+        missing = [k for k, u in problem.unknowns.items() if u.true is None]
+        errors.append(f"reference: {ref.kind!r} computes the solution from the coefficients, and {missing} are unknown; give "
+                      f"{', '.join(f'params.{k}.true_value' for k in missing)} (the values that made the data), use reference kind "
+                      "'file', or leave the reference out")
+    return errors
 
 
 EXPRESSION_KEYS = ("fields", "residual")  # an expression equation's keys besides one <field>_t per field

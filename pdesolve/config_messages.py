@@ -22,7 +22,7 @@ def _did_you_mean(name: str, valid: Mapping[str, Any] | Sequence[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-_UNION_MARKERS = ("tuple[", "function-", "AxisSpec", "ReferenceSpec", "float", "str")
+_UNION_MARKERS = ("tuple[", "function-", "AxisSpec", "ReferenceSpec", "RangeSpec", "UnknownSpec", "float", "str")
 
 
 def _loc(loc: Sequence[Any], prefix: str = "") -> str:
@@ -43,12 +43,21 @@ def _fields_at(model: type[BaseModel], loc: Sequence[Any]) -> list[str]:
     for part in loc:
         if isinstance(part, int):
             continue
-        if isinstance(current, type) and issubclass(current, BaseModel) and part in current.model_fields:
-            ann = current.model_fields[part].annotation
-            current = _model_in(ann)
-        else:
-            current = _model_in(current) if not isinstance(current, type) else current
-    return list(current.model_fields) if isinstance(current, type) and issubclass(current, BaseModel) else []
+        named = [m for m in _models_in(current) if m.__name__ == part]  # a tagged union's branch, named by its class
+        if named:
+            current = named[0]
+            continue
+        found = _model_in(current)
+        if found is not None and part in found.model_fields:
+            current = found.model_fields[part].annotation
+    found = _model_in(current)
+    return list(found.model_fields) if found is not None else []
+
+
+def _models_in(ann: Any) -> list[type[BaseModel]]:
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return [ann]
+    return [m for arg in (get_args(ann) if get_origin(ann) is not None else ()) for m in _models_in(arg)]
 
 
 def _model_in(ann: Any) -> Any:

@@ -101,7 +101,7 @@ def plot_history(path: Path, history: Sequence[Mapping[str, float]]) -> None:
     if not history:
         return
     skip = {"step", "time", "lr", "rel_l2", "max_error"}
-    keys = [k for k in history[0] if k not in skip]
+    keys = [k for k in history[0] if k not in skip and not k.startswith(PARAMETER_COLUMN)]
     methods = [k for k in keys if k.startswith(METHOD_COLUMNS)]
     plt, fig, axes = _figure(3 if methods else 2)
     steps = np.array([h["step"] for h in history])
@@ -126,6 +126,27 @@ def plot_history(path: Path, history: Sequence[Mapping[str, float]]) -> None:
     if methods:
         draw(axes[2], methods)
         axes[2].set_title("training methods")
+    save_figure(plt, fig, path)
+
+
+PARAMETER_COLUMN = "param_"
+"""History columns that hold a learned coefficient of an inverse problem (``param_nu``)."""
+
+
+def plot_parameters(path: Path, history: Sequence[Mapping[str, float]], recovered: Mapping[str, Mapping[str, float]]) -> None:
+    """Each learned coefficient against the step (one panel each), its true value dashed when known."""
+    names = list(recovered)
+    plt, fig, axes = _figure(len(names))
+    steps = np.array([h["step"] for h in history])
+    for ax, name in zip(axes, names):
+        vals = np.array([h.get(PARAMETER_COLUMN + name, np.nan) for h in history], dtype=float)
+        ax.plot(steps, vals, lw=1.2, label="learned")
+        true = recovered[name].get("true")
+        if true is not None:
+            ax.axhline(true, ls="--", color="k", lw=1.0, label=f"true {true:g}")
+        ax.set_xlabel("step")
+        ax.set_title(f"{name}: {recovered[name]['value']:.4g}")
+        ax.legend(fontsize=7)
     save_figure(plt, fig, path)
 
 

@@ -25,6 +25,7 @@ from .errors import UserError
 from .expr import Expression
 from .geometry import Geometry
 from .grid import Grid, GridAxis
+from .observations import Observations
 
 BOUNDARY_KINDS = ("dirichlet", "neumann", "robin")
 SIDES = ("lo", "hi")
@@ -210,6 +211,50 @@ class ParameterRange:
         return self.lo + g * (self.hi - self.lo)
 
 
+class UnknownParameterError(ProblemError, UserError):
+    """A use that needs the value (a reference, a simulation, a solver that cannot learn it) of a coefficient the
+    problem declares unknown."""
+
+
+@dataclass(frozen=True)
+class Unknown:
+    """A coefficient learned from observations (an inverse problem): ``params: {nu: {unknown: true, initial: 0.05}}``.
+
+    ``initial`` is where the learning starts; ``minimum`` / ``maximum`` (both or neither) keep it in a box (a solver
+    learns it through a sigmoid); ``true`` is the value that made the data when it is known (a benchmark, a synthetic
+    test): references are then computed with it and metrics report the recovered value's error.
+    """
+
+    initial: float
+    minimum: float | None = None
+    maximum: float | None = None
+    true: float | None = None
+    scale: str | None = None  # "linear" or "log" (learned through its logarithm); None: log where the equation requires >= 0
+
+    def errors(self, name: str, spec: Any) -> list[ProblemError]:
+        """What is wrong with this declaration for the equation's :class:`~pdesolve.equations.base.Parameter` ``spec``."""
+        where, out = f"params.{name}", []
+        if self.scale not in (None, *SCALES):
+            out.append(ProblemError(f"{where}.scale", f"expected one of {list(SCALES)}, got {self.scale!r}"))
+        elif self.scale == "log":
+            low = self.minimum if self.minimum is not None else self.initial
+            if low <= 0 or self.initial <= 0:
+                out.append(ProblemError(f"{where}.scale", f"a log scale needs a positive initial value (and minimum), got "
+                                        f"{low if low <= 0 else self.initial}"))
+        if (self.minimum is None) != (self.maximum is None):
+            out.append(ProblemError(where, "give both minimum and maximum (a box the value is learned in) or neither"))
+        elif self.minimum is not None and not self.minimum < self.maximum:  # type: ignore[operator]
+            out.append(ProblemError(where, f"expected minimum < maximum, got [{self.minimum}, {self.maximum}]"))
+        elif self.minimum is not None and not self.minimum < self.initial < self.maximum:  # type: ignore[operator]
+            out.append(ProblemError(f"{where}.initial", f"expected a value strictly inside [{self.minimum}, {self.maximum}], "
+                                    f"got {self.initial}"))
+        for key, value in (("initial", self.initial), ("minimum", self.minimum), ("true_value", self.true)):
+            msg = spec.check(float(value)) if value is not None else None
+            if msg and not (key == "minimum" and spec.minimum == value):
+                out.append(ProblemError(f"{where}.{key}", msg))
+        return out
+
+
 @dataclass(frozen=True)
 class Problem:
     """A well-posed PDE problem. Checks on construction that its parts fit together.
@@ -217,6 +262,10 @@ class Problem:
     A *parametric family* gives some parameters a :class:`ParameterRange` in ``ranges`` instead of a value in
     ``params``: it is solved once over the ranges (only by solvers that declare ``parametric``) and scored on
     members, :meth:`member` (the problem with those parameters fixed).
+
+    An *inverse problem* declares some coefficients :class:`Unknown` (``unknowns``) and carries ``observations``
+    to learn them from; its single values (``coefficients``) do not exist, :meth:`truth` is the problem with the
+    known true values put in (for references), :attr:`known_coefficients` the rest.
     """
 
     name: str
@@ -228,11 +277,14 @@ class Problem:
     reference: Reference | None = None
     source: Expression | None = None
     ranges: Mapping[str, ParameterRange] = field(default_factory=dict)
+    unknowns: Mapping[str, Unknown] = field(default_factory=dict)
+    observations: Observations | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "boundary", tuple(self.boundary))
         object.__setattr__(self, "params", dict(self.params))
         object.__setattr__(self, "ranges", dict(self.ranges))
+        object.__setattr__(self, "unknowns", dict(self.unknowns))
         for err in self.errors():
             raise err
 
@@ -244,6 +296,8 @@ class Problem:
             object.__setattr__(draft, key, value)
         object.__setattr__(draft, "boundary", tuple(draft.boundary))
         object.__setattr__(draft, "ranges", dict(fields.get("ranges", {})))
+        object.__setattr__(draft, "unknowns", dict(fields.get("unknowns", {})))
+        object.__setattr__(draft, "observations", fields.get("observations"))
         errs = draft.errors()
         return (None, errs) if errs else (cls(**fields), [])
 
@@ -253,9 +307,9 @@ class Problem:
         for k in self.params:
             if k not in eq.parameters:
                 errs.append(ProblemError(f"params.{k}", f"unknown parameter of {eq.name!r}; expected {sorted(eq.parameters)}"))
-        errs += self._range_errors()
+        errs += self._range_errors() + self._inverse_errors()
         for k, spec in eq.parameters.items():
-            if k in self.ranges:
+            if k in self.ranges or k in self.unknowns:
                 continue
             if k not in self.params:
                 if spec.default is None:
@@ -411,6 +465,49 @@ class Problem:
                     errs.append(ProblemError(where, f"{end}: {msg}"))
         return errs
 
+    def _inverse_errors(self) -> list[ProblemError]:
+        eq, errs = self.equation, []
+        for k, u in self.unknowns.items():
+            if k not in eq.parameters:
+                errs.append(ProblemError(f"params.{k}", f"unknown parameter of {eq.name!r}; expected {sorted(eq.parameters)}"))
+                continue
+            if k in self.params or k in self.ranges:
+                errs.append(ProblemError(f"params.{k}", "declared unknown and given a value or a range; give one"))
+            errs += u.errors(k, eq.parameters[k])
+        obs = self.observations
+        if obs is not None:
+            where = f"data.file ({obs.source})" if obs.source else "data"
+            extra = [f for f in obs.fields if f not in eq.fields]
+            if extra:
+                errs.append(ProblemError("data.fields", f"unknown field(s) {extra}; {eq.name!r} has {list(eq.fields)}"))
+            if set(obs.names) != set(self.domain.names):
+                errs.append(ProblemError(where, f"coordinate columns {list(obs.names)}; expected the domain's axes "
+                                         f"{list(self.domain.names)}"))
+            else:
+                errs += [ProblemError(where, m) for m in obs.outside(self.domain.bounds)]
+        return errs
+
+    @property
+    def is_inverse(self) -> bool:
+        """True when some coefficients are unknown, learned from the observations."""
+        return bool(self.unknowns)
+
+    @property
+    def known_coefficients(self) -> dict[str, float]:
+        """The coefficients with a value (the family's defaults filled in), leaving out the unknown ones."""
+        out = {k: float(s.default) for k, s in self.equation.parameters.items() if s.default is not None and k not in self.unknowns}
+        out.update({k: float(v) for k, v in self.params.items()})
+        return out
+
+    def truth(self) -> Problem | None:
+        """The forward problem with each unknown coefficient at its true value (None when some true value is not given)."""
+        import dataclasses
+
+        if any(u.true is None for u in self.unknowns.values()):
+            return None
+        return dataclasses.replace(self, params={**self.params, **{k: float(u.true) for k, u in self.unknowns.items()}},  # type: ignore[arg-type]
+                                   unknowns={}, observations=None)
+
     @property
     def is_family(self) -> bool:
         """True when some parameters span ranges (a parametric family) instead of taking values."""
@@ -431,9 +528,12 @@ class Problem:
             name = next(iter(self.ranges))
             raise ParametricFamilyError(f"params.{name}", f"problem {self.name!r} is a parametric family ({name} spans a range), "
                                         "not one problem; solve it with a parametric solver (hyper_pinn) or give it a value")
-        out = {k: float(s.default) for k, s in self.equation.parameters.items() if s.default is not None}
-        out.update({k: float(v) for k, v in self.params.items()})
-        return out
+        if self.unknowns:
+            name = next(iter(self.unknowns))
+            raise UnknownParameterError(f"params.{name}", f"problem {self.name!r} is an inverse problem ({name} is unknown, learned from "
+                                        "its observations) and has no value for it here; give params."
+                                        f"{name}.true_value to compute a reference, or solve it with a solver that learns it (pinn)")
+        return self.known_coefficients
 
     def initial_numpy(self, grid: Grid) -> Any:
         """The initial condition on a grid's space points, ``[channel, *space]`` float64."""

@@ -17,7 +17,13 @@ for the linear methods, its class for the family-specific ones.
 - ``cole_hopf``: viscous Burgers (:class:`Burgers`) by the Cole-Hopf transform, the heat kernel integral done by the
   trapezoidal rule (exponentially accurate for this smooth, Gaussian-decaying integrand);
 - ``splitting``: Fisher-KPP (:class:`ReactionDiffusion`) by Strang splitting with exact sub-steps
-  (second order in the splitting step, which is chosen small).
+  (second order in the splitting step, which is chosen small);
+- ``file``: published or experimental data on a uniform grid (``options: {path: data.h5}``, also ``.npz`` / ``.mat``:
+  a coordinate vector per axis, an array per field); errors are computed on the file's own grid (:func:`file_grid`),
+  where the solver is evaluated.
+
+An inverse problem (unknown coefficients) has a computed reference only when the true values are given: the methods
+then solve :meth:`Problem.truth`.
 """
 
 from __future__ import annotations
@@ -294,7 +300,59 @@ def reference_solution(problem: Problem, grid: Grid) -> np.ndarray:
     if kind not in REFERENCES:
         raise ReferenceError(f"unknown reference {kind!r}; valid references are {sorted(REFERENCES)}")
     fn: Any = REFERENCES[kind]
-    return fn(problem, grid, **dict(problem.reference.options))
+    options = dict(problem.reference.options)
+    if problem.unknowns and kind != "file":
+        truth = problem.truth()
+        _require(truth is not None, f"{kind!r} needs a value for every coefficient, and {sorted(problem.unknowns)} are unknown; give "
+                 "their true values (params.NAME.true_value)")
+        problem = truth  # type: ignore[assignment]
+    return fn(problem, grid, **options)
+
+
+# ----------------------------------------------------------------------------- data files
+def file_grid(problem: Problem, path: str | None = None) -> tuple[Grid, np.ndarray]:
+    """The grid of a ``file`` reference and its values there, ``[time, channel, *space]`` (``[channel, *space]``
+    without time), checked against the problem: an axis per coordinate of the domain, inside its bounds, uniform."""
+    from .datafiles import DataFileError, read_gridded
+    from .grid import GridAxis
+
+    _require(path is not None, "the 'file' reference needs options: {path: DATA.h5} (.h5, .npz or .mat)")
+    names, fields = problem.domain.names, problem.equation.fields
+    try:
+        coords, values = read_gridded(path, names, fields)  # type: ignore[arg-type]
+    except DataFileError as err:
+        raise ReferenceError(str(err)) from None
+    bounds = problem.domain.bounds
+    axes = []
+    for n in names:
+        c, (lo, hi) = coords[n], bounds[n]
+        tol = 1e-9 * max(1.0, abs(lo), abs(hi))
+        _require(c[0] >= lo - tol and c[-1] <= hi + tol, f"{path}: coordinate {n!r} spans [{c[0]:g}, {c[-1]:g}], outside the "
+                 f"domain's [{lo:g}, {hi:g}]")
+        axis = GridAxis(n, float(c[0]), float(c[-1]), len(c))
+        _require(bool(np.allclose(c, axis.coords, rtol=0, atol=1e-6 * axis.spacing)),
+                 f"{path}: coordinate {n!r} is not uniformly spaced; the file reference needs a uniform grid")
+        axes.append(axis)
+    time = axes[0] if problem.domain.time is not None else None
+    grid = Grid(tuple(axes[1:] if time is not None else axes), time)
+    lead = 1 if time is not None else 0
+    return grid, np.moveaxis(values, -1, lead)
+
+
+def file(problem: Problem, grid: Grid, path: str | None = None) -> np.ndarray:
+    """Data from a file on its own grid (``grid`` must be that grid: :func:`file_grid`)."""
+    own, values = file_grid(problem, path)
+    same = own.names == grid.names and all(a.n == b.n and np.allclose(a.coords, b.coords) for a, b in zip(own.axes, grid.axes))
+    _require(same, f"{path}: the file holds the reference on its own grid {dict(zip(own.names, own.shape))}; evaluate on that "
+             f"grid, not {dict(zip(grid.names, grid.shape))}")
+    return values
+
+
+def reference_grid(problem: Problem) -> Grid | None:
+    """The grid a problem's reference lives on when it has one of its own (a ``file`` reference), else None."""
+    if problem.reference is None or problem.reference.kind != "file":
+        return None
+    return file_grid(problem, **dict(problem.reference.options))[0]
 
 
 def simulator(problem: Problem, grid: Grid, **options: Any) -> np.ndarray:
@@ -398,3 +456,6 @@ def reference_errors(problem: Problem) -> list[str]:
         return ([f"reference: {why}"] if why else []) + ([f"reference.options: unknown {unknown}; 'sparse_fd' takes refine, tol, "
                                                           "max_newton"] if unknown else [])
     return []
+
+
+REFERENCES["file"] = file

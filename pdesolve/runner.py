@@ -33,9 +33,9 @@ from .io import write_json, write_text, write_with
 from .metrics import error_metrics, outside_as_nan, region_mask
 from .optim import Optimizer, make_optimizer
 from .parametric import HeldOut, ParametricSolver, held_out
-from .plot import plot_fields, plot_history, plot_residual, plot_slices
+from .plot import plot_fields, plot_history, plot_parameters, plot_residual, plot_slices
 from .plot_geometry import plot_region_fields
-from .reference import ReferenceError, reference_solution
+from .reference import ReferenceError, reference_grid, reference_solution
 from .solution import Solution
 from .solvers import SOLVERS, get_solver
 from .solvers.base import FAMILY, GridSolver, PointSolver, Solver, SolverMismatch
@@ -48,8 +48,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # diagnostics a solver may return that belong in metrics.json: condition violations, the constrained
-# solve's status (hc, moe_hc), errors on held-out initial conditions (the hc family setting)
-METRIC_DIAGNOSTICS = ("violations", "solve", "family", "notes")
+# solve's status (hc, moe_hc), errors on held-out initial conditions (the hc family setting), notes (what the solver
+# chose for the user: soft conditions on a region), the recovered coefficients of an inverse problem and the data misfit
+METRIC_DIAGNOSTICS = ("violations", "solve", "family", "notes", "recovered", "data_misfit")
 
 
 @dataclass
@@ -118,7 +119,12 @@ def build_solver(cfg: RunConfig, device: torch.device, ranks: Ranks | None = Non
 
 
 def evaluation_grid(cfg: RunConfig) -> Grid:
-    return cfg.problem.domain.grid(cfg.eval_grid)
+    """The grid a run is scored on: the reference's own (a ``file`` reference) or ``evaluate.grid``."""
+    try:
+        own = reference_grid(cfg.problem)
+    except ReferenceError as err:
+        raise UserError(f"{cfg.path}: reference: {err}") from None
+    return own if own is not None else cfg.problem.domain.grid(cfg.eval_grid)
 
 
 def reference_on(cfg: RunConfig, grid: Grid) -> np.ndarray | None:
@@ -452,6 +458,8 @@ def write_figures(folder: Path, solution: Solution, ref: np.ndarray | None, hist
         figures["history"] = partial(plot_history, history=history)
     if "residual_map" in diagnostics:
         figures["residual"] = partial(plot_residual, grid=grid, residual=diagnostics["residual_map"])
+    if history and diagnostics.get("recovered"):
+        figures["parameters"] = partial(plot_parameters, history=history, recovered=diagnostics["recovered"])
     figures.update(diagnostics.get("figures", {}))  # a solver's own figures, e.g. LPINN's characteristics
     paths = []
     for name, draw in figures.items():

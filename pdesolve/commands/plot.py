@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from ..errors import UserError
@@ -18,6 +19,14 @@ def run(args: argparse.Namespace) -> int:
     if not (folder / "solution.h5").exists():
         raise UserError(f"{folder}: no solution.h5 (is it a finished run folder?)")
     solution, ref, diagnostics = read_solution(folder / "solution.h5")
+    metrics = folder / "metrics.json"
+    if metrics.exists():  # an inverse run's recovered coefficients (their figure, parameters.png)
+        try:
+            recovered = json.loads(metrics.read_text()).get("recovered")
+        except (ValueError, AttributeError):
+            recovered = None
+        if isinstance(recovered, dict):
+            diagnostics["recovered"] = recovered
     try:  # the problem's region, so that the fields are drawn on its shape
         geometry = load_run(folder).problem.domain.geometry
     except UserError:  # no readable config.yaml (an equation defined in Python): the plain figures

@@ -45,6 +45,7 @@ class Solver(abc.ABC):
     Options: ClassVar[type[BaseModel]]
     parametric: ClassVar[bool] = False  # solves a parametric family (Problem.ranges) as a whole: docs/hypernetworks.md
     takes_geometry: ClassVar[bool] = False  # samples a region (Domain.geometry) instead of the box: docs/steady.md
+    learns_coefficients: ClassVar[bool] = False  # learns unknown coefficients from observations (Problem.unknowns): docs/inverse.md
     model: nn.Module
 
     def __init__(self, problem: Problem, options: BaseModel, device: torch.device, dtype: torch.dtype = torch.float32, *,
@@ -55,6 +56,9 @@ class Solver(abc.ABC):
                             "solve it with a parametric solver, hyper_pinn)")
         if problem.domain.geometry is not None and not self.takes_geometry:
             problems.append("got a domain with a geometry, expected a box (the solvers that sample a region: pinn)")
+        if (problem.unknowns or problem.observations is not None) and not self.learns_coefficients:
+            problems.append(f"it cannot learn coefficients from observations, and {sorted(problem.unknowns) or 'the data'} are "
+                            "given (an inverse problem: solve it with pinn)")
         if problems:
             raise SolverMismatch(f"solver {self.name!r} cannot solve problem {problem.name!r}: " + "; ".join(problems))
         self.problem, self.options, self.device, self.dtype = problem, options, device, dtype

@@ -31,9 +31,10 @@ from ..nn.jet_blocks import JetBlock, JetCarry
 from ..nn.rwf import factorize
 from ..problem import BoundaryCondition, Domain, Problem
 from ..solution import Solution
-from ..task import JetBlockTask
+from ..task import LOSS, JetBlockTask
 from . import pinn_region
 from .base import PointSolver, SolverMismatch, pointwise_mismatches
+from .pinn_inverse import DATA_TERM, UnknownCoefficients, data_misfit, inverse_mismatches, observation_term, recovered
 from .pinn_marching import edges, window_constraints, window_of
 from .pinn_options import PINN_NETWORKS, PINNOptions, option_mismatches
 from .pinn_training import (
@@ -75,6 +76,7 @@ class PINNModel(nn.Module):
         self.later = nn.ModuleList(nets[1:])  # the later windows' networks (time marching; empty otherwise)
         # the exact transform of Dirichlet walls exists on boxes only: with a geometry its conditions are soft terms
         self.hard = HardConstraint(problem, dirichlet=problem.domain.geometry is None) if options.hard_constraints else None
+        self.unknowns = UnknownCoefficients(problem)  # an inverse problem's coefficients (none for a forward problem)
         # second derivatives are carried along the space axes only (t is column 0 when present)
         self.hess = slice(1 if problem.domain.time is not None else 0, len(problem.domain.names))
         # and the mixed second derivatives the equation reads (u_xy), as pairs of coordinate columns
@@ -224,7 +226,8 @@ class PINNTask(JetBlockTask):
         self.problem, self.model, self.options = problem, model, options
         self.device, self.dtype, self._evaluate = device, dtype, evaluate
         self.names = problem.domain.names
-        self.params = problem.coefficients
+        self.params = problem.known_coefficients  # the unknown ones come from the model (model.unknowns) at each residual
+        self.data = observation_term(problem, device, dtype)
         self.rng = np.random.default_rng(torch.randint(0, 2**31, (1,)).item())
         self.order = max(1, problem.equation.max_space_order)  # the jets carry exactly the orders the equation reads
         self.marching = options.time_marching
@@ -240,9 +243,10 @@ class PINNTask(JetBlockTask):
         self.walls, self.normals = self._wall_points()
         self.initial_target = self._initial_values(self.initial_pts) if self.initial_pts is not None else None
         w = options.weights
-        self.term_names = ["residual"] + (["initial"] if self.soft_initial else []) + [bc.label for bc in self.soft_walls]
-        self.term_weights = torch.tensor([w.residual] + ([w.initial] if self.soft_initial else []) + [w.boundary] * len(self.soft_walls),
-                                         dtype=dtype, device=device)
+        data = [] if self.data is None else [DATA_TERM]
+        self.term_names = ["residual"] + (["initial"] if self.soft_initial else []) + [bc.label for bc in self.soft_walls] + data
+        self.term_weights = torch.tensor([w.residual] + ([w.initial] if self.soft_initial else []) + [w.boundary] * len(self.soft_walls)
+                                         + ([self.data.weight] if self.data is not None else []), dtype=dtype, device=device)
         time = problem.domain.time
         self.causal = CausalWeights(options.causal, *self.domain.time) if options.causal is not None and time is not None else None
         self.adaptive = AdaptiveWeights(options.adaptive_weights, self.term_names, self.term_weights) \
@@ -340,7 +344,7 @@ class PINNTask(JetBlockTask):
         if self.problem.source is not None:
             env = dict(zip(self.names, coords.unbind(-1)))
             source = self.problem.source.torch(**env).unsqueeze(-1)
-        return self.problem.equation.residual(d, self.params, source)
+        return self.problem.equation.residual(d, {**self.params, **self.model.unknowns.values()}, source)
 
     def wall_violation(self, bc: BoundaryCondition, pts: Tensor, out: Jet | None = None, normals: Tensor | None = None) -> Tensor:
         """``alpha u + beta du/dn - value`` at wall points ``[N]`` (``out``: the jet there, if computed; ``normals``
@@ -372,7 +376,8 @@ class PINNTask(JetBlockTask):
     def _points(self) -> tuple[Tensor, list[slice], list | None]:
         """All points of one loss pass, the slice of each group, and the exact transform's frame there."""
         if self._kept is None:
-            groups = [self.interior] + ([self.initial_pts] if self.initial_pts is not None else []) + self.walls
+            groups = [self.interior] + ([self.initial_pts] if self.initial_pts is not None else []) + self.walls \
+                + ([self.data.points] if self.data is not None else [])
             pts = torch.cat(groups) if len(groups) > 1 else self.interior
             ends = np.cumsum([len(g) for g in groups]).tolist()
             self._kept = (pts, [slice(a, b) for a, b in zip([0] + ends[:-1], ends)], self.model.frame(pts, self.order))
@@ -392,6 +397,8 @@ class PINNTask(JetBlockTask):
             values.append(out.v[next(parts)] - self.initial_target)
         for bc, wall, normals in zip(self.soft_walls, self.walls, self.normals):
             values.append(self.wall_violation(bc, wall, out.points(next(parts)), normals))
+        if self.data is not None:
+            values.append(self.data.misfit(out.v[next(parts)]))
         return values
 
     def terms_of(self, out: Jet) -> Tensor:
@@ -431,6 +438,7 @@ class PINNTask(JetBlockTask):
         for method in (self.causal, self.adaptive):
             if method is not None:
                 record.update(method.record())
+        record.update(self.model.unknowns.record())
         if self.curriculum is not None:
             record[f"curriculum_{self.curriculum.options.parameter}"] = float(self.params[self.curriculum.options.parameter])
         return (terms * self.term_weights).sum(), record
@@ -459,6 +467,11 @@ class PINNTask(JetBlockTask):
     def evaluate(self) -> dict[str, float]:
         return self._evaluate()
 
+    @property
+    def provides(self) -> frozenset[str]:
+        """An inverse problem's coefficients belong to no block: only rules that train the whole model (loss) fit it."""
+        return super().provides if not self.problem.unknowns else frozenset({LOSS})
+
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"interior": self.interior.cpu(), "rng": self.rng.bit_generator.state}
         if self.causal is not None:
@@ -484,6 +497,7 @@ class PINN(PointSolver):
     name = "pinn"
     Options = PINNOptions
     takes_geometry = True  # interior and part points from the geometry, soft conditions (pinn_region)
+    learns_coefficients = True  # unknown coefficients and observations: solvers/pinn_inverse.py
 
     @classmethod
     def mismatches(cls, problem: Problem) -> list[str]:
@@ -491,7 +505,7 @@ class PINN(PointSolver):
 
     @classmethod
     def option_mismatches(cls, problem: Problem, options: PINNOptions) -> list[str]:  # type: ignore[override]
-        return option_mismatches(problem, options)
+        return option_mismatches(problem, options) + inverse_mismatches(problem, options)
 
     def __init__(self, problem: Problem, options: PINNOptions, device: torch.device, dtype: torch.dtype | None = None, *,
                  ranks: Ranks | None = None, family: InitialConditionFamily | None = None):
@@ -553,4 +567,8 @@ class PINN(PointSolver):
         out["violations"]["residual_rms"] = float(np.sqrt(np.nanmean(res_map**2)))
         if self.notes:
             out["notes"] = list(self.notes)
+        if self.problem.unknowns:
+            out["recovered"] = recovered(self.problem, self.model.unknowns)
+        if task.data is not None:
+            out["data_misfit"] = data_misfit(self.model, task.data, self.problem.observations.noise)  # type: ignore[union-attr]
         return out
