@@ -32,7 +32,7 @@ from .config import ConfigError, RunConfig, load_run_config, read_yaml
 from .errors import UserError
 from .grid import Grid, GridAxis
 from .problem import Problem
-from .reference import ReferenceError, reference_solution
+from .reference import ReferenceError, reference_grid, reference_solution
 from .solvers import SOLVERS
 from .solvers.base import PointSolver, SolverMismatch
 
@@ -163,8 +163,9 @@ def reference_refusals(cfg: RunConfig) -> list[str]:
         if not cfg.eval_params:
             return []
         problem = problem.member(cfg.eval_params[0])
+    own = reference_grid(problem)  # data on a file's grid are computed there only (and were read at validation)
     try:
-        reference_solution(problem, probe_grid(cfg))
+        reference_solution(problem, own if own is not None else probe_grid(cfg))
     except ReferenceError as err:
         return [f"reference: {problem.reference.kind!r} cannot be computed for this problem: {err}"]  # type: ignore[union-attr]
     return []
