@@ -70,7 +70,7 @@ def test_system_jacobian_hessian_and_linearization_equal_torch_func():
         torch.testing.assert_close(r[i], direct(w[i], D[i]), rtol=1e-13, atol=1e-13)
         J = jacfwd(direct)(w[i], D[i])
         torch.testing.assert_close(res.jacobian(w, D)[i], J, rtol=1e-12, atol=1e-12)
-        H = hessian(lambda v: 0.5 * direct(v, D[i]).pow(2).sum())(w[i])
+        H = hessian(lambda v, Di=D[i]: 0.5 * direct(v, Di).pow(2).sum())(w[i])
         torch.testing.assert_close(res.hessian(w, D)[i], H, rtol=1e-11, atol=1e-11)
     A, rhs = res.linearization(res.features(w, D), D)  # about the state D w itself: A w - b = r, A = J
     torch.testing.assert_close(A, res.jacobian(w, D), rtol=1e-12, atol=1e-12)

@@ -148,7 +148,8 @@ class HardConstrainedSolver(PointSolver, HCSolves):
         D = 0.1 * torch.rand(1, k, m, n, dtype=torch.float64, generator=gen)
         D[:, 0] += 0.5  # positive u: fractional powers stay real
         coords = torch.as_tensor(self.boxes.sample(m, "random", np.random.default_rng(0))[:1])
-        check_residual(self.pointwise, torch.ones(1, n * self.fields, dtype=torch.float64), (D, coords, torch.zeros(1, m, dtype=torch.float64)))
+        w = torch.ones(1, n * self.fields, dtype=torch.float64)  # a system: one block of n weights per field
+        check_residual(self.pointwise, w, (D, coords, torch.zeros(1, m, dtype=torch.float64)))
 
     # ------------------------------------------------------------------ the batched solve
     def source(self, coords: Tensor) -> Tensor:
