@@ -2,6 +2,7 @@
 
 - the block Jacobian, exact Hessian and linearization of PointwiseResidual for a system equal torch.func's;
 - a linear two-field system on a periodic axis against its closed form (each Fourier mode a 2x2 matrix exponential);
+- a linear two-field system between walls (a Dirichlet condition per field) against its closed form;
 - the same system through moe_hc with two time slabs: the second slab starts from the first's solution, field by field;
 - a nonlinear coupled system (cubic damping) through Levenberg-Marquardt, against the method of lines;
 - one field: the losses are those of the code before systems were added (values computed on main).
@@ -94,6 +95,36 @@ def test_hc_solves_a_linear_coupled_system_against_its_closed_form(tmp_path):
     np.testing.assert_allclose(got[:, 0, 1::2], exact[:, 0, 1::2], rtol=0, atol=1e-12)
     assert np.abs(got[:, 0] - exact[:, 0]).max() < 1e-2  # and close between them (measured 4.1e-3)
     assert result.metrics["violations"]["constraints_max"] < 1e-9
+
+
+def test_hc_holds_each_fields_walls_against_a_closed_form(tmp_path):
+    """u_t = D u_xx - u + v, v_t = D v_xx + u - v on [0, pi], both fields zero at the walls, u = sin x, v = 0:
+    u + v = sin(x) exp(-D t), u - v = sin(x) exp(-(D + 2) t)."""
+    D = 0.1
+    walls = [{"kind": "dirichlet", "axis": "x", "side": "both", "value": 0, "field": f} for f in "uv"]
+    data = {"name": "coupled_walls", "equation": {"fields": ["u", "v"], "residual": ["u_t - D*u_xx + u - v", "v_t - D*v_xx - u + v"]},
+            "params": {"D": D}, "domain": {"x": [0, "pi"], "t": [0, 1]}, "initial": {"u": "sin(x)", "v": 0}, "boundary": walls,
+            "evaluate": {"grid": {"t": 11, "x": 33}}, "device": "cpu"}
+    problem = load_run_config("<test>", data=data).problem
+    options = {**OPTIONS, "periodic_modes": 1, "points": {"solve": 128, "loss": 128, "initial": 12, "boundary": 6}}
+    torch.manual_seed(0)
+    solver = HC(problem, HC.Options(**options), torch.device("cpu"))
+    con, n = solver.constraints, OPTIONS["basis"]
+    assert list(con.per_field()) == [12 + 12, 12 + 12]  # initial points plus two walls of 6, per field
+    C = con.rows(solver.model.basis.features(torch.as_tensor(con.points)))  # [p, 2 N]
+    assert (C[con.field == 0, n:] == 0).all() and (C[con.field == 1, :n] == 0).all()  # each row in its field's block
+    torch.manual_seed(0)
+    result = ps.solve(problem, "hc", steps=60, options=options, settings={"evaluate": data["evaluate"], "device": "cpu", **ADAM},
+                      out=tmp_path / "run", quiet=True)
+    grid = problem.domain.grid({"t": 11, "x": 33})
+    t, x = np.meshgrid(grid.coords("t"), grid.coords("x"), indexing="ij")
+    s, m = np.exp(-D * t) * np.sin(x), np.exp(-(D + 2) * t) * np.sin(x)
+    exact = np.stack([(s + m) / 2, (s - m) / 2])
+    got = np.stack([result.solution.field(f)[0] for f in "uv"])
+    err = np.linalg.norm(got - exact) / np.linalg.norm(exact)
+    assert err < 0.006, err  # measured 2.0e-3 after 60 steps (7 s)
+    assert np.abs(got[:, :, [0, -1]]).max() < 4e-3  # both fields at both walls (exact at the 6 points per face; measured 1.0e-3)
+    assert result.metrics["violations"]["constraints_max"] < 1e-8
 
 
 def test_moe_hc_time_slabs_hand_every_field_to_the_next_slab(tmp_path):
