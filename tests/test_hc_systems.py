@@ -191,6 +191,8 @@ def test_systems_refuse_what_holds_one_field_only():
     problem = load_run_config("<test>", data=linear_data()).problem
     with pytest.raises(SolverMismatch, match="bounds"):
         HC(problem, HC.Options(**OPTIONS, bounds=(-1.0, 1.0)), torch.device("cpu"))
+    with pytest.raises(SolverMismatch, match=r"family: got 2 fields \['u', 'v'\], expected one"):
+        HC(problem, HC.Options(**OPTIONS, family={"parameters": {"initial.u": [0, 1]}}), torch.device("cpu"))
     with pytest.raises(SolverMismatch, match="17 exact constraint points of one field on 16 basis functions"):
         HC(problem, HC.Options(**{**OPTIONS, "basis": 16, "points": {"initial": 17}}), torch.device("cpu"))
 
