@@ -12,9 +12,9 @@ O(k m N + k^2 m N^2) dense arithmetic instead of N automatic-differentiation pas
 feature matrices over the N directions.
 
 A coupled system of F fields (``fields=F``) shares the feature matrices: each field has its own N weights,
-w = (w_1, ..., w_F) of length F N, its features are f_(g,k) = D_k w_g (feature index g k + k), and F returns
-one residual per equation, ``[batch, E, m]``; the residual vector is the E m rows, equation-major, and the
-Jacobian [batch, E m, F N] is block-structured the same way: dr_e/dw_g = sum_k diag(F_e,(g,k)) D_k.
+w = (w_1, ..., w_F) of length F N, and its features are f_(g,j) = D_j w_g (feature row g k + j, k per field).
+F then returns one residual per equation, ``[batch, E, m]``; the residual vector is the E m rows,
+equation-major, and the Jacobian [batch, E m, F N] is block-structured: dr_e/dw_g = sum_j diag(F_e,(g,j)) D_j.
 """
 
 from __future__ import annotations
