@@ -68,20 +68,23 @@ class ExpertBoxes:
 
 # ----------------------------------------------------------------------------- residual of u = b . w
 class FeatureDerivatives:
-    """The :class:`pdesolve.equations.Derivatives` accessor over feature rows ``f [batch, k, m]``."""
+    """The :class:`pdesolve.equations.Derivatives` accessor over feature rows ``f [batch, k, m]``; a system of
+    ``fields`` reads field g's rows at ``g k + row`` (``f [batch, F k, m]``)."""
 
     def __init__(self, f: Tensor, rows: Mapping[tuple[str, ...], int], coords: Tensor, names: tuple[str, ...],
-                 u_floor: float | None = None):
+                 u_floor: float | None = None, fields: tuple[str, ...] = ("u",)):
         self.f, self.rows, self.coords, self.names, self.u_floor = f, rows, coords, names, u_floor
         self.space = tuple(n for n in names if n != "t")
+        self.offset = {name: g * len(rows) for g, name in enumerate(fields)} if len(fields) > 1 else None
 
     def __call__(self, field: str, *axes: str) -> Tensor:
         key = tuple(axes)
         if key not in self.rows:
             raise ValueError(f"derivative {field}_{''.join(axes)} is not carried; the basis carries {sorted(self.rows)}")
+        start = 0 if self.offset is None else self.offset[field]
         if not key and self.u_floor is not None:
-            return self.f[:, 0].clamp_min(self.u_floor)
-        return self.f[:, self.rows[key]]
+            return self.f[:, start].clamp_min(self.u_floor)
+        return self.f[:, start + self.rows[key]]
 
     def coord(self, name: str) -> Tensor:
         return self.coords[..., self.names.index(name)]
@@ -90,17 +93,21 @@ class FeatureDerivatives:
 class PDEResidual:
     """F(features [batch, k, m], coords [batch, m, d], source [batch, m]) -> residual [batch, m], pointwise.
 
+    A system of F fields reads features ``[batch, F k, m]`` (field g's rows at g k + row) and returns one
+    residual per equation, ``[batch, F, m]`` (the source, if any, is subtracted from each).
     Scaled by the time span so a residual of u_t - F reads as a change of u over the whole horizon.
     """
 
     def __init__(self, problem: Problem, rows: Mapping[tuple[str, ...], int], u_floor: float | None = None):
         self.eq, self.params, self.rows, self.u_floor = problem.equation, problem.coefficients, rows, u_floor
-        self.names = problem.domain.names
+        self.names, self.fields = problem.domain.names, tuple(problem.equation.fields)
         self.scale = float(problem.domain.time[1] - problem.domain.time[0]) if problem.domain.time else 1.0
 
     def __call__(self, f: Tensor, coords: Tensor, source: Tensor) -> Tensor:
-        d = FeatureDerivatives(f, self.rows, coords, self.names, self.u_floor)
-        return (self.eq.residual(d, self.params)[..., 0] - source) * self.scale
+        d = FeatureDerivatives(f, self.rows, coords, self.names, self.u_floor, self.fields)
+        if len(self.fields) == 1:
+            return (self.eq.residual(d, self.params)[..., 0] - source) * self.scale
+        return ((self.eq.residual(d, self.params) - source[..., None]) * self.scale).movedim(-1, 1)
 
 
 def feature_rows(names: tuple[str, ...]) -> dict[tuple[str, ...], int]:
@@ -145,7 +152,8 @@ class HCModel(nn.Module):
         super().__init__()
         self.basis = BasisNet(problem, options)
         # soft baseline: the output layer's weights per expert, trained (not solved for)
-        self.soft_w = nn.Parameter(torch.randn(boxes.count, options.basis) / options.basis**0.5) if options.soft else None
+        n = options.basis * len(problem.equation.fields)  # a system: one block of N weights per field
+        self.soft_w = nn.Parameter(torch.randn(boxes.count, n) / options.basis**0.5) if options.soft else None
         self.register_buffer("solve_points", torch.as_tensor(boxes.sample(options.points.solve, options.points.sampler, rng)))
 
     def forward(self, coords: Tensor) -> Tensor:
@@ -154,19 +162,27 @@ class HCModel(nn.Module):
 
 # ----------------------------------------------------------------------------- constraints
 class Constraints:
-    """Initial and boundary conditions at fixed points as rows ``C w = d`` (alpha u + beta du/dn = value)."""
+    """Initial and boundary conditions at fixed points as rows ``C w = d`` (alpha u + beta du/dn = value).
+
+    A system of F fields has one row per (point, field): the initial rows are field-major (field 0 at the
+    initial points, then field 1, ...), a boundary condition's rows belong to its ``field``; ``field [p]``
+    says which, and a row's coefficients sit in that field's block of the F N weights (:meth:`place`).
+    """
 
     def __init__(self, problem: Problem, options: HCPointsOptions):
         dom, names = problem.domain, problem.domain.names
+        fields = tuple(problem.equation.fields)
         rng = np.random.default_rng(0)
-        pts, alpha, beta, axis, values = [], [], [], [], []
+        pts, alpha, beta, axis, field, values = [], [], [], [], [], []
         if problem.initial is not None and dom.time is not None and options.initial:
             p = sampling.initial(dom, options.initial, "uniform", rng)  # cell centres: never a corner
-            pts.append(p)
-            alpha += [1.0] * len(p)
-            beta += [0.0] * len(p)
-            axis += [0] * len(p)
-            values.append(("initial", None, len(p)))
+            for g in range(len(fields)):
+                pts.append(p)
+                alpha += [1.0] * len(p)
+                beta += [0.0] * len(p)
+                axis += [0] * len(p)
+                field += [g] * len(p)
+                values.append(("initial", fields[g], len(p)))
         for bc in problem.boundary:
             if not options.boundary:
                 break
@@ -175,28 +191,51 @@ class Constraints:
             alpha += [bc.alpha] * len(p)
             beta += [bc.beta * (-1.0 if bc.side == "lo" else 1.0)] * len(p)  # outward normal derivative
             axis += [names.index(bc.axis)] * len(p)
+            field += [fields.index(bc.field) if len(fields) > 1 else 0] * len(p)
             values.append(("boundary", bc, len(p)))
+        self.fields = len(fields)
         self.points = np.concatenate(pts) if pts else np.zeros((0, len(names)))
         self.alpha, self.beta, self.axis = np.array(alpha), np.array(beta), np.array(axis, dtype=int)
+        self.field = np.array(field, dtype=int)
         self.count = len(self.points)
         env = dict(zip(names, torch.as_tensor(self.points, dtype=torch.float64).unbind(-1)))
         target, start = [], 0
-        for kind, bc, n in values:
+        for kind, what, n in values:
             part = {k: v[start:start + n] for k, v in env.items()}
-            expr = problem.initial.values[problem.equation.fields[0]] if kind == "initial" else bc.value  # type: ignore[union-attr]
+            expr = problem.initial.values[what] if kind == "initial" else what.value  # type: ignore[union-attr]
             target.append(torch.broadcast_to(torch.as_tensor(expr.torch(**part), dtype=torch.float64), (n,)))
             start += n
         self.target = torch.cat(target) if target else torch.zeros(0, dtype=torch.float64)
-        n_initial = options.initial if values and values[0][0] == "initial" else 0
-        self.n_initial = n_initial
-        self.initial_mean = float(self.target[:n_initial].mean()) if n_initial else float(self.target.mean()) if self.count else 0.0
+        n_initial = options.initial * self.fields if values and values[0][0] == "initial" else 0
+        self.n_initial = n_initial  # initial rows (points times fields)
+        if n_initial:
+            per_field = self.target[:n_initial].reshape(self.fields, -1).mean(1)
+        else:
+            per_field = torch.full((self.fields,), float(self.target.mean()) if self.count else 0.0, dtype=torch.float64)
+        self.initial_means = per_field  # [F]
+        if self.fields == 1:
+            self.initial_mean = float(self.target[:n_initial].mean()) if n_initial else float(self.target.mean()) if self.count else 0.0
+        else:
+            self.initial_mean = float(per_field.mean())
+
+    def per_field(self) -> np.ndarray:
+        """Condition rows of each field, ``[F]`` (each field's block must hold its exact rows)."""
+        return np.bincount(self.field, minlength=self.fields)
+
+    def place(self, X: Tensor, field: np.ndarray) -> Tensor:
+        """Rows ``X [..., r, N]`` of the fields ``field [r]`` in their blocks of the weights, ``[..., r, F N]``
+        (X itself for one field)."""
+        if self.fields == 1:
+            return X
+        onehot = torch.as_tensor(np.eye(self.fields)[field], dtype=X.dtype, device=X.device)  # [r, F]
+        return (onehot[:, :, None] * X[..., None, :]).flatten(-2)
 
     def rows(self, D: Tensor) -> Tensor:
-        """C ``[..., p, N]`` from the features ``[..., p, k, N]`` at the constraint points."""
+        """C ``[..., p, N]`` from the features ``[..., p, k, N]`` at the constraint points (a system: ``[..., p, F N]``)."""
         alpha = torch.as_tensor(self.alpha, dtype=D.dtype, device=D.device)[:, None]
         beta = torch.as_tensor(self.beta, dtype=D.dtype, device=D.device)[:, None]
         grad = D[..., torch.arange(self.count, device=D.device), 1 + torch.as_tensor(self.axis, device=D.device), :]  # [..., p, N]
-        return alpha * D[..., 0, :] + beta * grad
+        return self.place(alpha * D[..., 0, :] + beta * grad, self.field)
 
 
 def face_points(problem: Problem, axis: str, side: str, n: int) -> np.ndarray:

@@ -75,7 +75,8 @@ class ICFamily:
     def __init__(self, problem: Problem, options: FamilyOptions, family: InitialConditionFamily | None = None):
         fields = problem.equation.fields
         if len(fields) != 1:
-            raise ValueError(f"family: got {len(fields)} fields, expected one")
+            raise ValueError(f"family: got {len(fields)} fields {list(fields)}, expected one (the family setting draws one "
+                             "field's initial conditions; a coupled system solves one problem: drop family)")
         self.problem, self.options = problem, options
         self.draws = family_draws(problem, options, family)
         self.count = options.train + options.test

@@ -71,10 +71,7 @@ class HardConstrainedSolver(PointSolver, HCSolves):
 
     @classmethod
     def mismatches(cls, problem: Problem) -> list[str]:
-        eq, out = problem.equation, pointwise_mismatches(problem, 2, "the basis")
-        if len(eq.fields) != 1:
-            out.append(f"got {len(eq.fields)} fields {list(eq.fields)}, expected one (the basis solve is scalar)")
-        return out
+        return pointwise_mismatches(problem, 2, "the basis")
 
     def expert_counts(self) -> dict[str, int]:
         return {}
@@ -98,13 +95,19 @@ class HardConstrainedSolver(PointSolver, HCSolves):
                                  f"{options.width + 1} dimensions (a singular solve); expected basis <= width")
         self.boxes = ExpertBoxes(problem, self.expert_counts())
         self.constraints = Constraints(problem, options.points)
-        if self.constraints.count > options.basis and options.constraint_weight is None and not options.soft:
-            raise SolverMismatch(f"{self.constraints.count} exact constraint points on {options.basis} basis functions, expected "
+        self.fields = len(problem.equation.fields)  # a system: one block of N weights per field
+        exact = int(self.constraints.per_field().max()) if self.constraints.count else 0
+        if exact > options.basis and options.constraint_weight is None and not options.soft:
+            per = "" if self.fields == 1 else " of one field"
+            raise SolverMismatch(f"{exact} exact constraint points{per} on {options.basis} basis functions, expected "
                                  "at most as many; raise basis or lower points.initial / points.boundary")
         self.rows = feature_rows(problem.domain.names)
         self.pde = PDEResidual(problem, self.rows, options.nonlinear.u_floor)
-        self.pointwise = PointwiseResidual(self.pde)
+        self.pointwise = PointwiseResidual(self.pde, self.fields)
         self.linear = problem.equation.linear
+        if options.bounds is not None and self.fields > 1:
+            raise SolverMismatch(f"bounds {options.bounds} bound one field; {problem.equation.name!r} has {self.fields} fields "
+                                 f"{list(problem.equation.fields)}: drop solvers.{self.name}.bounds")
         if options.bounds is not None and not self.linear:
             raise SolverMismatch(f"bounds {options.bounds} need the convex path, which takes linear equations; "
                                  f"{problem.equation.name!r} is nonlinear: drop solvers.{self.name}.bounds")
@@ -145,7 +148,8 @@ class HardConstrainedSolver(PointSolver, HCSolves):
         D = 0.1 * torch.rand(1, k, m, n, dtype=torch.float64, generator=gen)
         D[:, 0] += 0.5  # positive u: fractional powers stay real
         coords = torch.as_tensor(self.boxes.sample(m, "random", np.random.default_rng(0))[:1])
-        check_residual(self.pointwise, torch.ones(1, n, dtype=torch.float64), (D, coords, torch.zeros(1, m, dtype=torch.float64)))
+        w = torch.ones(1, n * self.fields, dtype=torch.float64)  # a system: one block of n weights per field
+        check_residual(self.pointwise, w, (D, coords, torch.zeros(1, m, dtype=torch.float64)))
 
     # ------------------------------------------------------------------ the batched solve
     def source(self, coords: Tensor) -> Tensor:
@@ -231,6 +235,8 @@ class HardConstrainedSolver(PointSolver, HCSolves):
             C0 = con.rows(Dc[:, :p])  # [S, p, N]
             target0 = (con.target[None] if ics is None else ics.targets).to(self.device)  # [S, p]
         means = torch.full((S,), con.initial_mean, dtype=torch.float64) if ics is None else ics.means
+        if self.fields > 1:  # a system: each field's mean initial value, [S, F]
+            means = con.initial_means[None].expand(S, -1)
         B = S * Ks
         rows = torch.arange(B)[self.ranks.block(B)]
         samples, local = rows // Ks, rows % Ks  # this rank's rows of every slab
@@ -241,9 +247,13 @@ class HardConstrainedSolver(PointSolver, HCSolves):
                 assert Dc is not None and C0 is not None and target0 is not None
                 at = Dc[:, p + (j - 1) * n0:p + j * n0, 0]  # [S, n0, N]
                 owner = self.boxes.expert_of(ipts[(j - 1) * n0:j * n0] - np.eye(d)[0] * 1e-9 * (starts[1] - starts[0])) - (j - 1) * Ks
-                u_prev = torch.einsum("sin,sin->si", at, ws[-1].reshape(S, Ks, -1)[:, owner].to(at))
-                C, target = torch.cat([at, C0[:, n0:]], 1), torch.cat([u_prev.to(target0), target0[:, n0:]], 1)
+                field = con.field[:n0]  # each initial row's field (a system: its block of the weights)
+                prev = ws[-1].reshape(S, Ks, self.fields, -1)[:, owner, field]  # [S, n0, N]
+                u_prev = torch.einsum("sin,sin->si", at, prev.to(at))
+                C, target = torch.cat([con.place(at, field), C0[:, n0:]], 1), torch.cat([u_prev.to(target0), target0[:, n0:]], 1)
                 means = u_prev.detach().double().mean(1)
+                if self.fields > 1:
+                    means = u_prev.detach().double().reshape(S, self.fields, -1).mean(2)
             experts = j * Ks + local
             D = self.row_features(points[experts], ics, samples)
             w, status = self._solve_rows(D, points[experts], None if C is None else C[samples.to(C.device)],
@@ -269,7 +279,7 @@ class HardConstrainedSolver(PointSolver, HCSolves):
         m = pts.shape[1]
         src = self.source(pts)
         if self.linear:
-            zero = pts.new_zeros(len(pts), self.options.basis)
+            zero = pts.new_zeros(len(pts), self.options.basis * self.fields)
             A = self.pointwise.jacobian(zero, D, pts, src)  # [R, m, N], exact for a linear residual
             b = -self.pointwise(zero, D, pts, src)
             self.layer.tikhonov = self.options.tikhonov * self._mean_square(A, split)
@@ -314,13 +324,18 @@ class HardConstrainedSolver(PointSolver, HCSolves):
         with torch.no_grad():
             D64, pts, s = D.double(), points.double(), src.double()
             B, k, m, _ = D64.shape
-            fbar = D64.new_zeros(B, k, m)
-            fbar[:, 0] = means.double()[:, None]
-            r0 = self.pde(fbar, pts, s)
-            slopes = [jvp(lambda f: self.pde(f, pts, s), (fbar,), (torch.zeros_like(fbar).index_fill_(1, torch.tensor([i]), 1.0),))[1]
-                      for i in range(k)]  # dF/df_i at the frozen state, [B, m] each
-            A = sum(slope[..., None] * D64[:, i] for i, slope in enumerate(slopes))
-            b = -(r0 - slopes[0] * fbar[:, 0])
+            if self.fields == 1:
+                fbar = D64.new_zeros(B, k, m)
+                fbar[:, 0] = means.double()[:, None]
+                r0 = self.pde(fbar, pts, s)
+                slopes = [jvp(lambda f: self.pde(f, pts, s), (fbar,), (torch.zeros_like(fbar).index_fill_(1, torch.tensor([i]), 1.0),))[1]
+                          for i in range(k)]  # dF/df_i at the frozen state, [B, m] each
+                A = sum(slope[..., None] * D64[:, i] for i, slope in enumerate(slopes))
+                b = -(r0 - slopes[0] * fbar[:, 0])
+            else:  # a system: every field frozen at its own mean initial value, [B, F] (derivatives zero)
+                fbar = D64.new_zeros(B, self.fields, k, m)
+                fbar[:, :, 0] = means.double()[:, :, None]
+                A, b = self.pointwise.linearization(fbar.reshape(B, self.fields * k, m), D64, pts, s)
             scale = self._mean_square(A, split)
             layer = ConstrainedLeastSquares(tikhonov=self.options.tikhonov * scale, penalty=self.penalty(m))
             w0, _ = layer(A, b, None if C is None else C.double(), None if target is None else target.double())
@@ -371,7 +386,8 @@ class HardConstrainedSolver(PointSolver, HCSolves):
             return self.solve(self.model.solve_points, ics if ics is not None else self.problem_ics())
 
     def values(self, coords: Tensor, w: Tensor, sensors: Tensor | None = None) -> Tensor:
-        """u at ``coords [n, d]``, each point with its own expert's weights ``w [K, N]``, ``[n]``.
+        """u at ``coords [n, d]``, each point with its own expert's weights ``w [K, N]``, ``[n]``
+        (a system: ``w [K, F N]``, every field, ``[n, F]``).
 
         ``sensors [s]``: the initial condition the weights belong to (family setting).
         """
@@ -379,7 +395,10 @@ class HardConstrainedSolver(PointSolver, HCSolves):
         out = []
         for c, e in zip(coords.split(65536), expert.split(65536)):
             extra = None if sensors is None else sensors[None].expand(len(c), -1)
-            out.append((self.model.basis(c, extra) * w[e]).sum(-1))
+            if self.fields == 1:
+                out.append((self.model.basis(c, extra) * w[e]).sum(-1))
+            else:
+                out.append(torch.einsum("nb,nfb->nf", self.model.basis(c, extra), w[e].reshape(len(c), self.fields, -1)))
         return torch.cat(out)
 
     def _predict(self, grid: Grid, ics: ICBatch | None) -> np.ndarray:
@@ -392,6 +411,10 @@ class HardConstrainedSolver(PointSolver, HCSolves):
         with torch.no_grad():
             for i in range(len(w) // K):
                 u = self.values(pts, w[i * K:(i + 1) * K], None if ics is None else ics.sensors[i])
+                if self.fields > 1:  # [n, F] -> the channel axis after time (if any)
+                    v = np.moveaxis(u.double().cpu().numpy().reshape(*grid.shape, self.fields), -1, 1 if grid.time is not None else 0)
+                    out.append(v)
+                    continue
                 v = u.double().cpu().numpy().reshape(grid.shape)
                 out.append(v[:, None] if grid.time is not None else v[None])  # the channel axis after time (if any)
         return np.stack(out)
