@@ -116,7 +116,9 @@ def test_ctrl_c_at_random_moments_then_resume_is_exact(tmp_path):
         time.sleep(rng.uniform(0.05, 0.7) * training)
         proc.send_signal(signal.SIGINT)
         out = proc.communicate(timeout=300)[0]
-        assert proc.returncode == 0, out
+        # 0, or killed by the signal while the interpreter shut down (Python restores the default handler there) after
+        # the script had printed its status and saved its losses: a signal after the work is done
+        assert proc.returncode == 0 or (proc.returncode == -signal.SIGINT and Path(str(ckpt) + ".losses").exists()), out
         kind, step = out.split()[-2:]
         if kind == "interrupted":
             interrupted += 1
