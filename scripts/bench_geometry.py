@@ -110,7 +110,7 @@ def deepxde_lines(fn: Callable) -> int:
 
 
 # ----------------------------------------------------------------------------- runners
-def ours(path: Path, seed: int):
+def ours(path: Path, seed: int, lbfgs_iterations: int = 1):
     from pdesolve.config import load_run_config
     from pdesolve.optim import make_optimizer
     from pdesolve.solvers.pinn import PINN
@@ -120,13 +120,15 @@ def ours(path: Path, seed: int):
     seed_everything(seed)
     solver = PINN(cfg.problem, cfg.solver_options, torch.device("cpu"))
     task = solver.task(lambda: {})
-    rules = {"adam": make_optimizer("adam", {"lr": 1e-3}, 0), "lbfgs": make_optimizer("lbfgs", {"history_size": 100}, 0)}
+    rules = {"adam": make_optimizer("adam", {"lr": 1e-3}, 0),
+             "lbfgs": make_optimizer("lbfgs", {"history_size": 100, "iterations": lbfgs_iterations}, 0)}
+    per_step = {"adam": 1, "lbfgs": lbfgs_iterations}  # L-BFGS iterations one training step takes
     for rule in rules.values():
         rule.bind(task)
     state = {"step": 0}
 
     def train(phase: str, n: int) -> None:
-        for _ in range(n):
+        for _ in range(max(1, n // per_step[phase])):
             task.before_step(state["step"])
             rules[phase].step(state["step"], task)
             state["step"] += 1
@@ -174,6 +176,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--targets", type=float, nargs="+", default=[5e-2, 1e-2])
     ap.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
+    ap.add_argument("--lbfgs-iterations", type=int, default=1,
+                    help="our L-BFGS iterations per training step (`lbfgs.iterations`; a divisor of --block)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     from pdesolve.config import load_run_config
@@ -192,7 +196,7 @@ def main() -> None:
         inside = region_mask(problem.domain, grid) & ~np.isnan(ref_full)  # the region's points (fd_masked: NaN outside)
         ref = ref_full[inside]
         for seed in args.seeds:
-            _, our_train, our_predict = ours(path, seed)
+            _, our_train, our_predict = ours(path, seed, args.lbfgs_iterations)
             dde_train, dde_predict = deepxde_runner(case, seed)
             runners = {"pdesolve": (our_train, our_predict), "deepxde": (dde_train, dde_predict)}
             for train, _ in runners.values():
@@ -219,7 +223,8 @@ def main() -> None:
                              "ms_per_step": 1000 * spent[name] / (args.adam + args.lbfgs), "time_to": to_target, "lines": lines[name],
                              "reference_s": ref_time, "curve": curve[name]})
     meta = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, 1 torch thread",
-            "torch": torch.__version__, "adam": args.adam, "lbfgs": args.lbfgs, "block": args.block, "date": time.strftime("%Y-%m-%d")}
+            "torch": torch.__version__, "adam": args.adam, "lbfgs": args.lbfgs, "block": args.block,
+            "lbfgs_iterations": args.lbfgs_iterations, "date": time.strftime("%Y-%m-%d")}
     if args.out is not None:
         from pdesolve.io import write_json
 
