@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pdesolve.console import log_to_stderr
 from pdesolve.errors import UserError
 from pdesolve.io import write_text
 
@@ -62,7 +63,7 @@ def main(argv: Sequence[str] | None = None, *, runner: Callable[[SimulationPlan]
 def _logging(lead: bool, rank: int, quiet: bool) -> None:
     level = logging.INFO if lead and not quiet else logging.WARNING
     fmt = "%(asctime)s %(message)s" if lead else f"%(asctime)s [rank {rank}] %(levelname)s %(message)s"
-    logging.basicConfig(level=level, format=fmt, datefmt="%H:%M:%S", stream=sys.stderr, force=True)
+    log_to_stderr(level, fmt, datefmt="%H:%M:%S")
 
 
 def _study(args: argparse.Namespace, speak: bool) -> tuple[Study, Path] | None:

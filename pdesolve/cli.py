@@ -11,6 +11,7 @@ import traceback
 import warnings
 
 from . import __version__
+from .console import log_to_stderr
 from .errors import UserError
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -51,7 +52,13 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
 
 
 def main(argv: list[str] | None = None) -> int:
-    warnings.showwarning = _show_warning
+    """Run one command; warnings show as notes only while it runs (a caller's own warning display is restored)."""
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        return _run(argv)
+
+
+def _run(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.command:
@@ -60,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "_missing", None):
         print(f"pdesolve {args.command}: not available in this version", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
+    log_to_stderr(logging.WARNING if args.quiet else logging.INFO)
     try:
         return int(importlib.import_module(args._module).run(args) or 0)
     except UserError as err:
