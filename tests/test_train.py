@@ -118,3 +118,30 @@ def test_lbfgs_iterations_per_step_follow_the_same_path_with_fewer_loss_evaluati
         runs[k] = (task.model.weight.detach().clone(), task.evaluations)
     torch.testing.assert_close(runs[6][0], runs[1][0], rtol=1e-12, atol=1e-12)
     assert runs[6][1] <= runs[1][1] - 5
+
+
+
+def test_adam_lbfgs_cycles_start_each_cycle_from_fresh_state_and_resume_exactly(tmp_path):
+    import pydantic
+    import pytest
+
+    from pdesolve.optim.backprop import AdamLBFGSOptions
+
+    with pytest.raises(pydantic.ValidationError, match="must be below cycle"):
+        AdamLBFGSOptions(adam_steps=10, cycle=10)
+
+    def run(steps, ckpt, resume=False):
+        cfg = load_run_config(HEAT, OVERRIDES)
+        seed_everything(3)
+        task = PINN(cfg.problem, cfg.solver_options, torch.device("cpu")).task(lambda: {})
+        opt = make_optimizer("adam_lbfgs", {"adam_steps": 8, "lr": 1e-2, "cycle": 15}, 30)
+        return train(task, opt, TrainSettings(steps=steps, checkpoint_every=10, log_every=1, quiet=True), checkpoint=ckpt,
+                     resume=resume), opt
+
+    full, opt = run(30, tmp_path / "full.pt")
+    adam_steps = {int(s["step"]) for s in opt.adam.opt.state.values()}
+    assert adam_steps == {8}  # the second cycle's Adam counted from 1 again (steps 15-22), not on from the first's 8
+    assert [row["lr"] for row in full.history] == [1e-2] * 8 + [1.0] * 7 + [1e-2] * 8 + [1.0] * 7
+    run(20, tmp_path / "part.pt")  # stopped inside the second cycle, resumed
+    resumed, _ = run(30, tmp_path / "part.pt", resume=True)
+    assert [r["loss"] for r in resumed.history] == [r["loss"] for r in full.history]

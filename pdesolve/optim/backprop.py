@@ -6,7 +6,7 @@ import math
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..task import Task
 from .base import Optimizer, backward_closure
@@ -38,9 +38,17 @@ class LBFGSOptions(BaseModel):
 
 class AdamLBFGSOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    adam_steps: int = Field(..., gt=0, description="Adam steps before switching to L-BFGS")
+    adam_steps: int = Field(..., gt=0, description="Adam steps before switching to L-BFGS (in each cycle when cycle is set)")
     lr: float = Field(1e-3, gt=0)
     lbfgs: LBFGSOptions = LBFGSOptions()
+    cycle: int | None = Field(None, gt=0, description="start Adam-then-L-BFGS again every N steps, with fresh Adam moments and "
+                              "L-BFGS memory: N = solvers.pinn.time_marching.steps runs both in every time window")
+
+    @model_validator(mode="after")
+    def _adam_within_cycle(self) -> AdamLBFGSOptions:
+        if self.cycle is not None and self.adam_steps >= self.cycle:
+            raise ValueError(f"adam_steps ({self.adam_steps}) must be below cycle ({self.cycle}), or no cycle reaches L-BFGS")
+        return self
 
 
 def scheduled_lr(o: AdamOptions, step: int, total_steps: int) -> float:
@@ -133,7 +141,9 @@ class LBFGS(_TorchRule):
 
 
 class AdamLBFGS(Optimizer):
-    """Adam for ``adam_steps`` steps, then L-BFGS for the rest of the run."""
+    """Adam for ``adam_steps`` steps, then L-BFGS for the rest of the run; with ``cycle``, the same in every cycle of
+    that many steps, each from fresh optimizer state (a marching PINN's next window is a new problem: the last
+    window's curvature pairs and moments describe another network)."""
 
     name = "adam_lbfgs"
 
@@ -147,7 +157,12 @@ class AdamLBFGS(Optimizer):
         self.lbfgs.bind(task)
 
     def step(self, step: int, task: Task) -> dict[str, float]:
-        if step < self.options.adam_steps:
+        o = self.options
+        within = step if o.cycle is None else step % o.cycle
+        if o.cycle is not None and within == 0 and step:
+            for rule in (self.adam, self.lbfgs):
+                rule.opt.state.clear()  # type: ignore[union-attr]
+        if within < o.adam_steps:
             return self.adam.step(step, task)
         return self.lbfgs.step(step, task)
 
