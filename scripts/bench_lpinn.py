@@ -34,6 +34,9 @@ SOLVERS = ("lpinn", "lpinn-mean", "pinn", "deepxde")
 # lpinn-mean: LPINN with ``frame: mean`` (on a periodic axis characteristics start at the mean initial speed and the
 # position branch learns the deviation) instead of the default rest frame (it learns all of the motion)
 VARIANTS = {"lpinn-mean": ("lpinn", ["solvers.lpinn.frame=mean"])}
+# the plain PINN of the comparison: one network over the whole interval, as DeepXDE's (the problem files' solvers.pinn may
+# ship methods such as time marching that this benchmark does not measure; docs/benchmarks.md, issue 17)
+PLAIN_PINN = ["solvers.pinn={width: 50, depth: 4, points: {interior: 2540, sampler: lhs}}"]
 
 
 def cases(betas: list[float]) -> dict[str, tuple[Path, list[str]]]:
@@ -178,7 +181,7 @@ def main() -> None:
                     r = run_deepxde(path, overrides, seed, args.adam, args.lbfgs, args.lr_pinn)
                 else:
                     lr = args.lr_lpinn if solver.startswith("lpinn") else args.lr_pinn
-                    name, extra = VARIANTS.get(solver, (solver, []))
+                    name, extra = VARIANTS.get(solver, (solver, PLAIN_PINN if solver == "pinn" else []))
                     r = run_ours(path, overrides + extra, name, seed, args.adam, args.lbfgs, lr)
                 rows.append({"case": case, "solver": solver, "seed": seed, **r})
                 print(f"{case:24s} {solver:8s} seed {seed}: rel L2 {r['rel_l2']:.3e}, {r['wall_s']:.0f} s", flush=True)

@@ -17,25 +17,32 @@ import argparse
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
 import pdesolve as ps
-from pdesolve.config import load_run_config
+from pdesolve.config import RunConfig, load_run_config
 from pdesolve.io import write_json
+from pdesolve.optim import AdamLBFGSOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# method -> the override that switches it off (only methods the problem's settings turn on are ablated)
-ABLATIONS = {
-    "time_marching": "solvers.pinn.time_marching=null",
-    "causal": "solvers.pinn.causal=null",
-    "fourier_features": "solvers.pinn.fourier_features=null",
-    "weight_factorization": "solvers.pinn.weight_factorization=null",
-    "adaptive_weights": "solvers.pinn.adaptive_weights=null",
-    "curriculum": "solvers.pinn.curriculum=null",
+# method -> (whether the problem's settings use it, the override that switches it off); only methods in use are ablated
+ABLATIONS: dict[str, tuple[Callable[[RunConfig], bool], Callable[[RunConfig], str]]] = {
+    "time_marching": (lambda c: c.solver_options.time_marching is not None, lambda c: "solvers.pinn.time_marching=null"),
+    "causal": (lambda c: c.solver_options.causal is not None, lambda c: "solvers.pinn.causal=null"),
+    "periodic_modes": (lambda c: c.solver_options.periodic_modes > 1, lambda c: "solvers.pinn.periodic_modes=1"),
+    "fourier_features": (lambda c: c.solver_options.fourier_features is not None, lambda c: "solvers.pinn.fourier_features=null"),
+    "weight_factorization": (lambda c: c.solver_options.weight_factorization is not None,
+                             lambda c: "solvers.pinn.weight_factorization=null"),
+    "adaptive_weights": (lambda c: c.solver_options.adaptive_weights is not None, lambda c: "solvers.pinn.adaptive_weights=null"),
+    "curriculum": (lambda c: c.solver_options.curriculum is not None, lambda c: "solvers.pinn.curriculum=null"),
+    # L-BFGS in every window off: Adam alone at the same learning rate, the same steps and points
+    "lbfgs_cycles": (lambda c: isinstance(c.optimizer_options, AdamLBFGSOptions) and c.optimizer_options.cycle is not None,
+                     lambda c: f"solvers.pinn.train.optimizer={{name: adam, lr: {c.optimizer_options.lr}}}"),
 }
 
 
@@ -64,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--problems", nargs="+", default=["allen_cahn", "kdv", "convection_beta50"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--ablate", action="store_true", help="also one run per method switched off")
+    ap.add_argument("--only-ablations", action="store_true", help="the ablation rows only (the all-on rows measured already)")
+    ap.add_argument("--methods", nargs="+", help="ablate only these methods (default: every one the settings use)")
     ap.add_argument("--eval-every", type=int, default=250)
     ap.add_argument("--set", nargs="*", default=[], help="extra key=value overrides for every run")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "bench_pinn_hard.json")
@@ -71,10 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     rows: list[dict[str, Any]] = json.loads(args.out.read_text())["rows"] if args.out.exists() else []
     for problem in args.problems:
-        options = load_run_config(ROOT / "problems" / f"{problem}.yaml", ["solver=pinn"]).solver_options
-        variants = [("all on", [])]
-        if args.ablate:
-            variants += [(f"without {m}", [off]) for m, off in ABLATIONS.items() if getattr(options, m) is not None]
+        cfg = load_run_config(ROOT / "problems" / f"{problem}.yaml", ["solver=pinn"])
+        variants = [("all on", [])] if not args.only_ablations else []
+        if args.ablate or args.only_ablations:
+            variants += [(f"without {m}", [off(cfg)]) for m, (used, off) in ABLATIONS.items()
+                         if used(cfg) and (args.methods is None or m in args.methods)]
         for label, extra in variants:
             for seed in args.seeds:
                 row = run(problem, seed, [*args.set, *extra], args.eval_every)
