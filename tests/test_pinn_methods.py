@@ -127,19 +127,19 @@ ALL_ON = ["solvers.pinn.fourier_features={count: 8, sigma: 1.0}", "solvers.pinn.
           "solvers.pinn.adaptive_weights={method: ntk, every: 2}", "solvers.pinn.curriculum={parameter: beta, start: 1, steps: 4}"]
 
 
-def _resumed_equals_whole(tmp_path, name, overrides, every):
-    """Train 6 steps straight, and 6 steps stopped after ``every`` and resumed: the same losses and weights."""
+def _resumed_equals_whole(tmp_path, name, overrides, every, steps=6, rule=("adam", {"lr": 1e-3})):
+    """Train ``steps`` steps straight, and stopped after ``every`` and resumed: the same losses and weights."""
     settings = dict(log_every=1, quiet=True, checkpoint_every=every)
 
-    def run(steps, checkpoint, resume=False):
+    def run(n, checkpoint, resume=False):
         _, solver = _solver(name, *overrides)
-        result = train(solver.task(lambda: {}), make_optimizer("adam", {"lr": 1e-3}, 6), TrainSettings(steps=steps, **settings),
+        result = train(solver.task(lambda: {}), make_optimizer(*rule, steps), TrainSettings(steps=n, **settings),
                        checkpoint=checkpoint, resume=resume)
         return result, solver
 
-    whole, full = run(6, tmp_path / "a.pt")
+    whole, full = run(steps, tmp_path / "a.pt")
     run(every, tmp_path / "b.pt")
-    resumed, again = run(6, tmp_path / "b.pt", resume=True)
+    resumed, again = run(steps, tmp_path / "b.pt", resume=True)
     assert [r["loss"] for r in resumed.history] == [r["loss"] for r in whole.history]
     for k, v in full.model.state_dict().items():
         assert torch.equal(v, again.model.state_dict()[k]), k
@@ -220,3 +220,15 @@ def test_time_marching_resumes_exactly(tmp_path, every):
 def test_time_marching_needs_the_exact_initial_transform():
     with pytest.raises(SolverMismatch, match="hard_constraints: true"):
         _solver("allen_cahn", "solvers.pinn.hard_constraints=false", "solvers.pinn.time_marching={windows: 2, steps: 2}")
+
+
+def test_time_marching_with_lbfgs_in_every_window_lowers_each_windows_loss_and_resumes_exactly(tmp_path):
+    """``adam_lbfgs`` with ``cycle`` = the window's steps: Adam then L-BFGS in each window, from fresh state."""
+    marching = ["solvers.pinn.time_marching={windows: 3, steps: 10}"]
+    rule = ("adam_lbfgs", {"adam_steps": 5, "cycle": 10, "lr": 1e-3})
+    whole, full = _resumed_equals_whole(tmp_path, "allen_cahn", marching, 15, steps=30, rule=rule)
+    assert full.model.active == 2
+    losses = [r["loss"] for r in whole.history]
+    for k in range(3):  # the L-BFGS half of each window ends below where Adam left it
+        assert losses[10 * k + 9] < losses[10 * k + 5]
+    assert [r["lr"] for r in whole.history[:10]] == [1e-3] * 5 + [1.0] * 5
