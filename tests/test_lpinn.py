@@ -247,3 +247,49 @@ def test_mean_frame_starts_characteristics_at_the_mean_initial_speed():
     mean = Characteristics(problem, "mean")
     assert mean.families[0].drift * mean.speed == pytest.approx(0.5, abs=1e-9)
     assert Characteristics(problem).families[0].drift == 0.0
+
+
+def _lpinn_task(options: dict, problem_file: str = "convection_beta30.yaml", seed: int = 0):
+    cfg = load_run_config(PROBLEMS / problem_file)
+    seed_everything(seed)
+    solver = LPINN(cfg.problem, LPINN.Options.model_validate({"width": 16, "depth": 2, "points": {"interior": 256}, **options}),
+                   torch.device("cpu"))
+    return solver, solver.task(lambda: {})
+
+
+def test_causal_weights_on_lpinn_weigh_both_residuals_by_the_earlier_chunks():
+    """Wang, Sankaran, Perdikaris 2022 on the two-branch residual: chunk i of each term weighted by
+    exp(-eps * sum over earlier chunks of both terms' mean squares)."""
+    _, task = _lpinn_task({"causal": {"chunks": 4, "tolerances": [2.0]}})
+    loss, record = task.loss()
+    r = task.residuals(task.points)
+    t = torch.cat([g[:, 0] for g in task.points])
+    chunk = ((t - 0.0) / 0.25).floor().long().clamp(0, 3)
+    per = torch.stack([torch.stack([(r[k][chunk == i] ** 2).mean() for k in ("characteristic", "state")]) for i in range(4)])
+    total = per.sum(1)
+    w = torch.exp(-2.0 * (torch.cumsum(total, 0) - total))
+    expected = (w[:, None] * per).mean(0)
+    torch.testing.assert_close(loss, expected.sum())
+    assert record["causal_eps"] == 2.0 and record["causal_min_weight"] == pytest.approx(float(w.min()))
+    _, plain = _lpinn_task({})  # off: the plain means over all points, at the same points and weights
+    assert float(plain.loss()[0]) == pytest.approx(float(sum((r[k] ** 2).mean() for k in ("characteristic", "state"))),
+                                                   rel=1e-6)
+
+
+def test_lpinn_with_causal_and_adaptive_weights_resumes_exactly(tmp_path):
+    options = {"causal": {"chunks": 4, "tolerances": [0.1, 1.0], "threshold": 0.5},
+               "adaptive_weights": {"method": "grad_norm", "every": 2}, "points": {"interior": 256, "resample_every": 3}}
+
+    def run(steps, ckpt, resume=False):
+        _, task = _lpinn_task(options)
+        rule = make_optimizer("adam", {"lr": 1e-3}, 6)
+        return train(task, rule, TrainSettings(steps=steps, log_every=1, quiet=True, checkpoint_every=3), checkpoint=ckpt,
+                     resume=resume)
+
+    whole = run(6, tmp_path / "a.pt")
+    run(3, tmp_path / "b.pt")
+    resumed = run(6, tmp_path / "b.pt", resume=True)
+    assert [r["loss"] for r in resumed.history] == [r["loss"] for r in whole.history]
+    last = whole.history[-1]
+    assert {"causal_eps", "causal_min_weight", "weight_characteristic", "weight_state"} <= set(last)
+    assert last["weight_characteristic"] != 1.0 or last["weight_state"] != 1.0  # the gradient norms moved the weights

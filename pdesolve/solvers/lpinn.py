@@ -44,6 +44,7 @@ from ..solution import Solution
 from ..task import Task
 from .base import PointSolver, SolverMismatch
 from .characteristics import Characteristics, transport_speed, wall_speeds, wall_value
+from .pinn_training import AdaptiveWeights, AdaptiveWeightsOptions, CausalOptions, CausalWeights
 
 if TYPE_CHECKING:
     from ..simulate.family import InitialConditionFamily
@@ -94,6 +95,10 @@ class LPINNOptions(BaseModel):
     points: LPointsOptions = LPointsOptions()
     weights: LWeightsOptions = LWeightsOptions()
     conservation: ConservationOptions = ConservationOptions()
+    causal: CausalOptions | None = Field(None, description="weight both residuals by time chunks, respecting causality (as the "
+                                         "pinn's; one weight per chunk from the two residuals together)")
+    adaptive_weights: AdaptiveWeightsOptions | None = Field(None, description="balance the loss terms by gradient norms or NTK "
+                                                            "traces (as the pinn's)")
 
 
 # ----------------------------------------------------------------------------- physics along characteristics
@@ -217,6 +222,10 @@ class LPINNTask(Task):
             u0 = chars.u0.numpy(**{ax.name: labels})
             self.total0 = float(u0.mean() * (ax.hi - ax.lo))
             self.total_scale = float(max(np.sqrt((u0**2).mean()), 1e-12) * (ax.hi - ax.lo))
+        self.causal = CausalWeights(options.causal, chars.t0, chars.t1) if options.causal is not None else None
+        self.adaptive = AdaptiveWeights(options.adaptive_weights, self.names, self.weights) \
+            if options.adaptive_weights is not None else None
+        self._update_weights_at: int | None = None
 
     def _sample(self) -> list[Tensor]:
         p = self.options.points
@@ -256,33 +265,65 @@ class LPINNTask(Task):
 
     def loss(self) -> tuple[Tensor, dict[str, float]]:
         r = self.residuals(self.points)
-        squares = [r["characteristic"] ** 2, r["state"] ** 2]
+        values = [r["characteristic"], r["state"]]  # each term's values per point
         if self.options.weights.crossing:
-            squares.append(torch.relu(-r["jacobian"]) ** 2)
-        if self.chars.axis.periodic:
+            values.append(torch.relu(-r["jacobian"]))
+        squares = [v * v for v in values]
+        # characteristics that left a bounded domain carry nothing the problem asks for
+        m = None if self.chars.axis.periodic else r["inside"].detach().to(squares[0].dtype)
+        if self.causal is not None:
+            chunk = self.causal.chunk_of(torch.cat([g[:, 0] for g in self.points]))
+            stacked = torch.stack(squares, -1)
+            terms = list(self.causal.losses(stacked if m is None else stacked * m[:, None], chunk, m))
+        elif m is None:
             terms = [q.mean() for q in squares]
-        else:  # characteristics that left the domain carry nothing the problem asks for
-            m = r["inside"].detach().to(squares[0].dtype)
+        else:
             terms = [(q * m).sum() / m.sum().clamp_min(1.0) for q in squares]
         if self.options.conservation.weight:
-            terms.append((((self.totals() - self.total0) / self.total_scale) ** 2).mean())
+            misfit = (self.totals() - self.total0) / self.total_scale
+            values.append(misfit)
+            terms.append((misfit**2).mean())
         stacked = torch.stack(terms)
-        return (stacked * self.weights).sum(), dict(zip(self.names, stacked.detach().tolist()))
+        if self.adaptive is not None and self._update_weights_at is not None:
+            params = [p for p in self.model.parameters() if p.requires_grad]
+            self.adaptive.update(params, values, stacked, seed=self._update_weights_at)
+            self.weights = self.adaptive.weights
+            self._update_weights_at = None  # once per step (L-BFGS evaluates the loss several times)
+        record = dict(zip(self.names, stacked.detach().tolist()))
+        for method in (self.causal, self.adaptive):
+            if method is not None:
+                record.update(method.record())
+        return (stacked * self.weights).sum(), record
 
     def before_step(self, step: int) -> None:
         every = self.options.points.resample_every
         if every and step and step % every == 0:
             self.points = self._sample()
+        if self.causal is not None and step:
+            self.causal.after_step()  # anneal the tolerance from the last step's weights
+        if self.adaptive is not None and self.adaptive.due(step):
+            self._update_weights_at = step
 
     def evaluate(self) -> dict[str, float]:
         return self._evaluate()
 
     def state_dict(self) -> dict[str, Any]:
-        return {"points": [p.cpu() for p in self.points], "rng": self.rng.bit_generator.state}
+        state = {"points": [p.cpu() for p in self.points], "rng": self.rng.bit_generator.state}
+        if self.causal is not None:
+            state["causal"] = {**self.causal.state_dict(), "weights": self.causal.weights}
+        if self.adaptive is not None:
+            state["adaptive_weights"] = self.adaptive.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.points = [p.to(self.device, self.dtype) for p in state["points"]]
         self.rng.bit_generator.state = state["rng"]
+        if self.causal is not None:
+            self.causal.load_state_dict(state["causal"])
+            self.causal.weights = state["causal"]["weights"]
+        if self.adaptive is not None:
+            self.adaptive.load_state_dict(state["adaptive_weights"])
+            self.weights = self.adaptive.weights
 
 
 # ----------------------------------------------------------------------------- solver

@@ -105,14 +105,22 @@ class CausalWeights:
 
     def loss(self, r2: Tensor, chunk: Tensor) -> Tensor:
         """The causally weighted residual loss from the squared residual per point ``r2 [N]`` and its chunks."""
+        return self.losses(r2.unsqueeze(-1), chunk)[0]
+
+    def losses(self, r2: Tensor, chunk: Tensor, count: Tensor | None = None) -> Tensor:
+        """Several residual terms weighted alike, ``[T]``, from their squares per point ``r2 [N, T]``: each chunk's
+        weight comes from the sum of all terms in the earlier chunks (a two-branch residual, as LPINN's, is causal
+        as one). ``count [N]``: how much each point counts in its chunk's mean (default 1; 0 drops a point)."""
         m = self.options.chunks
-        counts = torch.zeros(m, dtype=r2.dtype, device=r2.device).index_add_(0, chunk, torch.ones_like(r2)).clamp_min(1)
-        per_chunk = torch.zeros(m, dtype=r2.dtype, device=r2.device).index_add_(0, chunk, r2) / counts
+        ones = torch.ones_like(r2[:, 0]) if count is None else count
+        counts = torch.zeros(m, dtype=r2.dtype, device=r2.device).index_add_(0, chunk, ones).clamp_min(1)
+        per_chunk = torch.zeros(m, r2.shape[1], dtype=r2.dtype, device=r2.device).index_add_(0, chunk, r2) / counts[:, None]
         with torch.no_grad():
-            before = torch.cumsum(per_chunk, 0) - per_chunk  # sum over the earlier chunks
+            total = per_chunk.sum(1)
+            before = torch.cumsum(total, 0) - total  # sum over the earlier chunks
             w = torch.exp(-self.eps * before)
         self.weights = w
-        return (w * per_chunk).mean()
+        return (w[:, None] * per_chunk).mean(0)
 
     def after_step(self) -> None:
         """Anneal: the next tolerance once every chunk counts (the last step's weights all above the threshold)."""
