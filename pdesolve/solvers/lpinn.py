@@ -310,7 +310,7 @@ class LPINNTask(Task):
     def state_dict(self) -> dict[str, Any]:
         state = {"points": [p.cpu() for p in self.points], "rng": self.rng.bit_generator.state}
         if self.causal is not None:
-            state["causal"] = {**self.causal.state_dict(), "weights": self.causal.weights}
+            state["causal"] = self.causal.state_dict()
         if self.adaptive is not None:
             state["adaptive_weights"] = self.adaptive.state_dict()
         return state
@@ -320,7 +320,6 @@ class LPINNTask(Task):
         self.rng.bit_generator.state = state["rng"]
         if self.causal is not None:
             self.causal.load_state_dict(state["causal"])
-            self.causal.weights = state["causal"]["weights"]
         if self.adaptive is not None:
             self.adaptive.load_state_dict(state["adaptive_weights"])
             self.weights = self.adaptive.weights

@@ -475,7 +475,7 @@ class PINNTask(JetBlockTask):
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"interior": self.interior.cpu(), "rng": self.rng.bit_generator.state}
         if self.causal is not None:
-            state["causal"] = {**self.causal.state_dict(), "weights": self.causal.weights}
+            state["causal"] = self.causal.state_dict()
         if self.adaptive is not None:
             state["adaptive_weights"] = self.adaptive.state_dict()
         return state
@@ -485,7 +485,6 @@ class PINNTask(JetBlockTask):
         self.rng.bit_generator.state = state["rng"]
         if self.causal is not None:
             self.causal.load_state_dict(state["causal"])
-            self.causal.weights = state["causal"]["weights"]
         if self.adaptive is not None:
             self.adaptive.load_state_dict(state["adaptive_weights"])
             self.term_weights = self.adaptive.weights

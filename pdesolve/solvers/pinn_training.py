@@ -133,10 +133,11 @@ class CausalWeights:
         return {} if w is None else {"causal_eps": self.eps, "causal_min_weight": float(w.min())}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"level": self.level}
+        return {"level": self.level, "weights": self.weights}  # the weights: the next step's annealing reads them
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.level = int(state["level"])
+        self.weights = state["weights"]
 
 
 class AdaptiveWeights:
