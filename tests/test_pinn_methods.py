@@ -62,6 +62,15 @@ def test_grad_norm_weights_balance_the_terms_gradients():
     torch.testing.assert_close(aw.weights, 0.9 + 0.1 * torch.tensor([19 / 3, 19 / 16]))
 
 
+def test_a_term_without_gradient_keeps_its_weight_instead_of_exploding():
+    """An inactive penalty (relu of a positive quantity) has a zero gradient: sum / 0 would weight it by 1e30."""
+    p = torch.tensor([1.0, 2.0], requires_grad=True)
+    terms = torch.stack([3 * p[0], 4 * p[1] * p[1], torch.relu(-p[0]) ** 2])
+    aw = AdaptiveWeights(AdaptiveWeightsOptions(method="grad_norm", momentum=0.0), ["a", "b", "off"], torch.tensor([1.0, 1.0, 10.0]))
+    aw.update([p], [], terms, seed=0)
+    torch.testing.assert_close(aw.weights, torch.tensor([19 / 3, 19 / 16, 10.0]))
+
+
 def test_ntk_weights_use_the_trace_of_each_terms_kernel():
     """With one point per term the random-sign estimate is exact: tr K_i = |grad v_i|^2."""
     p = torch.tensor([1.0, 2.0], requires_grad=True)

@@ -169,10 +169,15 @@ class AdaptiveWeights:
                     grads = torch.autograd.grad((signs * flat).sum(), params, retain_graph=True, allow_unused=True)
                     trace = trace + sum((g * g).sum() for g in grads if g is not None)
                 size.append(trace / (self.options.probes * flat.numel()))
-        sizes = torch.stack(size).detach().clamp_min(1e-30)
-        new = sizes.sum() / sizes
+        sizes = torch.stack(size).detach().to(self.weights)
+        # a term whose gradient vanishes (a penalty that is inactive, relu(-x) with every x > 0) has no scale to balance:
+        # it keeps its weight, where sum / 0 would send it to 1e30 and the loss to NaN at its next activation
+        active = sizes > 1e-12 * sizes.max()
+        if not bool(active.any()):
+            return
+        new = torch.where(active, sizes[active].sum() / sizes.clamp_min(1e-30), self.weights)
         m = self.options.momentum
-        self.weights = m * self.weights + (1 - m) * new.to(self.weights)
+        self.weights = m * self.weights + (1 - m) * new
 
     def record(self) -> dict[str, float]:
         return {f"weight_{n}": float(w) for n, w in zip(self.names, self.weights)}
