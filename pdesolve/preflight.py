@@ -22,6 +22,7 @@ solver the construction step is left to the run and only ``mismatches`` is check
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,25 @@ def refusals(cfg: RunConfig, device: torch.device | None = None) -> list[str]:
     out += device_refusals(cfg)
     out += reference_refusals(cfg)
     out += solver_refusals(cfg, device or torch.device("cpu"))
+    if not out:
+        for advice in advisories(cfg):
+            warnings.warn(advice, stacklevel=2)
+    return out
+
+
+def advisories(cfg: RunConfig) -> list[str]:
+    """Settings that run but are likely not what the user meant (warned, not refused): points that change under L-BFGS."""
+    from .optim import AdamLBFGSOptions, LBFGSOptions
+    from .solvers.pinn_options import PINNOptions
+
+    o, rule = cfg.solver_options, cfg.optimizer_options
+    out = []
+    if isinstance(o, PINNOptions) and isinstance(rule, (AdamLBFGSOptions, LBFGSOptions)):
+        for key, every in (("points.resample_every", o.points.resample_every), ("rar.every", o.rar.every)):
+            if every:
+                out.append(f"solvers.{cfg.solver}.{key}: {every} changes the collocation points while L-BFGS runs (train.optimizer "
+                           f"{cfg.train.optimizer.name!r}), and L-BFGS's line search and curvature memory assume the same loss at "
+                           "every step; set it to 0 for an L-BFGS phase (with time marching each window draws its own points)")
     return out
 
 

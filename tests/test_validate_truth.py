@@ -206,3 +206,19 @@ def test_a_geometry_needs_conditions_on_its_parts_not_its_box_walls(capsys, tmp_
         code, out = _cli(capsys, command, str(path), *([] if command == "validate" else ["--steps", "1", "--out", str(tmp_path / "run")]))
         assert code == 2 and "1 error(s)" in out and out.count("part 'hole'") == 1, out
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("overrides, warned", [
+    (["solvers.pinn.points.resample_every=5"], "points.resample_every: 5 changes the collocation points while L-BFGS runs"),
+    (["solvers.pinn.rar.every=50"], "rar.every: 50 changes the collocation points while L-BFGS runs"),
+    (["solvers.pinn.points.resample_every=5", "train.optimizer={name: adam}"], None),  # no L-BFGS: nothing to say
+])
+def test_points_that_change_under_lbfgs_are_warned_not_refused(capsys, overrides, warned):
+    sets = [a for o in overrides for a in ("--set", o)]
+    code = main(["validate", str(ROOT / "problems" / "burgers.yaml"), *sets])
+    printed = capsys.readouterr()
+    assert code == 0 and "ok" in printed.out
+    if warned:
+        assert f"warning: solvers.pinn.{warned}" in printed.err
+    else:
+        assert "warning" not in printed.err
