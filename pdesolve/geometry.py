@@ -114,6 +114,11 @@ class Primitive(Shape):
     """A shape DeepXDE knows directly; ``name`` names its boundary part (default: the kind, numbered if repeated)."""
 
     name: str | None = None
+    size: ClassVar[int]  # the dimension it lives in
+
+    @property
+    def dim(self) -> int:
+        return self.size
 
     def measure(self) -> float:
         """The boundary's measure (length in 2D, area in 3D; in 1D the number of end points): sampling weights."""
@@ -142,12 +147,9 @@ class Interval(Primitive):
     """``[lo, hi]`` on the line; its part is both end points."""
 
     kind: ClassVar[str] = "interval"
+    size: ClassVar[int] = 1
     lo: float = 0.0
     hi: float = 1.0
-
-    @property
-    def dim(self) -> int:
-        return 1
 
     def errors(self, path: str) -> list[str]:
         out = self._name_errors(path)
@@ -173,10 +175,6 @@ class Rectangle(Primitive):
     xmin: tuple[float, ...] = (0.0, 0.0)
     xmax: tuple[float, ...] = (1.0, 1.0)
     size: ClassVar[int] = 2
-
-    @property
-    def dim(self) -> int:
-        return self.size
 
     def errors(self, path: str) -> list[str]:
         out = self._name_errors(path) + _arity(self.xmin, self.size, f"{path}.xmin", "a corner")
@@ -220,10 +218,6 @@ class Disk(Primitive):
     radius: float = 1.0
     size: ClassVar[int] = 2
 
-    @property
-    def dim(self) -> int:
-        return self.size
-
     def errors(self, path: str) -> list[str]:
         out = self._name_errors(path) + _arity(self.center, self.size, f"{path}.center", "a centre")
         if not (math.isfinite(self.radius) and self.radius > 0):
@@ -264,13 +258,10 @@ class Polygon(Primitive):
     """A simple polygon in 2D from its vertices (either orientation); one part for the whole outline."""
 
     kind: ClassVar[str] = "polygon"
+    size: ClassVar[int] = 2
     vertices: tuple[tuple[float, ...], ...] = ()
     min_vertices: ClassVar[int] = 3
     max_vertices: ClassVar[int | None] = None
-
-    @property
-    def dim(self) -> int:
-        return 2
 
     def errors(self, path: str) -> list[str]:
         out = self._name_errors(path)
