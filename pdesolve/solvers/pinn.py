@@ -423,6 +423,9 @@ class PINNTask(JetBlockTask):
     def loss(self) -> tuple[Tensor, dict[str, float]]:
         """The weighted sum of :meth:`loss_terms`, and each term by name (with what the training methods did)."""
         if self.adaptive is None or self._update_weights_at is None:
+            # the point set (and what is kept with it) is built here, eagerly: built inside the compiled loss the
+            # first time, it would fail that graph's guards on the next step and compile it again
+            self._points()
             return self._weighted(self._terms())
         pts, _, frame = self._points()
         values = self.term_values(self.model.jet(pts, self.order, frame))
