@@ -33,7 +33,7 @@ from torch import Tensor
 
 
 class FourierOptions(BaseModel):
-    """``solvers.pinn.fourier_features``: random Fourier features (:class:`pdesolve.nn.features.FourierFeatures`)."""
+    """``solvers.pinn.fourier_features`` (and ``hc``'s): random Fourier features (:class:`pdesolve.nn.features.FourierFeatures`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     count: int = Field(64, ge=1, description="frequencies (each gives a cosine and a sine feature)")
@@ -42,7 +42,7 @@ class FourierOptions(BaseModel):
 
 
 class RWFOptions(BaseModel):
-    """``solvers.pinn.weight_factorization``: random weight factorization (:mod:`pdesolve.nn.rwf`)."""
+    """``solvers.pinn.weight_factorization`` (and ``hc``'s): random weight factorization (:mod:`pdesolve.nn.rwf`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     mu: float = Field(1.0, description="mean of the log-scales at initialisation")
