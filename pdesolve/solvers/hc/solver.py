@@ -80,7 +80,8 @@ class HardConstrainedSolver(PointSolver, HCSolves):
         """The PINN's training methods that do not fit ``problem`` (:func:`~pdesolve.solvers.pinn_options.method_mismatches`),
         and the family setting on a steady problem."""
         key = f"solvers.{cls.name}"
-        out = method_mismatches(problem, key, fourier_features=options.fourier_features)
+        out = method_mismatches(problem, key, causal=options.causal, curriculum=options.curriculum,
+                                fourier_features=options.fourier_features)
         if options.family is not None and problem.domain.time is None:
             out.append(f"{key}.family: the family setting varies initial conditions; problem {problem.name!r} is steady (no "
                        "initial condition): drop family")
@@ -376,6 +377,9 @@ class HardConstrainedSolver(PointSolver, HCSolves):
     def check_gradients(self) -> None:
         if self.averager is not None:  # every parameter got its gradient in the last step (ranks in step)
             self.averager.check()
+
+    def set_coefficient(self, name: str, value: float) -> None:
+        self.pde.params = {**self.pde.params, name: value}
 
     # ------------------------------------------------------------------ the Solver interface
     def task(self, evaluate: Callable[[], dict[str, float]]) -> HCTask:
