@@ -33,6 +33,13 @@ def heat_experts(distributed: bool) -> dict:
                                 "distributed": distributed})
 
 
+def heat_causal(distributed: bool) -> dict:
+    """Causal weights: rank 0 holds the first time slab's loss points, rank 1 the second's, and every chunk's weight
+    must come from all of them (the earlier chunks' losses are on the other rank)."""
+    return step(HEAT, MoEHC, {"experts": {"t": 2, "x": 2}, "constraint_weight": 10.0, "points": {"solve": 48, "loss": 40},
+                                "causal": {"chunks": 4, "tolerances": [100.0]}, "distributed": distributed})
+
+
 def sorption_family(distributed: bool) -> dict:
     """Nonlinear path (Levenberg-Marquardt): one expert, a family batch of 2 initial conditions split over the ranks."""
     family = {"train": 4, "test": 0, "batch": 2, "sensors": 4, "parameters": {"initial.u": [0.0, 0.2]}}
@@ -63,7 +70,7 @@ def train_run(distributed: bool, out: Path) -> dict:
             "losses": [h["loss"] for h in result.history]}
 
 
-CASES = {"heat_experts": heat_experts, "sorption_family": sorption_family}
+CASES = {"heat_experts": heat_experts, "heat_causal": heat_causal, "sorption_family": sorption_family}
 
 
 def _worker(rank: int, init: str, out: str, case: str) -> None:

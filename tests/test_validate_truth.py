@@ -103,6 +103,16 @@ boundary:
   - {kind: dirichlet, axis: r, side: both, value: 0}
 evaluate: {grid: {t: 3, r: 9}}
 """
+STEADY = """name: s
+equation: poisson
+domain: {x: [0, 1], y: [0, 1]}
+source: 2*pi**2*sin(pi*x)*sin(pi*y)
+boundary:
+  - {kind: dirichlet, axis: x, side: both, value: 0}
+  - {kind: dirichlet, axis: y, side: both, value: 0}
+reference: {kind: exact, options: {u: sin(pi*x)*sin(pi*y)}}
+evaluate: {grid: {x: 9, y: 9}}
+"""
 
 BROKEN = {  # name -> (file text, the key path the one message starts with, a phrase of it)
     "no_time_axis": (HEAT.replace("x: [0, 1], t: [0, 0.5]", "x: [0, 1]").replace("t: 3, x: 9", "x: 9"),
@@ -123,6 +133,8 @@ BROKEN = {  # name -> (file text, the key path the one message starts with, a ph
                                   "needs blocks, inputs, targets"),
     "basis_wider_than_its_layer": (HEAT + "solver: hc\nsolvers: {hc: {basis: 500, width: 20}}\n", "solvers.hc:",
                                    "expected basis <= width"),
+    "hc_causal_on_a_steady_problem": (STEADY + "solver: hc\nsolvers: {hc: {causal: {chunks: 4}}}\n", "solvers.hc.causal",
+                                      "the problem has no time axis"),
 }
 
 

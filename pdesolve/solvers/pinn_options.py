@@ -20,6 +20,13 @@ from .pinn_training import AdaptiveWeightsOptions, CausalOptions, CurriculumOpti
 PINN_NETWORKS: dict[str, type[nn.Module]] = {**NETWORKS, "modified_mlp": ModifiedMLP, "piratenet": PirateNet}
 """``solvers.pinn.network`` -> the class; each takes ``(in_dim, out_dim, width, depth, act)`` and runs on tensors and jets."""
 
+Network = Literal["mlp", "residual", "parallel", "modified_mlp", "piratenet"]
+"""The names of :data:`PINN_NETWORKS`, for option models (``pinn``, and the hard-constraint solvers' backbone)."""
+
+NETWORK_HELP = ("mlp: plain; residual: h + act(W h) per hidden layer; parallel: every hidden layer reads the first (Make Deep "
+                "Networks Shallow Again; the same parameters as mlp at the same width and depth); modified_mlp: gated by two input "
+                "encoders (Wang, Teng, Perdikaris 2021); piratenet: residual gated blocks with skip weights from 0 (Wang et al. 2024)")
+
 
 class PointsOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -54,10 +61,7 @@ class PINNOptions(BaseModel):
     width: int = Field(20, gt=0)
     depth: int = Field(3, gt=0)
     activation: Activation = "tanh"
-    network: Literal["mlp", "residual", "parallel", "modified_mlp", "piratenet"] = Field(
-        "mlp", description="mlp: plain; residual: h + act(W h) per hidden layer; parallel: every hidden layer reads the first "
-        "(Make Deep Networks Shallow Again; the same parameters as mlp at the same width and depth); modified_mlp: gated by two "
-        "input encoders (Wang, Teng, Perdikaris 2021); piratenet: residual gated blocks with skip weights from 0 (Wang et al. 2024)")
+    network: Network = Field("mlp", description=NETWORK_HELP)
     sparsity: SparsityOptions | None = Field(None, description="N:M sparse hidden layers, e.g. {n: 2, m: 4, mode: consistent}")
     periodic_modes: int = Field(1, ge=1, description="Fourier modes per periodic axis in the input embedding")
     hard_constraints: bool = Field(True, description="enforce the IC and Dirichlet walls exactly by an output transform")
@@ -95,17 +99,8 @@ class PINNOptions(BaseModel):
 
 def option_mismatches(problem: Problem, options: PINNOptions) -> list[str]:
     """Why these PINN options do not fit ``problem`` (empty when they do)."""
-    out = []
-    if options.causal is not None and problem.domain.time is None:
-        out.append("solvers.pinn.causal weights the residual over time, and the problem has no time axis")
-    cur = options.curriculum
-    if cur is not None and cur.parameter not in problem.equation.parameters:
-        out.append(f"solvers.pinn.curriculum.parameter: {cur.parameter!r} is not a parameter of the {problem.equation.name!r} equation "
-                   f"(its parameters: {sorted(problem.equation.parameters)})")
-    elif cur is not None:
-        bad = problem.equation.parameters[cur.parameter].check(cur.start)
-        if bad:
-            out.append(f"solvers.pinn.curriculum.start: {bad}")
+    out = method_mismatches(problem, "solvers.pinn", causal=options.causal, curriculum=options.curriculum,
+                            fourier_features=options.fourier_features)
     if options.time_marching is not None and problem.domain.time is None:
         out.append("solvers.pinn.time_marching marches in time, and the problem has no time axis")
     elif options.time_marching is not None and not options.hard_constraints:
@@ -113,9 +108,26 @@ def option_mismatches(problem: Problem, options: PINNOptions) -> list[str]:
                    "solvers.pinn.hard_constraints: true")
     if options.weight_factorization is not None and options.sparsity is not None:
         out.append("solvers.pinn.weight_factorization and solvers.pinn.sparsity both rewrite the dense layers; choose one")
-    if options.fourier_features is not None and all(a.periodic for a in problem.domain.space) and problem.domain.time is None:
-        out.append("solvers.pinn.fourier_features embed non-periodic coordinates, and every axis of this problem is periodic")
     if problem.domain.geometry is not None and "sampler" in options.points.model_fields_set:
         out.append(f"solvers.pinn.points.sampler: the domain's geometry draws its own points (its sample_interior and "
                    f"sample_boundary), so sampler {options.points.sampler!r} would not be used; drop it")
+    return out
+
+
+def method_mismatches(problem: Problem, key: str, *, causal: CausalOptions | None = None,
+                      curriculum: CurriculumOptions | None = None, fourier_features: FourierOptions | None = None) -> list[str]:
+    """Why the PINN's training methods, as options of a solver whose section is ``key`` (``solvers.pinn``,
+    ``solvers.hc``), do not fit ``problem``: one message each, starting with its key path."""
+    out = []
+    if causal is not None and problem.domain.time is None:
+        out.append(f"{key}.causal weights the residual over time, and the problem has no time axis")
+    if curriculum is not None and curriculum.parameter not in problem.equation.parameters:
+        out.append(f"{key}.curriculum.parameter: {curriculum.parameter!r} is not a parameter of the {problem.equation.name!r} "
+                   f"equation (its parameters: {sorted(problem.equation.parameters)})")
+    elif curriculum is not None:
+        bad = problem.equation.parameters[curriculum.parameter].check(curriculum.start)
+        if bad:
+            out.append(f"{key}.curriculum.start: {bad}")
+    if fourier_features is not None and all(a.periodic for a in problem.domain.space) and problem.domain.time is None:
+        out.append(f"{key}.fourier_features embed non-periodic coordinates, and every axis of this problem is periodic")
     return out

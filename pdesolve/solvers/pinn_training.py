@@ -1,6 +1,7 @@
 """PINN training methods that act on the loss: causal weighting, adaptive term weights, parameter curriculum.
 
-Each is an option of the ``pinn`` solver, holds what it changes during training in the task's state (so a
+Each is an option of the ``pinn`` solver (causal weights and the curriculum of ``hc`` / ``moe_hc`` too, causal and
+adaptive weights of ``lpinn``), holds what it changes during training in the task's state (so a
 resumed run continues exactly), and reports what it did as history columns (drawn in ``history.png``).
 
 - :class:`CausalWeights` (Wang, Sankaran, Perdikaris, "Respecting causality is all you need for training
@@ -24,7 +25,7 @@ resumed run continues exactly), and reports what it did as history columns (draw
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import torch
@@ -33,7 +34,7 @@ from torch import Tensor
 
 
 class FourierOptions(BaseModel):
-    """``solvers.pinn.fourier_features``: random Fourier features (:class:`pdesolve.nn.features.FourierFeatures`)."""
+    """``solvers.pinn.fourier_features`` (and ``hc``'s): random Fourier features (:class:`pdesolve.nn.features.FourierFeatures`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     count: int = Field(64, ge=1, description="frequencies (each gives a cosine and a sine feature)")
@@ -42,7 +43,7 @@ class FourierOptions(BaseModel):
 
 
 class RWFOptions(BaseModel):
-    """``solvers.pinn.weight_factorization``: random weight factorization (:mod:`pdesolve.nn.rwf`)."""
+    """``solvers.pinn.weight_factorization`` (and ``hc``'s): random weight factorization (:mod:`pdesolve.nn.rwf`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     mu: float = Field(1.0, description="mean of the log-scales at initialisation")
@@ -51,7 +52,7 @@ class RWFOptions(BaseModel):
 
 
 class CausalOptions(BaseModel):
-    """``solvers.pinn.causal``: residual weights that respect causality in time."""
+    """``solvers.pinn.causal`` (and ``lpinn``'s, ``hc``'s): residual weights that respect causality in time."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     chunks: int = Field(32, ge=2, description="time chunks the residual points are grouped into")
@@ -76,7 +77,7 @@ class AdaptiveWeightsOptions(BaseModel):
 
 
 class CurriculumOptions(BaseModel):
-    """``solvers.pinn.curriculum``: an equation parameter ramped from ``start`` to the problem's value."""
+    """``solvers.pinn.curriculum`` (and ``hc``'s): an equation parameter ramped from ``start`` to the problem's value."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     parameter: str = Field(description="the equation parameter to ramp (e.g. beta)")
@@ -107,16 +108,22 @@ class CausalWeights:
         """The causally weighted residual loss from the squared residual per point ``r2 [N]`` and its chunks."""
         return self.losses(r2.unsqueeze(-1), chunk)[0]
 
-    def losses(self, r2: Tensor, chunk: Tensor, count: Tensor | None = None) -> Tensor:
+    def losses(self, r2: Tensor, chunk: Tensor, count: Tensor | None = None,
+               reduce: Callable[[Tensor], Tensor] | None = None) -> Tensor:
         """Several residual terms weighted alike, ``[T]``, from their squares per point ``r2 [N, T]``: each chunk's
         weight comes from the sum of all terms in the earlier chunks (a two-branch residual, as LPINN's, is causal
-        as one). ``count [N]``: how much each point counts in its chunk's mean (default 1; 0 drops a point)."""
+        as one). ``count [N]``: how much each point counts in its chunk's mean (default 1; 0 drops a point).
+
+        ``reduce``: the sum over the ranks that hold the other points (no gradient; hc's ``distributed``). The
+        chunks' counts and weights are then those of all points, and the ranks' returned shares add up to the
+        loss of all points."""
         m = self.options.chunks
         ones = torch.ones_like(r2[:, 0]) if count is None else count
-        counts = torch.zeros(m, dtype=r2.dtype, device=r2.device).index_add_(0, chunk, ones).clamp_min(1)
+        counts = torch.zeros(m, dtype=r2.dtype, device=r2.device).index_add_(0, chunk, ones)
+        counts = (counts if reduce is None else reduce(counts)).clamp_min(1)
         per_chunk = torch.zeros(m, r2.shape[1], dtype=r2.dtype, device=r2.device).index_add_(0, chunk, r2) / counts[:, None]
         with torch.no_grad():
-            total = per_chunk.sum(1)
+            total = per_chunk.sum(1) if reduce is None else reduce(per_chunk.sum(1))
             before = torch.cumsum(total, 0) - total  # sum over the earlier chunks
             w = torch.exp(-self.eps * before)
         self.weights = w

@@ -14,11 +14,12 @@ import torch
 from torch import Tensor, nn
 
 from ... import sampling
-from ...nn.features import CoordinateFeatures
+from ...nn.features import CoordinateFeatures, FourierFeatures
 from ...nn.jet import Jet
-from ...nn.mlp import MLP
+from ...nn.rwf import factorize
 from ...problem import Problem
 from ..base import SolverMismatch
+from ..pinn_options import PINN_NETWORKS
 from .options import HCOptions, HCPointsOptions
 
 
@@ -118,13 +119,25 @@ def feature_rows(names: tuple[str, ...]) -> dict[tuple[str, ...], int]:
 
 class BasisNet(nn.Module):
     """coordinates ``[n, d]`` (and, for a family, the initial condition at sensor points ``[n, s]``) -> N basis
-    functions ``[n, N]``; :meth:`features` adds their derivatives."""
+    functions ``[n, N]``; :meth:`features` adds their derivatives.
+
+    The backbone is ``options.network`` (one of the PINN's :data:`~pdesolve.solvers.pinn_options.PINN_NETWORKS`) over
+    the coordinate features (random Fourier features around them with ``fourier_features``) and the sensor values,
+    its dense layers factorized with ``weight_factorization``, as :class:`pdesolve.solvers.pinn.PINNModel` builds its own.
+    """
 
     def __init__(self, problem: Problem, options: HCOptions):
         super().__init__()
         self.features_in = CoordinateFeatures(problem.domain, options.periodic_modes)
+        if options.fourier_features is not None:
+            ff = options.fourier_features
+            self.features_in = FourierFeatures(self.features_in, ff.count, ff.sigma, ff.seed)  # type: ignore[assignment]
         self.sensors = 0 if options.family is None else options.family.sensors ** len(problem.domain.space)
-        self.net = MLP(self.features_in.size + self.sensors, options.basis, options.width, options.depth, options.activation)
+        self.net = PINN_NETWORKS[options.network](self.features_in.size + self.sensors, options.basis, options.width, options.depth,
+                                                  options.activation)
+        if options.weight_factorization is not None:
+            rwf = options.weight_factorization
+            factorize(self.net, rwf.mu, rwf.sigma, rwf.seed)
         self.hess = slice(1 if problem.domain.time is not None else 0, len(problem.domain.names))
 
     def forward(self, coords: Tensor, sensors: Tensor | None = None) -> Tensor:

@@ -10,6 +10,8 @@ from ...nn.mlp import Activation
 from ...sampling import Sampler
 from ...simulate.family import DesignSampler
 from ...simulate.settings import InitialSampler, ParameterRange
+from ..pinn_options import NETWORK_HELP, Network
+from ..pinn_training import CausalOptions, CurriculumOptions, FourierOptions, RWFOptions
 
 
 class FamilyOptions(BaseModel):
@@ -58,14 +60,42 @@ class NonlinearOptions(BaseModel):
 
 
 class HCOptions(BaseModel):
-    """Network: ``width``, ``depth``, ``activation``, ``basis`` (N). Advanced: the rest."""
+    """Network: ``width``, ``depth``, ``activation``, ``basis`` (N). Advanced: the rest.
+
+    The PINN's training methods that fit this backbone and loss are options here too, with the PINN's option
+    models and implementations (:mod:`pdesolve.solvers.pinn_options`, :mod:`pdesolve.solvers.pinn_training`):
+
+    - ``network``: the backbone's architecture (the PINN's :data:`~pdesolve.solvers.pinn_options.PINN_NETWORKS`;
+      every one runs on jets; ``modified_mlp``: Wang, Teng, Perdikaris 2021; ``piratenet``: Wang, Li, Chen,
+      Perdikaris 2024; ``parallel``: Bermeitinger et al. 2023);
+    - ``fourier_features``: random Fourier features of the non-periodic coordinates before the backbone (Tancik
+      et al. 2020; Wang, Wang, Perdikaris 2021); the family setting's sensor values enter beside them, unembedded;
+    - ``weight_factorization``: every dense layer of the backbone ``W = diag(exp(s)) V`` (Wang, Wang, Seidman,
+      Perdikaris 2022);
+    - ``causal``: the residual term of the loss per time chunk of the loss points, weighted by
+      ``exp(-eps sum_{k<i} L_k)`` (Wang, Sankaran, Perdikaris, "Respecting causality is all you need for training
+      physics-informed neural networks", 2022); problems with time only;
+    - ``curriculum``: an equation parameter ramped from an easy value to the problem's (Krishnapriyan et al. 2021);
+      the inner solves and the loss both use the ramped value, and predictions the value of the last step taken.
+
+    Left out: time marching (the experts of ``moe_hc`` already tile time, each time slab starting from the
+    previous one's solution) and adaptive loss weights (with exact conditions the loss has one term; with
+    ``constraint_weight`` the conditions' weight is the solve's own row weight rho, which the loss shares so that
+    the backbone is trained for the solve it gets).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     width: int = Field(64, gt=0)
     depth: int = Field(3, gt=0)
     activation: Activation = "tanh"
+    network: Network = Field("mlp", description="the backbone: " + NETWORK_HELP)
     basis: int = Field(48, gt=0, description="N basis functions (the last layer's outputs), at most width")
     periodic_modes: int = Field(1, ge=1)
+    fourier_features: FourierOptions | None = Field(None, description="random Fourier features of the non-periodic coordinates")
+    weight_factorization: RWFOptions | None = Field(None, description="random weight factorization of every dense layer")
+    causal: CausalOptions | None = Field(None, description="weight the residual by time chunks of the loss points, respecting "
+                                         "causality (problems with time)")
+    curriculum: CurriculumOptions | None = Field(None, description="ramp an equation parameter from an easy value (solves and loss)")
     dtype: Literal["float32", "float64"] = Field("float64", description="float32 bases lose the exact conditions to cancellation in b . w")
     tikhonov: float = Field(1e-9, ge=0, description="lambda relative to the mean diagonal of the normal matrix")
     constraint_weight: float | None = Field(None, gt=0, description="None: initial/boundary conditions exact (KKT); rho: "

@@ -1,8 +1,9 @@
 """Hard-constrained basis solvers (``hc``, ``moe_hc``): the PDE enforced by a differentiable solve per expert.
 
-A backbone MLP over the coordinates (and, in the family setting of :mod:`.family`, the initial condition at
-sensor points) outputs N basis functions b(t, x). The space-time box is split into K experts (boxes of
-:meth:`Grid.partition`, pieces in :mod:`.basis`); each expert k finds weights w_k with u_k = b . w_k that
+A backbone network (an MLP, or another of the PINN's networks: ``network``) over the coordinates (and, in the
+family setting of :mod:`.family`, the initial condition at sensor points) outputs N basis functions b(t, x). The
+space-time box is split into K experts (boxes of :meth:`Grid.partition`, pieces in :mod:`.basis`); each expert k
+finds weights w_k with u_k = b . w_k that
 
 - minimize the PDE residual of u_k at its m solve points (inside its own box), and
 - satisfy the initial and boundary conditions at the condition points: exactly (KKT), or as rows weighted
@@ -48,6 +49,7 @@ from ...grid import Grid
 from ...problem import Problem
 from ...solution import Solution
 from ..base import PointSolver, SolverMismatch, pointwise_mismatches
+from ..pinn_options import method_mismatches
 from .basis import Constraints, ExpertBoxes, HCModel, PDEResidual, feature_rows
 from .family import ICBatch, ICFamily, family_errors
 from .options import HCOptions, MoEHCOptions
@@ -73,6 +75,18 @@ class HardConstrainedSolver(PointSolver, HCSolves):
     def mismatches(cls, problem: Problem) -> list[str]:
         return pointwise_mismatches(problem, 2, "the basis")
 
+    @classmethod
+    def option_mismatches(cls, problem: Problem, options: HCOptions) -> list[str]:  # type: ignore[override]
+        """The PINN's training methods that do not fit ``problem`` (:func:`~pdesolve.solvers.pinn_options.method_mismatches`),
+        and the family setting on a steady problem."""
+        key = f"solvers.{cls.name}"
+        out = method_mismatches(problem, key, causal=options.causal, curriculum=options.curriculum,
+                                fourier_features=options.fourier_features)
+        if options.family is not None and problem.domain.time is None:
+            out.append(f"{key}.family: the family setting varies initial conditions; problem {problem.name!r} is steady (no "
+                       "initial condition): drop family")
+        return out
+
     def expert_counts(self) -> dict[str, int]:
         return {}
 
@@ -90,6 +104,9 @@ class HardConstrainedSolver(PointSolver, HCSolves):
                  ranks: Ranks | None = None, family: InitialConditionFamily | None = None):
         dtype = dtype or (torch.float64 if options.dtype == "float64" else torch.float32)
         super().__init__(problem, options, device, dtype, ranks=ranks, family=family)
+        refused = self.option_mismatches(problem, options)
+        if refused:
+            raise SolverMismatch(f"solver {self.name!r} cannot use these options on problem {problem.name!r}: " + "; ".join(refused))
         if options.basis > options.width:
             raise SolverMismatch(f"basis={options.basis} functions from a last hidden layer of width={options.width} span at most "
                                  f"{options.width + 1} dimensions (a singular solve); expected basis <= width")
@@ -126,9 +143,6 @@ class HardConstrainedSolver(PointSolver, HCSolves):
             with torch.no_grad():  # every rank starts from rank 0's backbone and solve points
                 for x in self.model.state_dict().values():
                     self.ranks.broadcast_tensor(x)
-        if options.family is not None and problem.domain.time is None:
-            raise SolverMismatch(f"solvers.{self.name}.family: the family setting varies initial conditions; problem {problem.name!r} "
-                                 "is steady (no initial condition): drop family")
         try:
             self.ic_family = None if options.family is None else ICFamily(problem, options.family, family)
         except ValueError as err:
@@ -363,6 +377,9 @@ class HardConstrainedSolver(PointSolver, HCSolves):
     def check_gradients(self) -> None:
         if self.averager is not None:  # every parameter got its gradient in the last step (ranks in step)
             self.averager.check()
+
+    def set_coefficient(self, name: str, value: float) -> None:
+        self.pde.params = {**self.pde.params, name: value}
 
     # ------------------------------------------------------------------ the Solver interface
     def task(self, evaluate: Callable[[], dict[str, float]]) -> HCTask:

@@ -2,8 +2,10 @@
 
 Each step draws a batch of initial conditions (family setting), solves every expert's weights (differentiable
 in the backbone), and takes the mean square PDE residual of the solved u at fresh points of each expert's
-box, plus the weighted condition rows each expert was solved with. With ranks, each rank computes its
-block of the rows; the reported loss is the total and the backbone's gradients are summed over the ranks.
+box, plus the weighted condition rows each expert was solved with; ``causal`` weights the residual term over
+time chunks and ``curriculum`` ramps an equation parameter (the PINN's methods, :mod:`pdesolve.solvers.pinn_training`).
+With ranks, each rank computes its block of the rows; the reported loss is the total and the backbone's gradients
+are summed over the ranks.
 
 The task sees the solver only through :class:`HCSolves` (declared here, implemented by
 :class:`~pdesolve.solvers.hc.solver.HardConstrainedSolver`), so this module does not import the solver.
@@ -21,15 +23,20 @@ from torch import Tensor
 
 from ...constrained import SolveStatus
 from ...distributed import Ranks
+from ...problem import Problem
 from ...task import Task
+from ..pinn_training import CausalWeights, Curriculum
 from .basis import HCModel
 from .family import ICBatch
+from .options import HCOptions
 
 
 class HCSolves(abc.ABC):
     """What the training task needs of a hard-constraint solver: its draws, its batched solve and its residual."""
 
     name: ClassVar[str]
+    problem: Problem
+    options: HCOptions
     model: HCModel
     ranks: Ranks
     linear: bool  # False: the solves are Levenberg-Marquardt iterations (their counts are reported)
@@ -64,14 +71,31 @@ class HCSolves(abc.ABC):
     def check_gradients(self) -> None:
         """Before a step: raise unless the last step gave every parameter its gradient (keeps the ranks in step)."""
 
+    @abc.abstractmethod
+    def set_coefficient(self, name: str, value: float) -> None:
+        """Solve and take the residual with the equation parameter ``name`` at ``value`` from now on (a curriculum)."""
+
 
 class HCTask(Task):
-    """The training task: solve every expert, then the residual of the solved u at fresh points."""
+    """The training task: solve every expert, then the residual of the solved u at fresh points.
+
+    With ``causal``, the residual term is the PINN's :class:`~pdesolve.solvers.pinn_training.CausalWeights` loss
+    over time chunks of the problem's time interval, the loss points grouped by their time (all experts' and
+    initial conditions' points together); with ``curriculum``, the equation parameter of the step is set on the
+    solver before the step's solves. Both record what they did in the loss's terms (history columns) and keep
+    their state in :meth:`state_dict`.
+    """
 
     def __init__(self, solver: HCSolves, evaluate: Callable[[], dict[str, float]]):
         self.solver, self.model, self._evaluate = solver, solver.model, evaluate
         self.owner = f"solver {solver.name!r}"
         self.rng = np.random.default_rng(int(torch.randint(0, 2**31, (1,)).item()))
+        options, time = solver.options, solver.problem.domain.time
+        self.causal = CausalWeights(options.causal, *time) if options.causal is not None and time is not None else None
+        cur = options.curriculum
+        self.curriculum = Curriculum(cur, float(solver.problem.coefficients[cur.parameter])) if cur is not None else None
+        if self.curriculum is not None:
+            self._ramp(0)
 
     def loss(self) -> tuple[Tensor, dict[str, float]]:
         s = self.solver
@@ -84,8 +108,13 @@ class HCTask(Task):
         share = s.ranks.share(n)
         pts = pts[rows % K]
         D = s.row_features(pts, ics, rows // K)  # [R, k, m, N]
-        r = s.residual(w[rows], D, pts)  # [R, m]
-        residual = (r * r).sum() * (share / (n * m))
+        r = s.residual(w[rows], D, pts)  # [R, m] (a system: [R, E m], equation-major)
+        if self.causal is None:
+            residual = (r * r).sum() * (share / (n * m))
+        else:  # per point the sum over a system's equations, as above; each rank's share of the chunks' means
+            r2 = r.reshape(len(r), -1, m).square().sum(1).reshape(-1, 1)  # [R m, 1]
+            chunk = self.causal.chunk_of(pts[..., 0].reshape(-1))
+            residual = self.causal.losses(r2 * share, chunk, torch.full_like(r2[:, 0], share), reduce=s.ranks.sum)[0]
         loss = residual
         rho = s.condition_weight
         if rho is not None and conditions is not None:  # the rows each expert was solved with (later time slabs:
@@ -100,16 +129,34 @@ class HCTask(Task):
         if not s.linear:
             info["lm_iterations_max"] = float(status.iterations.max())
             info["lm_converged"] = float(status.converged.double().mean())
+        if self.causal is not None:
+            info.update(self.causal.record())
+        if self.curriculum is not None:
+            info[f"curriculum_{self.curriculum.options.parameter}"] = self._ramped
         return loss, info
 
     def before_step(self, step: int) -> None:
         self.solver.check_gradients()
+        if self.causal is not None and step:
+            self.causal.after_step()  # anneal the tolerance from the last step's weights
+        if self.curriculum is not None:
+            self._ramp(step)
+
+    def _ramp(self, step: int) -> None:
+        assert self.curriculum is not None
+        self._ramped = self.curriculum.value(step)
+        self.solver.set_coefficient(self.curriculum.options.parameter, self._ramped)
 
     def evaluate(self) -> dict[str, float]:
         return self._evaluate()
 
     def state_dict(self) -> dict[str, Any]:
-        return {"rng": self.rng.bit_generator.state}
+        state: dict[str, Any] = {"rng": self.rng.bit_generator.state}
+        if self.causal is not None:
+            state["causal"] = self.causal.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.rng.bit_generator.state = state["rng"]
+        if self.causal is not None:
+            self.causal.load_state_dict(state["causal"])
