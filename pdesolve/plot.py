@@ -94,6 +94,10 @@ def plot_slices(path: Path, grid: Grid, pred: np.ndarray, ref: np.ndarray | None
 METHOD_COLUMNS = ("weight_", "causal_", "curriculum_", "executor_")
 """History columns that record what a training method did (term weights, causal weights, a ramped parameter)."""
 
+CAUSAL_WEIGHT_COLUMN = "causal_w_"
+"""History columns of the causal weight of each time chunk (``causal_w_00`` the earliest); drawn by
+:func:`plot_causal_weights`, not in :func:`plot_history`'s panel."""
+
 
 def plot_history(path: Path, history: Sequence[Mapping[str, float]]) -> None:
     """Loss terms (log scale), where evaluated the relative L2 error against the step, and the training methods'
@@ -102,7 +106,8 @@ def plot_history(path: Path, history: Sequence[Mapping[str, float]]) -> None:
         return
     skip = {"step", "time", "lr", "rel_l2", "max_error"}
     keys = [k for k in history[0] if k not in skip and not k.startswith(PARAMETER_COLUMN)]
-    methods = [k for k in keys if k.startswith(METHOD_COLUMNS)]
+    methods = [k for k in keys if k.startswith(METHOD_COLUMNS) and not k.startswith(CAUSAL_WEIGHT_COLUMN)]
+    keys = [k for k in keys if not k.startswith(CAUSAL_WEIGHT_COLUMN)]  # one line per chunk: plot_causal_weights
     plt, fig, axes = _figure(3 if methods else 2)
     steps = np.array([h["step"] for h in history])
 
@@ -126,6 +131,28 @@ def plot_history(path: Path, history: Sequence[Mapping[str, float]]) -> None:
     if methods:
         draw(axes[2], methods)
         axes[2].set_title("training methods")
+    save_figure(plt, fig, path)
+
+
+def causal_chunks(history: Sequence[Mapping[str, float]]) -> list[str]:
+    """The history's columns of per-chunk causal weights (none without causal weighting)."""
+    return sorted({k for h in history for k in h if k.startswith(CAUSAL_WEIGHT_COLUMN)})
+
+
+def plot_causal_weights(path: Path, history: Sequence[Mapping[str, float]]) -> None:
+    """The causal weight of every time chunk against the step: a map with the earliest chunk at the bottom, so
+    that training's front moving forward in time shows as the bright region growing upwards."""
+    columns = causal_chunks(history)
+    rows = [h for h in history if columns[0] in h]
+    steps = np.array([h["step"] for h in rows])
+    weights = np.array([[h.get(k, np.nan) for h in rows] for k in columns], dtype=float)
+    plt, fig, axes = _figure(1)
+    ax = axes[0]
+    mesh = ax.pcolormesh(steps, np.arange(len(columns)), weights, vmin=0.0, vmax=1.0, shading="nearest", cmap="viridis")
+    fig.colorbar(mesh, ax=ax, label="causal weight")
+    ax.set_xlabel("step")
+    ax.set_ylabel("time chunk (0: earliest)")
+    ax.set_title("causal weights over time and training")
     save_figure(plt, fig, path)
 
 

@@ -33,7 +33,7 @@ from .io import write_json, write_text, write_with
 from .metrics import error_metrics, outside_as_nan, region_mask
 from .optim import Optimizer, make_optimizer
 from .parametric import HeldOut, ParametricSolver, held_out
-from .plot import plot_fields, plot_history, plot_parameters, plot_residual, plot_slices
+from .plot import causal_chunks, plot_causal_weights, plot_fields, plot_history, plot_parameters, plot_residual, plot_slices
 from .plot_geometry import plot_region_fields
 from .reference import ReferenceError, reference_grid, reference_solution
 from .solution import Solution
@@ -456,6 +456,8 @@ def write_figures(folder: Path, solution: Solution, ref: np.ndarray | None, hist
         figures["slices"] = partial(plot_slices, grid=grid, pred=pred[:, 0], ref=None if ref is None else ref[0][:, 0])
     if history:
         figures["history"] = partial(plot_history, history=history)
+    if causal_chunks(history or []):
+        figures["causal_weights"] = partial(plot_causal_weights, history=history)
     if "residual_map" in diagnostics:
         figures["residual"] = partial(plot_residual, grid=grid, residual=diagnostics["residual_map"])
     if history and diagnostics.get("recovered"):

@@ -4,6 +4,7 @@ import logging
 import warnings
 
 import numpy as np
+import pytest
 
 from pdesolve.plot import plot_history, plot_residual
 from pdesolve.problem import Axis, Domain
@@ -49,3 +50,21 @@ def test_history_figure_draws_the_training_methods_panel(tmp_path, monkeypatch):
     plot.plot_history(tmp_path / "plain.png", [{k: v for k, v in r.items() if not k.startswith(plot.METHOD_COLUMNS)} for r in rows])
     assert panels == [3, 2]  # a third panel only where a training method left a record
     assert (tmp_path / "methods.png").stat().st_size > 0
+
+
+def test_the_causal_weights_of_every_chunk_are_drawn_over_the_steps(tmp_path, monkeypatch):
+    """Per-chunk weights (``causal_w_00``, ...) make a map of their own (``causal_weights.png``), not one line each in
+    the training methods panel of ``history.png``."""
+    import pdesolve.plot as plot
+
+    drawn = []
+    monkeypatch.setattr(plot, "save_figure", lambda plt, fig, path: (drawn.append((path.name, fig)), plt.close(fig)))
+    rows = [{"step": float(s), "loss": 1.0 / (s + 1), "causal_eps": 1.0, "causal_min_weight": 0.1,
+             **{f"causal_w_{i:02d}": float(np.exp(-i / (s + 1))) for i in range(6)}} for s in range(8)]
+    assert plot.causal_chunks(rows) == [f"causal_w_{i:02d}" for i in range(6)]
+    plot.plot_history(tmp_path / "history.png", rows)
+    plot.plot_causal_weights(tmp_path / "causal_weights.png", rows)
+    (_, history), (_, causal) = drawn
+    assert sorted(line.get_label() for line in history.axes[2].get_lines()) == ["causal_eps", "causal_min_weight"]
+    image = causal.axes[0].collections[0].get_array()  # the map: one row per chunk, one column per step
+    assert np.asarray(image).reshape(6, 8)[5, 0] == pytest.approx(np.exp(-5.0))

@@ -159,6 +159,9 @@ def test_every_method_at_once_resumes_exactly(tmp_path):
     whole, _ = _resumed_equals_whole(tmp_path, "convection", ALL_ON, 3)
     row = whole.history[-1]
     assert {"causal_eps", "causal_min_weight", "weight_residual", "weight_initial", "curriculum_beta"} <= set(row)
+    chunks = [row[k] for k in sorted(row) if k.startswith("causal_w_")]  # every time chunk's weight, earliest first
+    assert len(chunks) == 8 and chunks[0] == 1.0 and min(chunks) == row["causal_min_weight"]
+    assert all(0.0 <= a and b <= a for a, b in zip(chunks, chunks[1:]))  # the weights never rise forward in time
     assert [r["curriculum_beta"] for r in whole.history[:5]] == [1.0, 1.8, 2.6, 3.4, 5.0]  # 5 stages over 4 steps, then beta = 5
 
 

@@ -32,6 +32,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor
 
+from ..plot import CAUSAL_WEIGHT_COLUMN  # the history columns of the chunks' weights, causal_w_00, ...
+
 
 class FourierOptions(BaseModel):
     """``solvers.pinn.fourier_features`` (and ``hc``'s): random Fourier features (:class:`pdesolve.nn.features.FourierFeatures`)."""
@@ -136,8 +138,13 @@ class CausalWeights:
             self.level += 1
 
     def record(self) -> dict[str, float]:
+        """The tolerance, the smallest weight, and every chunk's weight (``causal_w_00``, ... from the earliest chunk:
+        the run folder's ``causal_weights.png`` draws them over the steps)."""
         w = self.weights
-        return {} if w is None else {"causal_eps": self.eps, "causal_min_weight": float(w.min())}
+        if w is None:
+            return {}
+        chunks = {f"{CAUSAL_WEIGHT_COLUMN}{i:02d}": v for i, v in enumerate(w.tolist())}
+        return {"causal_eps": self.eps, "causal_min_weight": float(w.min()), **chunks}
 
     def state_dict(self) -> dict[str, Any]:
         return {"level": self.level, "weights": self.weights}  # the weights: the next step's annealing reads them
