@@ -169,3 +169,77 @@ def test_the_compiled_loss_equals_the_eager_one_and_compiles_once():
             torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5 * max(1.0, a.abs().max().item()))
     # one graph for the loss (and its backward): a recompile would mean a guard fails from step to step
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
+
+
+def _native_or_skip():
+    from pdesolve.nn import native_jets
+
+    lib = native_jets.library()
+    if lib is None:
+        pytest.skip("no C compiler built the native jet loops")
+    return native_jets, lib
+
+
+@pytest.mark.parametrize("layout", [RowLayout(2, 1, 1, 1), RowLayout(2, 1, 1, 2), RowLayout(3, 1, 2, 2), RowLayout(3, 0, 3, 2)],
+                         ids=["o1", "o2", "o2-two-axes", "o2-all-axes"])
+def test_the_native_tanh_loops_equal_the_torch_kernels(layout):
+    """nn/native/jet_tanh.c, one layer forward and backward, against the torch kernels of the fused pass (float32)."""
+    from pdesolve.nn import fused_mlp
+
+    native_jets, lib = _native_or_skip()
+    gen = torch.Generator().manual_seed(layout.rows)
+    z = torch.randn(layout.rows, 53, 21, generator=gen)  # a width that is no multiple of the vector length
+    bias, grad = torch.randn(21, generator=gen), torch.randn(layout.rows, 53, 21, generator=gen)
+    z_native, z_torch = z.clone(), z.clone()
+    y_native = native_jets.tanh_forward(lib, layout, z_native, bias)
+    z_torch[0].add_(bias)
+    y_torch = torch.empty_like(z)
+    fused_mlp._tanh(z_torch[0], out=y_torch[0])
+    fused_mlp._chain(z_torch, fused_mlp._tanh_derivatives(z_torch[0], y_torch[0], layout.order), layout, y_torch)
+    torch.testing.assert_close(z_native, z_torch)  # the bias added to the value row in place, as the torch kernels do
+    torch.testing.assert_close(y_native, y_torch, **TOLERANCE[torch.float32])  # rows with cancellation: ~1e-5
+    g_native = native_jets.tanh_backward(lib, layout, z_native, y_native[0], grad)
+    g_torch = fused_mlp._chain_backward(z_torch, fused_mlp._tanh_derivatives(z_torch[0], y_torch[0], layout.order + 1), layout, grad)
+    # the value row sums several products (cancellation): float32 round-off relative to the largest gradient
+    torch.testing.assert_close(g_native, g_torch, rtol=1e-4, atol=1e-5 * g_torch.abs().max().item())
+
+
+def test_the_pass_takes_the_native_loops_where_they_apply_and_falls_back_without_them(monkeypatch):
+    """Float32 tanh jets up to second order run the native loops (when built); the same pass without them (no
+    compiler) gives the same rows and gradients to float32 round-off."""
+    from pdesolve.nn import native_jets
+
+    _native_or_skip()
+    torch.manual_seed(3)
+    net = MLP(3, 2, 16, 3, "tanh")
+    x = _input_jet(2, torch.float32)
+    assert native_jets.takes(stack_rows(x), "tanh", 2, [16, 16, 16, 2])
+    assert not native_jets.takes(stack_rows(x).double(), "tanh", 2, [16]) and not native_jets.takes(stack_rows(x), "sin", 2, [16])
+    assert not native_jets.takes(stack_rows(x), "tanh", 3, [16]) and not native_jets.takes(stack_rows(x), "tanh", 2, [2048])
+    params = list(net.parameters())
+    with_native = fused_forward_jet(net, x)
+    grads_native = torch.autograd.grad(_rows_loss(with_native), params)
+    monkeypatch.setattr(native_jets, "library", lambda: None)
+    without = fused_forward_jet(net, x)
+    grads_torch = torch.autograd.grad(_rows_loss(without), params)
+    for a, b in zip(with_native.rows(), without.rows()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    for a, b in zip(grads_native, grads_torch):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * max(1.0, b.abs().max().item()))
+
+
+def test_the_native_library_is_built_atomically_where_asked(tmp_path):
+    """_build writes the shared library under a temporary name and renames it into place; it loads and runs."""
+    import ctypes
+    from importlib import resources
+
+    from pdesolve.nn import native_jets
+
+    compiler = native_jets._compiler()
+    if compiler is None:
+        pytest.skip("no C compiler")
+    source = resources.files("pdesolve.nn.native").joinpath("jet_tanh.c").read_text()
+    target = tmp_path / "cache" / "jet_tanh-test.so"
+    native_jets._build(source, compiler, [], target)
+    assert sorted(p.name for p in target.parent.iterdir()) == ["jet_tanh-test.so"]  # no temporary left behind
+    assert hasattr(ctypes.CDLL(str(target)), "jet_tanh_backward")

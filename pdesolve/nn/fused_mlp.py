@@ -37,6 +37,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from . import native_jets
 from .jet import Jet
 from .mlp import MLP
 
@@ -253,13 +254,20 @@ class FusedMLPJet(torch.autograd.Function):
         weights, biases = params[0::2], params[1::2]
         inputs, pre, kept = [], [], []
         h, rows = x, torch.compiler.is_compiling()
+        eager_cpu = not rows and native_jets.takes(x, act, layout.order, [w.shape[0] for w in weights])
+        native = native_jets.library() if eager_cpu else None
         for i, (w, b) in enumerate(zip(weights, biases)):
             z = torch.matmul(h, w.t())
+            inputs.append(h)
+            if native is not None and i < len(weights) - 1:  # bias, tanh and its rows in one native pass
+                h = native_jets.tanh_forward(native, layout, z, b)
+                pre.append(z)
+                kept.append([])  # the backward recomputes tanh's derivatives from its value
+                continue
             if rows:  # whole row blocks, no writes into row slices: see _chain_rows
                 z = torch.cat([(z[0] + b).unsqueeze(0), z[1:]])
             else:
                 z[0].add_(b)
-            inputs.append(h)
             if i == len(weights) - 1:
                 h = z
                 break
@@ -275,7 +283,7 @@ class FusedMLPJet(torch.autograd.Function):
             pre.append(z)
             kept.append(f)  # the backward extends them by one order
             h = y
-        ctx.layout, ctx.act, ctx.orders = layout, act, [len(f) for f in kept]
+        ctx.layout, ctx.act, ctx.orders, ctx.native = layout, act, [len(f) for f in kept], native
         ctx.save_for_backward(*inputs, *pre, *weights, *[d for f in kept for d in f])
         return h
 
@@ -300,8 +308,11 @@ class FusedMLPJet(torch.autograd.Function):
                 break
             g = _input_gradient(g, w)  # the gradient of layer i's input rows: the activation rows of layer i - 1
             z = pre[i - 1]
-            backward = _chain_backward_rows if torch.compiler.is_compiling() else _chain_backward
-            g = backward(z, derivatives(z[0], h[0], layout.order + 1, kept[i - 1]), layout, g)
+            if ctx.native is not None:
+                g = native_jets.tanh_backward(ctx.native, layout, z, h[0], g)
+            else:
+                backward = _chain_backward_rows if torch.compiler.is_compiling() else _chain_backward
+                g = backward(z, derivatives(z[0], h[0], layout.order + 1, kept[i - 1]), layout, g)
         gx = _input_gradient(g, weights[0]) if ctx.needs_input_grad[0] else None
         return (gx, None, None, *grads)
 
