@@ -105,9 +105,9 @@ def plot_history(path: Path, history: Sequence[Mapping[str, float]]) -> None:
     if not history:
         return
     skip = {"step", "time", "lr", "rel_l2", "max_error"}
-    keys = [k for k in history[0] if k not in skip and not k.startswith(PARAMETER_COLUMN)]
-    methods = [k for k in keys if k.startswith(METHOD_COLUMNS) and not k.startswith(CAUSAL_WEIGHT_COLUMN)]
-    keys = [k for k in keys if not k.startswith(CAUSAL_WEIGHT_COLUMN)]  # one line per chunk: plot_causal_weights
+    # per-chunk causal weights have a figure of their own (plot_causal_weights), not one line each here
+    keys = [k for k in history[0] if k not in skip and not k.startswith((PARAMETER_COLUMN, CAUSAL_WEIGHT_COLUMN))]
+    methods = [k for k in keys if k.startswith(METHOD_COLUMNS)]
     plt, fig, axes = _figure(3 if methods else 2)
     steps = np.array([h["step"] for h in history])
 

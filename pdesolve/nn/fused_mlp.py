@@ -259,30 +259,28 @@ class FusedMLPJet(torch.autograd.Function):
         for i, (w, b) in enumerate(zip(weights, biases)):
             z = torch.matmul(h, w.t())
             inputs.append(h)
-            if native is not None and i < len(weights) - 1:  # bias, tanh and its rows in one native pass
-                h = native_jets.tanh_forward(native, layout, z, b)
-                pre.append(z)
-                kept.append([])  # the backward recomputes tanh's derivatives from its value
-                continue
-            if rows:  # whole row blocks, no writes into row slices: see _chain_rows
+            last = i == len(weights) - 1
+            if native is not None and not last:  # bias, tanh and its rows in one native pass
+                h, f = native_jets.tanh_forward(native, layout, z, b), []  # the backward recomputes tanh's derivatives
+            elif rows:  # whole row blocks, no writes into row slices: see _chain_rows
                 z = torch.cat([(z[0] + b).unsqueeze(0), z[1:]])
-            else:
-                z[0].add_(b)
-            if i == len(weights) - 1:
-                h = z
-                break
-            if rows:
+                if last:
+                    h = z
+                    break
                 value = fn(z[0])
                 f = derivatives(z[0], value, layout.order)
-                y = torch.cat([value.unsqueeze(0), *_chain_rows(z, f, layout)])
+                h = torch.cat([value.unsqueeze(0), *_chain_rows(z, f, layout)])
             else:
-                y = torch.empty_like(z)
-                fn(z[0], out=y[0])
-                f = derivatives(z[0], y[0], layout.order)
-                _chain(z, f, layout, y)
+                z[0].add_(b)
+                if last:
+                    h = z
+                    break
+                h = torch.empty_like(z)
+                fn(z[0], out=h[0])
+                f = derivatives(z[0], h[0], layout.order)
+                _chain(z, f, layout, h)
             pre.append(z)
             kept.append(f)  # the backward extends them by one order
-            h = y
         ctx.layout, ctx.act, ctx.orders, ctx.native = layout, act, [len(f) for f in kept], native
         ctx.save_for_backward(*inputs, *pre, *weights, *[d for f in kept for d in f])
         return h

@@ -23,12 +23,11 @@ from ..distributed import Ranks
 from ..grid import Grid
 from ..metrics import outside_as_nan, region_mask
 from ..nn import sparsity
-from ..nn.features import CoordinateFeatures, FourierFeatures
+from ..nn.features import CoordinateFeatures
 from ..nn.fused_mlp import RowLayout, fusable, fused_forward_rows, stack_rows, unstack_rows
 from ..nn.hard import HardConstraint
 from ..nn.jet import MAX_ORDER, Jet, JetDerivatives
 from ..nn.jet_blocks import JetBlock, JetCarry
-from ..nn.rwf import factorize
 from ..problem import BoundaryCondition, Domain, Problem
 from ..solution import Solution
 from ..task import LOSS, JetBlockTask
@@ -36,7 +35,7 @@ from . import pinn_region
 from .base import PointSolver, SolverMismatch, pointwise_mismatches
 from .pinn_inverse import DATA_TERM, UnknownCoefficients, data_misfit, inverse_mismatches, observation_term, recovered
 from .pinn_marching import edges, window_constraints, window_of
-from .pinn_options import PINN_NETWORKS, PINNOptions, option_mismatches
+from .pinn_options import PINNOptions, build_network, input_features, option_mismatches
 from .pinn_training import (
     AdaptiveWeights,
     CausalWeights,
@@ -65,10 +64,7 @@ class PINNModel(nn.Module):
 
     def __init__(self, problem: Problem, options: PINNOptions):
         super().__init__()
-        self.features = CoordinateFeatures(problem.domain, options.periodic_modes)
-        if options.fourier_features is not None:
-            ff = options.fourier_features
-            self.features = FourierFeatures(self.features, ff.count, ff.sigma, ff.seed)  # type: ignore[assignment]
+        self.features = input_features(problem.domain, options.periodic_modes, options.fourier_features)
         marching = options.time_marching
         windows = marching.windows if marching is not None else 1
         nets = [self._network(problem, options) for _ in range(windows)]
@@ -90,13 +86,10 @@ class PINNModel(nn.Module):
         self.fused = all(fusable(net) for net in nets) and not self.mixed  # the fused rows carry no mixed derivatives
 
     def _network(self, problem: Problem, options: PINNOptions) -> nn.Module:
-        net = PINN_NETWORKS[options.network](self.features.size, len(problem.equation.fields), options.width, options.depth,
-                                             options.activation)
-        if options.sparsity is not None:
+        net = build_network(options.network, self.features.size, len(problem.equation.fields), options.width, options.depth,
+                            options.activation, options.weight_factorization)
+        if options.sparsity is not None:  # never with a factorization (option_mismatches)
             sparsity.sparsify(net, options.sparsity, owner="solver 'pinn'")
-        if options.weight_factorization is not None:
-            rwf = options.weight_factorization
-            factorize(net, rwf.mu, rwf.sigma, rwf.seed)
         return net
 
     def network(self, window: int) -> nn.Module:

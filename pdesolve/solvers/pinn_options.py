@@ -8,11 +8,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from ..nn import sparsity
+from ..nn.features import CoordinateFeatures, FourierFeatures
 from ..nn.gated import ModifiedMLP, PirateNet
 from ..nn.mlp import Activation
+from ..nn.rwf import factorize
 from ..nn.shallow import NETWORKS
 from ..nn.sparsity import SparsityOptions
-from ..problem import Problem
+from ..problem import Domain, Problem
 from ..sampling import Sampler
 from .pinn_marching import MarchingOptions
 from .pinn_training import AdaptiveWeightsOptions, CausalOptions, CurriculumOptions, FourierOptions, RWFOptions
@@ -26,6 +28,23 @@ Network = Literal["mlp", "residual", "parallel", "modified_mlp", "piratenet"]
 NETWORK_HELP = ("mlp: plain; residual: h + act(W h) per hidden layer; parallel: every hidden layer reads the first (Make Deep "
                 "Networks Shallow Again; the same parameters as mlp at the same width and depth); modified_mlp: gated by two input "
                 "encoders (Wang, Teng, Perdikaris 2021); piratenet: residual gated blocks with skip weights from 0 (Wang et al. 2024)")
+
+
+def input_features(domain: Domain, periodic_modes: int, fourier: FourierOptions | None) -> CoordinateFeatures:
+    """The coordinates' embedding a PINN-style network reads (``periodic_modes``, random Fourier features around it)."""
+    features = CoordinateFeatures(domain, periodic_modes)
+    if fourier is None:
+        return features
+    return FourierFeatures(features, fourier.count, fourier.sigma, fourier.seed)  # type: ignore[return-value]
+
+
+def build_network(name: Network, in_dim: int, out_dim: int, width: int, depth: int, activation: Activation,
+                  factorization: RWFOptions | None) -> nn.Module:
+    """One of :data:`PINN_NETWORKS`, its dense layers factorized with ``factorization`` (random weight factorization)."""
+    net = PINN_NETWORKS[name](in_dim, out_dim, width, depth, activation)
+    if factorization is not None:
+        factorize(net, factorization.mu, factorization.sigma, factorization.seed)
+    return net
 
 
 class PointsOptions(BaseModel):

@@ -14,12 +14,10 @@ import torch
 from torch import Tensor, nn
 
 from ... import sampling
-from ...nn.features import CoordinateFeatures, FourierFeatures
 from ...nn.jet import Jet
-from ...nn.rwf import factorize
 from ...problem import Problem
 from ..base import SolverMismatch
-from ..pinn_options import PINN_NETWORKS
+from ..pinn_options import build_network, input_features
 from .options import HCOptions, HCPointsOptions
 
 
@@ -128,16 +126,10 @@ class BasisNet(nn.Module):
 
     def __init__(self, problem: Problem, options: HCOptions):
         super().__init__()
-        self.features_in = CoordinateFeatures(problem.domain, options.periodic_modes)
-        if options.fourier_features is not None:
-            ff = options.fourier_features
-            self.features_in = FourierFeatures(self.features_in, ff.count, ff.sigma, ff.seed)  # type: ignore[assignment]
+        self.features_in = input_features(problem.domain, options.periodic_modes, options.fourier_features)
         self.sensors = 0 if options.family is None else options.family.sensors ** len(problem.domain.space)
-        self.net = PINN_NETWORKS[options.network](self.features_in.size + self.sensors, options.basis, options.width, options.depth,
-                                                  options.activation)
-        if options.weight_factorization is not None:
-            rwf = options.weight_factorization
-            factorize(self.net, rwf.mu, rwf.sigma, rwf.seed)
+        self.net = build_network(options.network, self.features_in.size + self.sensors, options.basis, options.width, options.depth,
+                                 options.activation, options.weight_factorization)
         self.hess = slice(1 if problem.domain.time is not None else 0, len(problem.domain.names))
 
     def forward(self, coords: Tensor, sensors: Tensor | None = None) -> Tensor:
