@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import torch
@@ -33,7 +35,7 @@ from .simulation import VALIDATION, SimulationPlan
 from .study import Study, load_study, study_text
 from .surrogate import Surrogate, make_surrogate
 from .trainer import choose_device
-from .transport import ServerLink
+from .transport import ServerLink, failures_agreed
 
 log = logging.getLogger("online_training")
 
@@ -148,17 +150,37 @@ def _online(args: argparse.Namespace, runner: Callable[[SimulationPlan], Runner]
         roles.comm.Barrier()  # the folder is ready before any rank writes to it
         plan = _plan(study)
         if roles.is_server:
-            return _serve(study, roles, plan, folder, stop)
-        return run_client(study, roles, plan, folder, stop, runner(plan) if runner is not None else None)
+            code = _serve(study, roles, plan, folder, stop)
+        else:
+            code = run_client(study, roles, plan, folder, stop, runner(plan) if runner is not None else None)
     except UserError as err:
         log.error("%s", err)
         world.Abort(2)
+        return 2
     except Exception:
         log.exception("rank %d failed (an internal error: a bug, not a mistake in the study; please report it); aborting the job", rank)
         world.Abort(1)
+        return 1
     finally:
         restore()
-    return 1
+    failed = failures_agreed(roles.comm)
+    if failed:
+        _exit_without_finalize(code, failed, rank)
+    return code
+
+
+def _exit_without_finalize(code: int, failed: int, rank: int) -> NoReturn:
+    """End a surviving rank without ``MPI_Finalize`` once every survivor is done (``failures_agreed``).
+
+    After a process failure under ULFM, Open MPI's finalize can wait forever for the failed process
+    (open-mpi/ompi#11404; about one job in ten here ended that way), although all the work is done.
+    """
+    if rank == 0:
+        log.info("%d process(es) of the job failed: the surviving ranks end without MPI_Finalize", failed)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _serve(study: Study, roles: Roles, plan: SimulationPlan, folder: Path, stop: StopFlag) -> int:

@@ -180,6 +180,32 @@ def _process_failure(err: Any) -> bool:
     return err.Get_error_class() in (MPI.ERR_PROC_FAILED, MPI.ERR_PROC_FAILED_PENDING)
 
 
+def failures_agreed(comm: Any, tries: int = 16) -> int:
+    """How many processes of ``comm`` have failed, agreed on by every survivor (a collective call).
+
+    The agreement is ULFM's fault-tolerant consensus (``MPIX_Comm_agree``): it completes on every surviving
+    rank whatever failed, and it returns only once every survivor has called it, so no survivor is still at
+    work when it returns. It reports a failure that was not yet acknowledged by raising; the failures are then
+    acknowledged and the agreement retried. 0 where the MPI library has no ULFM extension.
+    """
+    from mpi4py import MPI
+
+    for _ in range(tries):
+        try:
+            comm.Agree(1)
+            break
+        except NotImplementedError:
+            return 0
+        except MPI.Exception as err:
+            if not _process_failure(err):
+                raise
+            comm.Ack_failed()
+    group = comm.Get_failed()
+    failed = group.Get_size()
+    group.Free()
+    return failed
+
+
 def _settled(request: Any) -> bool:
     """A send request that completed, or failed because its peer did."""
     from mpi4py import MPI

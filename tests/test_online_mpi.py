@@ -250,7 +250,42 @@ def test_a_client_that_dies_does_not_end_the_job_under_ulfm(tmp_path):
                         cwd=tmp_path, flags=("--with-ft", "ulfm"))
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"].startswith("complete"), (code, out[-3000:])
+    assert code == 0, out[-3000:]
     assert summary["simulations_finished"] == 12 and summary["simulations_failed"] == 0, summary
     failures = rows(run / "metrics" / "failures-server0.csv")
     assert [(r["simulation"], r["requeued"]) for r in failures] == [("3", "True")], failures
     assert "process" in failures[0]["reason"] and "failed" in failures[0]["reason"]
+
+
+AGREE = """
+import os
+import signal
+import sys
+
+from mpi4py import MPI
+
+from online_training.transport import failures_agreed
+
+comm = MPI.COMM_WORLD.Dup()
+if sys.argv[1] == "kill" and comm.Get_rank() == 2:
+    os.kill(os.getpid(), signal.SIGKILL)
+failed = failures_agreed(comm)
+print(f"rank {comm.Get_rank()} agreed on {failed} failed", flush=True)
+if failed:
+    os._exit(0)  # as online_training.entry does: MPI_Finalize may wait forever for the failed process
+"""
+
+
+@pytest.mark.parametrize("case", ["kill", "plain"])
+def test_the_survivors_agree_on_how_many_processes_failed(tmp_path, case):
+    """`failures_agreed` is collective and fault tolerant: under ULFM the two survivors of a job whose third rank was
+    killed both count one failure (and return, although the third never calls it); without failures, zero."""
+    script = tmp_path / "agree.py"
+    script.write_text(AGREE)
+    flags = ("--with-ft", "ulfm") if case == "kill" else ()
+    code, out = mpiexec(3, [str(script), case], 120, cwd=tmp_path, flags=flags)
+    said = sorted(line for line in out.splitlines() if line.startswith("rank "))
+    expected = [0, 1] if case == "kill" else [0, 1, 2]
+    n = 1 if case == "kill" else 0
+    assert said == [f"rank {r} agreed on {n} failed" for r in expected], out
+    assert code == 0, out
