@@ -69,6 +69,9 @@ def test_a_folder_that_holds_a_run_needs_resume_or_overwrite(tmp_path, capsys):
 INTERRUPTED = """
 import signal
 import sys
+# Ctrl-C as in a terminal, whatever this process inherited: a job started in the background (`cmd &` in a script)
+# ignores SIGINT, and the training loop rightly leaves an ignored SIGINT alone
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import torch
 torch.set_num_threads(1)
 from pdesolve.config import load_run_config
