@@ -243,3 +243,25 @@ def test_the_native_library_is_built_atomically_where_asked(tmp_path):
     native_jets._build(source, compiler, [], target)
     assert sorted(p.name for p in target.parent.iterdir()) == ["jet_tanh-test.so"]  # no temporary left behind
     assert hasattr(ctypes.CDLL(str(target)), "jet_tanh_backward")
+
+
+def test_a_failed_build_leaves_the_torch_kernels_and_says_why(tmp_path, monkeypatch, caplog):
+    """A compiler error is logged with its message and the pass keeps its torch kernels (no native library)."""
+    import logging
+    import subprocess
+
+    from pdesolve.nn import native_jets
+
+    def fail(source, compiler, flags, target):
+        raise subprocess.CalledProcessError(1, [compiler], stderr="jet_tanh.c:1: error: broken")
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # no cached build found
+    monkeypatch.setattr(native_jets, "_compiler", lambda: "cc")
+    monkeypatch.setattr(native_jets, "_build", fail)
+    native_jets.library.cache_clear()
+    try:
+        with caplog.at_level(logging.INFO, logger="pdesolve.nn.native_jets"):
+            assert native_jets.library() is None
+        assert "error: broken" in caplog.text and "torch kernels" in caplog.text
+    finally:
+        native_jets.library.cache_clear()

@@ -68,15 +68,19 @@ def library() -> ctypes.CDLL | None:
         if not target.exists():
             _build(source, compiler, flags, target)
         lib = ctypes.CDLL(str(target))
-    except (OSError, subprocess.SubprocessError) as err:
-        detail = getattr(err, "stderr", "") or err
-        log.info("the native jet loops were not built (%s): the fused jet pass uses its torch kernels", detail)
-        return None
+    except subprocess.CalledProcessError as err:
+        return _unbuilt(err.stderr or err)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return _unbuilt(err)
     ints = [ctypes.c_int] * 4 + [ctypes.c_long, ctypes.c_int]
     lib.jet_tanh_forward.argtypes = ints + [ctypes.c_void_p] * 3
     lib.jet_tanh_backward.argtypes = ints + [ctypes.c_void_p] * 4
     lib.jet_tanh_forward.restype = lib.jet_tanh_backward.restype = None
     return lib
+
+
+def _unbuilt(reason: object) -> None:
+    log.info("the native jet loops were not built (%s): the fused jet pass uses its torch kernels", reason)
 
 
 def takes(rows: Tensor, act: str, order: int, widths: list[int]) -> bool:
